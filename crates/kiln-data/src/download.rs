@@ -1,0 +1,297 @@
+//! Downloads into kiln's cache with checksums, and safe archive extraction.
+//!
+//! Nothing is ever left half-written under its final name: downloads and extractions go to a
+//! temporary name first and are renamed once complete and verified.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use md5::{Digest, Md5};
+
+use crate::{DataError, Result};
+
+/// Environment variable that overrides where kiln caches downloaded and extracted datasets.
+pub const CACHE_ENV: &str = "KILN_DATA";
+
+/// The cache directory: `$KILN_DATA`, else the user's cache dir (`~/.cache/kiln` on Linux).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("kiln")
+}
+
+/// A file that can be downloaded: where from, what to call it, and its published MD5.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteFile {
+    /// Download URL.
+    pub url: &'static str,
+    /// File name in the cache.
+    pub file_name: &'static str,
+    /// Published MD5, lowercase hex.
+    pub md5: &'static str,
+}
+
+/// Hex MD5 of a file's contents.
+pub fn md5_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Checks `path` against an expected MD5.
+pub fn verify_md5(path: &Path, expected: &str) -> Result<()> {
+    let actual = md5_file(path)?;
+    if actual != expected {
+        return Err(DataError::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Returns the cached copy of `remote` in `dir`, downloading it first when absent.
+///
+/// A cached file is re-verified; a download is written to `<name>.part`, verified, then renamed.
+pub fn fetch(remote: &RemoteFile, dir: &Path) -> Result<PathBuf> {
+    let dest = dir.join(remote.file_name);
+    if dest.exists() {
+        verify_md5(&dest, remote.md5)?;
+        return Ok(dest);
+    }
+    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let part = dir.join(format!("{}.part", remote.file_name));
+    let download = || -> Result<()> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(20)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .into();
+        let response = agent
+            .get(remote.url)
+            .call()
+            .map_err(|e| DataError::Download {
+                url: remote.url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let total = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("static template"),
+        );
+        bar.set_message(format!("downloading {}", remote.file_name));
+        let mut reader = bar.wrap_read(response.into_body().into_reader());
+        let mut out = File::create(&part).map_err(|e| DataError::io(&part, e))?;
+        io::copy(&mut reader, &mut out).map_err(|e| DataError::Download {
+            url: remote.url.to_string(),
+            reason: e.to_string(),
+        })?;
+        out.sync_all().map_err(|e| DataError::io(&part, e))?;
+        bar.finish_and_clear();
+        verify_md5(&part, remote.md5)
+    };
+    if let Err(e) = download() {
+        let _ = fs::remove_file(&part);
+        return Err(e);
+    }
+    fs::rename(&part, &dest).map_err(|e| DataError::io(&dest, e))?;
+    Ok(dest)
+}
+
+/// The path an archive entry should be written to below `root`, or `None` when the entry is
+/// absolute or climbs out with `..`.
+fn safe_entry_path(root: &Path, entry: &Path) -> Option<PathBuf> {
+    let mut out = root.to_path_buf();
+    for component in entry.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Extracts a `.tar.gz` (or plain `.tar`) archive into `dest`.
+///
+/// Entries that are absolute or contain `..`, and links, are refused before anything is
+/// written. Extraction happens in a sibling temporary directory that is renamed to `dest` at the
+/// end, so an interrupted extraction never looks complete. `dest` must not exist yet.
+pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
+    let open = || -> Result<tar::Archive<Box<dyn Read>>> {
+        let file = File::open(archive).map_err(|e| DataError::io(archive, e))?;
+        let gz = archive.extension().is_some_and(|e| e == "gz" || e == "tgz");
+        let reader: Box<dyn Read> = if gz {
+            Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
+        } else {
+            Box::new(io::BufReader::new(file))
+        };
+        Ok(tar::Archive::new(reader))
+    };
+    let corrupt = |e: io::Error| DataError::format(archive, format!("corrupt archive: {e}"));
+
+    // First pass: validate every entry's path and type.
+    let mut listing = open()?;
+    for entry in listing.entries().map_err(corrupt)? {
+        let entry = entry.map_err(corrupt)?;
+        let path = entry.path().map_err(corrupt)?.into_owned();
+        let kind = entry.header().entry_type();
+        let unsafe_entry = safe_entry_path(Path::new(""), &path).is_none()
+            || kind.is_symlink()
+            || kind.is_hard_link();
+        if unsafe_entry {
+            return Err(DataError::UnsafeArchiveEntry {
+                archive: archive.to_path_buf(),
+                entry: path.display().to_string(),
+            });
+        }
+    }
+
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    let staging = parent.join(format!(
+        ".{}.partial-{}",
+        dest.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("extract"),
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+    let unpack = || -> Result<()> {
+        let mut archive_reader = open()?;
+        for entry in archive_reader.entries().map_err(corrupt)? {
+            let mut entry = entry.map_err(corrupt)?;
+            let path = entry.path().map_err(corrupt)?.into_owned();
+            let target = safe_entry_path(&staging, &path).expect("validated in the first pass");
+            if entry.header().entry_type().is_dir() {
+                fs::create_dir_all(&target).map_err(|e| DataError::io(&target, e))?;
+                continue;
+            }
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            if let Some(dir) = target.parent() {
+                fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+            }
+            let mut out = File::create(&target).map_err(|e| DataError::io(&target, e))?;
+            io::copy(&mut entry, &mut out).map_err(corrupt)?;
+            out.flush().map_err(|e| DataError::io(&target, e))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = unpack() {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    fs::rename(&staging, dest).map_err(|e| DataError::io(dest, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_gz_with(entries: &[(&str, &[u8])], path: &Path) {
+        let file = File::create(path).unwrap();
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        let mut builder = tar::Builder::new(gz);
+        for (name, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            // Write the raw name so that `..` survives (the builder's helpers refuse it).
+            let bytes = name.as_bytes();
+            header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+    }
+
+    #[test]
+    fn extracts_a_normal_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        tar_gz_with(&[("x/one.txt", b"1"), ("x/sub/two.txt", b"22")], &archive);
+        let dest = dir.path().join("out");
+        extract_archive(&archive, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("x/sub/two.txt")).unwrap(), b"22");
+    }
+
+    #[test]
+    fn refuses_path_traversal_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("evil.tar.gz");
+        tar_gz_with(&[("ok.txt", b"fine"), ("../escaped.txt", b"bad")], &archive);
+        let dest = dir.path().join("inner/out");
+        let err = extract_archive(&archive, &dest).unwrap_err();
+        assert!(matches!(err, DataError::UnsafeArchiveEntry { .. }), "{err}");
+        assert!(err.to_string().contains("evil.tar.gz"));
+        assert!(!dest.exists());
+        assert!(!dir.path().join("inner/escaped.txt").exists());
+        assert!(!dir.path().join("escaped.txt").exists());
+    }
+
+    #[test]
+    fn truncated_archive_is_an_error_and_leaves_no_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        let payload = vec![7u8; 100_000];
+        tar_gz_with(&[("big.bin", &payload)], &archive);
+        let bytes = fs::read(&archive).unwrap();
+        fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+        let dest = dir.path().join("out");
+        let err = extract_archive(&archive, &dest).unwrap_err();
+        assert!(err.to_string().contains("a.tar.gz"), "{err}");
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn md5_checks_catch_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"hello").unwrap();
+        verify_md5(&path, "5d41402abc4b2a76b9719d911017c592").unwrap();
+        let err = verify_md5(&path, "00000000000000000000000000000000").unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }));
+    }
+
+    #[test]
+    fn cached_file_is_verified_without_network() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f.bin"), b"hello").unwrap();
+        let remote = RemoteFile {
+            url: "http://127.0.0.1:9/unused",
+            file_name: "f.bin",
+            md5: "5d41402abc4b2a76b9719d911017c592",
+        };
+        assert_eq!(
+            fetch(&remote, dir.path()).unwrap(),
+            dir.path().join("f.bin")
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! Data for kiln: dataset readers (CIFAR-10 binary, IDX, ImageFolder), downloads into a
+//! checksummed cache, seeded stratified splits, normalisation fitted on training data only,
+//! target-aware augmentation, Burn batchers, and sample grids for looking at the data.
+//!
+//! Nothing here picks a Burn backend: batchers build tensors on whatever device they are given.
+
+#![warn(missing_docs)]
+
+pub mod augment;
+mod batch;
+pub mod cifar;
+pub mod download;
+mod error;
+mod grid;
+pub mod idx;
+mod image;
+pub mod image_folder;
+mod normalize;
+mod source;
+pub mod split;
+
+pub use batch::{AugmentedImages, ClassificationBatch, ClassificationBatcher, EpochCounter};
+pub use error::{DataError, Result};
+pub use grid::{GridOptions, save_grid};
+pub use image::{Image, ImageSet};
+pub use image_folder::ImageFolderOptions;
+pub use normalize::{Normalization, NormalizationKind, channel_mean_std};
+pub use source::{NO_DATA_HELP, TrainTest, default_dataset_dir, open_dataset};
+pub use split::Splits;

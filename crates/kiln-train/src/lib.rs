@@ -1,0 +1,19 @@
+//! Training infrastructure for kiln: run directories, metrics logs, progress bars and plots.
+//!
+//! Every kiln command writes a run directory holding its resolved config (`config.toml`), one
+//! JSON object per line of metrics (`metrics.jsonl`), PNG plots and checkpoints. Files are
+//! written atomically (temporary name, then rename), so a killed run never leaves a
+//! half-written file behind.
+
+#![warn(missing_docs)]
+
+mod error;
+mod metrics;
+pub mod plot;
+mod progress;
+mod run_dir;
+
+pub use error::{Result, TrainError};
+pub use metrics::{MetricsLog, read_metrics};
+pub use progress::Progress;
+pub use run_dir::{RunDir, timestamp, write_atomic};

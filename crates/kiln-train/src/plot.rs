@@ -1,0 +1,208 @@
+//! PNG line charts (training curves, accuracy against a hyperparameter, with optional error
+//! bars), drawn with plotters and an embedded DejaVu Sans font so they render anywhere.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::{Result, TrainError};
+
+/// One named curve.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    /// Legend text.
+    pub name: String,
+    /// `(x, y)` points in drawing order.
+    pub points: Vec<(f64, f64)>,
+    /// Optional ± error for each point, drawn as vertical bars.
+    pub errors: Option<Vec<f64>>,
+}
+
+impl Series {
+    /// A curve without error bars.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            points,
+            errors: None,
+        }
+    }
+}
+
+/// A chart of one or more series.
+#[derive(Clone, Debug, Default)]
+pub struct LinePlot {
+    /// Title above the chart.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// The curves.
+    pub series: Vec<Series>,
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded font is valid TrueType; failure would only mean text is not drawn.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+fn draw_error(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Invalid(format!("drawing a plot failed: {e}"))
+}
+
+/// The range covered by `values`, widened by 5 % (and made non-empty).
+fn padded_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return None;
+    }
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else {
+        lo.abs().max(1.0) * 0.05
+    };
+    Some((lo - pad, hi + pad))
+}
+
+impl LinePlot {
+    /// Draws the chart as an 800×500 PNG at `path` (written atomically). Non-finite points
+    /// are skipped; a chart with no finite point is an error.
+    pub fn save_png(&self, path: &Path) -> Result<()> {
+        register_font();
+        let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+        let all = || {
+            self.series
+                .iter()
+                .flat_map(|s| s.points.iter())
+                .filter(finite)
+        };
+        let lows_highs = self.series.iter().flat_map(|s| {
+            s.points.iter().enumerate().flat_map(move |(i, p)| {
+                let e = s
+                    .errors
+                    .as_ref()
+                    .and_then(|e| e.get(i))
+                    .copied()
+                    .unwrap_or(0.0);
+                [p.1 - e, p.1 + e]
+            })
+        });
+        let (Some((x0, x1)), Some((y0, y1))) =
+            (padded_range(all().map(|p| p.0)), padded_range(lows_highs))
+        else {
+            return Err(TrainError::Invalid(format!(
+                "{}: nothing to plot (no finite points)",
+                path.display()
+            )));
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp.png"));
+        {
+            let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_error)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, ("sans-serif", 22))
+                .margin(14)
+                .x_label_area_size(42)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(draw_error)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(draw_error)?;
+            for (i, s) in self.series.iter().enumerate() {
+                let colour = Palette99::pick(i).to_rgba();
+                let points: Vec<(f64, f64)> = s.points.iter().filter(finite).copied().collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+                    .map_err(draw_error)?
+                    .label(&s.name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(draw_error)?;
+                if let Some(errors) = &s.errors {
+                    chart
+                        .draw_series(s.points.iter().zip(errors).filter(|(p, _)| finite(p)).map(
+                            |(&(x, y), &e)| {
+                                ErrorBar::new_vertical(x, y - e, y, y + e, colour.filled(), 8)
+                            },
+                        ))
+                        .map_err(draw_error)?;
+                }
+            }
+            if self.series.iter().any(|s| !s.name.is_empty()) {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 14))
+                    .draw()
+                    .map_err(draw_error)?;
+            }
+            root.present().map_err(draw_error)?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_png_with_curves_and_error_bars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curve.png");
+        let plot = LinePlot {
+            title: "accuracy".into(),
+            x_label: "epoch".into(),
+            y_label: "acc".into(),
+            series: vec![
+                Series::new("train", vec![(1.0, 0.5), (2.0, 0.7), (3.0, f64::NAN)]),
+                Series {
+                    name: "val".into(),
+                    points: vec![(1.0, 0.4), (2.0, 0.6)],
+                    errors: Some(vec![0.05, 0.02]),
+                },
+            ],
+        };
+        plot.save_png(&path).unwrap();
+        let png = image::open(&path).unwrap().to_rgb8();
+        assert_eq!((png.width(), png.height()), (800, 500));
+        // Some pixels are neither white nor black: the coloured curves were drawn.
+        let coloured = png
+            .pixels()
+            .filter(|p| {
+                let [r, g, b] = p.0;
+                r.max(g).max(b) - r.min(g).min(b) > 80
+            })
+            .count();
+        assert!(coloured > 200, "only {coloured} coloured pixels");
+        let empty = LinePlot::default();
+        assert!(empty.save_png(&dir.path().join("e.png")).is_err());
+        assert!(!dir.path().join("e.png").exists());
+    }
+}

@@ -1,0 +1,152 @@
+//! The run directory every kiln command writes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::{MetricsLog, Result, TrainError};
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that readers see either the old file or the complete new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| TrainError::Invalid(format!("{} is not a file path", path.display())))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        TrainError::io(path, e)
+    })
+}
+
+/// UTC time as `YYYYMMDD-HHMMSS`, for default run names.
+pub fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// A run's output directory: `config.toml`, `metrics.jsonl`, plots and `checkpoints/`.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Creates a fresh run directory at `path` and writes the resolved config into it.
+    ///
+    /// Refuses a directory that already holds a run, so results are never silently mixed;
+    /// resuming goes through [`RunDir::open`].
+    pub fn create(path: &Path, resolved_config_toml: &str) -> Result<Self> {
+        if path.join("config.toml").exists() || path.join("metrics.jsonl").exists() {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a run; choose another --out or delete it",
+                path.display()
+            )));
+        }
+        fs::create_dir_all(path).map_err(|e| TrainError::io(path, e))?;
+        let run = Self {
+            root: path.to_path_buf(),
+        };
+        write_atomic(&run.file("config.toml"), resolved_config_toml.as_bytes())?;
+        Ok(run)
+    }
+
+    /// Opens an existing run directory (to resume or to read it).
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.join("config.toml").is_file() {
+            return Err(TrainError::Format {
+                path: path.to_path_buf(),
+                reason: "not a kiln run directory (no config.toml)".into(),
+            });
+        }
+        Ok(Self {
+            root: path.to_path_buf(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file inside the run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The checkpoint directory, created on first use.
+    pub fn checkpoints(&self) -> Result<PathBuf> {
+        let dir = self.root.join("checkpoints");
+        fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        Ok(dir)
+    }
+
+    /// The run's metrics log.
+    pub fn metrics(&self) -> MetricsLog {
+        MetricsLog::new(self.file("metrics.jsonl"))
+    }
+
+    /// Writes `bytes` as `name` inside the run, atomically.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let path = self.file(name);
+        write_atomic(&path, bytes)?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_writes_config_and_refuses_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs/a");
+        let run = RunDir::create(&path, "seed = 1\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(run.file("config.toml")).unwrap(),
+            "seed = 1\n"
+        );
+        let err = RunDir::create(&path, "seed = 2\n").unwrap_err();
+        assert!(err.to_string().contains("already holds a run"));
+        assert!(RunDir::open(&path).is_ok());
+        assert!(RunDir::open(dir.path()).is_err());
+        assert!(run.checkpoints().unwrap().is_dir());
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.bin");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn timestamp_has_the_documented_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15);
+        assert!(t.starts_with("20") && t.as_bytes()[8] == b'-');
+    }
+}

@@ -1,0 +1,124 @@
+//! Mapping the compiled backend features and a `--device` name to a Burn [`Device`].
+//!
+//! | name | feature | device |
+//! |---|---|---|
+//! | `flex` | `flex` (default) | Burn's pure-Rust CPU backend (SIMD, rayon) |
+//! | `ndarray` | `ndarray` | Burn's ndarray CPU backend |
+//! | `wgpu`, `wgpu:N` | `wgpu` | the default GPU, or discrete GPU `N` (Vulkan, Metal, DX12) |
+//! | `auto` | any | `wgpu` when compiled, else `flex`, else `ndarray` |
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+/// The backend names this build can use, best first.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if cfg!(feature = "wgpu") {
+        names.push("wgpu");
+    }
+    if cfg!(feature = "flex") {
+        names.push("flex");
+    }
+    if cfg!(feature = "ndarray") {
+        names.push("ndarray");
+    }
+    names
+}
+
+#[cfg_attr(
+    all(feature = "flex", feature = "ndarray", feature = "wgpu"),
+    allow(dead_code)
+)]
+fn not_compiled(feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "this kiln was built without the `{feature}` backend (built with: {}); rebuild with \
+         `cargo run --release --features {feature} …`",
+        compiled_backends().join(", ")
+    )
+}
+
+/// The device for `name` (see the module table); `None` means `auto`.
+pub fn device(name: Option<&str>) -> Result<Device> {
+    let name = name.unwrap_or("auto").trim().to_ascii_lowercase();
+    let name = if name == "auto" {
+        match compiled_backends().first() {
+            Some(best) => best.to_string(),
+            None => bail!("kiln was built without any backend feature (flex, ndarray or wgpu)"),
+        }
+    } else {
+        name
+    };
+    let (kind, index) = match name.split_once(':') {
+        Some((k, i)) => {
+            let index: usize = i
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--device {name}: `{i}` is not a device index"))?;
+            (k.to_string(), Some(index))
+        }
+        None => (name.clone(), None),
+    };
+    match kind.as_str() {
+        "flex" | "cpu" => flex(),
+        "ndarray" => ndarray(),
+        "wgpu" | "gpu" => wgpu(index),
+        other => bail!(
+            "--device {other}: unknown backend; use one of auto, {}",
+            compiled_backends().join(", ")
+        ),
+    }
+}
+
+fn flex() -> Result<Device> {
+    #[cfg(feature = "flex")]
+    return Ok(Device::flex());
+    #[cfg(not(feature = "flex"))]
+    Err(not_compiled("flex"))
+}
+
+fn ndarray() -> Result<Device> {
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    // Burn marks ndarray deprecated in favour of flex; users still ask for it.
+    return Ok(Device::ndarray());
+    #[cfg(not(feature = "ndarray"))]
+    Err(not_compiled("ndarray"))
+}
+
+fn wgpu(index: Option<usize>) -> Result<Device> {
+    #[cfg(feature = "wgpu")]
+    {
+        use burn::tensor::DeviceKind;
+        let kind = index.map_or(DeviceKind::DefaultDevice, DeviceKind::DiscreteGpu);
+        Ok(Device::wgpu(kind))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = index;
+        Err(not_compiled("wgpu"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_a_compiled_backend() {
+        assert!(!compiled_backends().is_empty());
+        assert!(device(None).is_ok());
+        assert!(device(Some("AUTO")).is_ok());
+    }
+
+    #[test]
+    fn unknown_and_missing_backends_explain_themselves() {
+        let err = device(Some("tpu")).unwrap_err().to_string();
+        assert!(err.contains("unknown backend"), "{err}");
+        for name in ["flex", "ndarray", "wgpu"] {
+            match device(Some(name)) {
+                Ok(_) => assert!(compiled_backends().contains(&name)),
+                Err(e) => assert!(e.to_string().contains(&format!("--features {name}"))),
+            }
+        }
+        assert!(device(Some("wgpu:x")).is_err());
+    }
+}

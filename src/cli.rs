@@ -1,0 +1,121 @@
+//! What every kiln binary shares: the common flags, TOML configs with flag overrides, data
+//! discovery, and run-directory creation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use kiln_train::RunDir;
+
+/// Environment variable naming the shared data directory (`../shared` in CI).
+pub const SHARED_ENV: &str = "KILN_SHARED";
+
+/// Flags common to every kiln binary.
+#[derive(Args, Clone, Debug, Default)]
+pub struct CommonArgs {
+    /// TOML config file (see `configs/`); flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Dataset: a CIFAR-10 binary directory, an ImageFolder root, an IDX directory, or a
+    /// .tar.gz of one. Default: CIFAR-10 from the cache (downloaded on first use).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Compute device: auto, flex, ndarray, wgpu or wgpu:N (only compiled backends work).
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// Random seed for splits, initialisation and augmentation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run directory to create (default: runs/<command>-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Reads a TOML config, or the type's defaults when no file is given. Unknown keys are
+/// reported (configs derive `deny_unknown_fields`) together with the file name.
+pub fn load_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+}
+
+/// The resolved config as TOML, as written into the run directory.
+pub fn to_toml(config: &impl Serialize) -> Result<String> {
+    toml::to_string_pretty(config).context("cannot serialise the resolved config")
+}
+
+/// Creates the run directory: `--out` when given, else `runs/<command>-<UTC time>`.
+pub fn create_run(out: Option<&Path>, command: &str, config: &impl Serialize) -> Result<RunDir> {
+    let path = out.map(Path::to_path_buf).unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("{command}-{}", kiln_train::timestamp()))
+    });
+    Ok(RunDir::create(&path, &to_toml(config)?)?)
+}
+
+/// The dataset path to use: `--data`, else the config's `data`, else the default dataset
+/// (CIFAR-10 from the cache, downloaded on first use; Debian's Fashion-MNIST offline).
+pub fn resolve_data(flag: Option<&Path>, config: Option<&Path>) -> Result<PathBuf> {
+    match flag.or(config) {
+        Some(path) => Ok(path.to_path_buf()),
+        None => Ok(kiln_data::default_dataset_dir()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Example {
+        seed: u64,
+        name: String,
+    }
+
+    #[test]
+    fn configs_load_and_report_errors_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "seed = 3\n").unwrap();
+        let loaded: Example = load_config(Some(&good)).unwrap();
+        assert_eq!(
+            loaded,
+            Example {
+                seed: 3,
+                name: String::new()
+            }
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "sede = 3\n").unwrap();
+        let err = format!("{:#}", load_config::<Example>(Some(&bad)).unwrap_err());
+        assert!(err.contains("bad.toml") && err.contains("sede"), "{err}");
+        let missing = dir.path().join("missing.toml");
+        let err = format!("{:#}", load_config::<Example>(Some(&missing)).unwrap_err());
+        assert!(err.contains("missing.toml"));
+        assert_eq!(load_config::<Example>(None).unwrap(), Example::default());
+    }
+
+    #[test]
+    fn run_directories_hold_the_resolved_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let run = create_run(
+            Some(&out),
+            "test",
+            &Example {
+                seed: 9,
+                name: "x".into(),
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(run.file("config.toml")).unwrap();
+        assert!(text.contains("seed = 9"));
+    }
+}

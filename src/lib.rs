@@ -1,0 +1,10 @@
+//! kiln's command-line layer: backend selection from cargo features and `--device`, config
+//! files with flag overrides, and run-directory setup shared by every `kiln-*` binary.
+//!
+//! The library crates (`kiln-data`, `kiln-train`, …) never choose a backend; the binaries do,
+//! through [`backend::device`].
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod cli;
