@@ -1,0 +1,460 @@
+//! k-nearest neighbours on raw pixels, with the training set kept in memory and queries
+//! processed in chunks under a memory budget.
+//!
+//! L2 distances come from one matmul per query chunk on the device
+//! (‖a‖² + ‖b‖² − 2abᵀ). L1 distances never materialise a queries × train × dims tensor: on
+//! CPUs a cache-blocked native kernel sums absolute byte differences (which compilers turn into
+//! SIMD sum-of-absolute-differences instructions); on other devices chunked tensor operations
+//! stay under the budget.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{ClassicError, Result};
+
+/// Distance between two images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Sum of absolute differences (Manhattan).
+    L1,
+    /// Euclidean distance (ranked by its square).
+    L2,
+}
+
+impl FromStr for Metric {
+    type Err = ClassicError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "l1" => Ok(Self::L1),
+            "l2" => Ok(Self::L2),
+            other => Err(ClassicError::invalid("metric", format!("`{other}` is not l1 or l2"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::L1 => "L1",
+            Self::L2 => "L2",
+        })
+    }
+}
+
+/// How L1 distances are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L1Kernel {
+    /// Native multithreaded loop over bytes (CPU backends).
+    Native,
+    /// Chunked tensor operations on the device (GPU backends).
+    Tensor,
+}
+
+/// Settings of a prediction.
+#[derive(Clone, Copy, Debug)]
+pub struct KnnOptions {
+    /// Largest distance block held at once, in bytes.
+    pub memory_budget: usize,
+    /// L1 implementation.
+    pub l1_kernel: L1Kernel,
+}
+
+impl Default for KnnOptions {
+    fn default() -> Self {
+        Self {
+            memory_budget: 1 << 30,
+            l1_kernel: L1Kernel::Native,
+        }
+    }
+}
+
+/// Majority vote among neighbour labels; ties go to the smallest label, as in CS231n.
+pub fn vote(labels: impl IntoIterator<Item = usize>, num_classes: usize) -> usize {
+    let mut counts = vec![0usize; num_classes];
+    for l in labels {
+        counts[l] += 1;
+    }
+    // `max_by_key` keeps the last maximum; reverse so that the smallest label wins ties.
+    counts
+        .iter()
+        .enumerate()
+        .rev()
+        .max_by_key(|(_, c)| **c)
+        .map_or(0, |(l, _)| l)
+}
+
+/// The `k` smallest entries of `distances` as indices, nearest first (ties by index).
+fn k_smallest(distances: &[f32], k: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..distances.len() as u32).collect();
+    let key = |&i: &u32| (distances[i as usize], i);
+    let cmp = |a: &u32, b: &u32| key(a).partial_cmp(&key(b)).expect("finite distances");
+    if k < order.len() {
+        order.select_nth_unstable_by(k, cmp);
+        order.truncate(k);
+    }
+    order.sort_unstable_by(cmp);
+    order
+}
+
+/// Sum of absolute differences of two byte rows.
+#[inline]
+fn sad(a: &[u8], b: &[u8]) -> u32 {
+    // Accumulating in u16 lanes over 64-byte blocks lets the compiler use SAD instructions.
+    let mut total = 0u32;
+    let mut chunks_a = a.chunks_exact(64);
+    let mut chunks_b = b.chunks_exact(64);
+    for (ca, cb) in (&mut chunks_a).zip(&mut chunks_b) {
+        let mut acc = 0u16;
+        for (x, y) in ca.iter().zip(cb) {
+            acc += x.abs_diff(*y) as u16;
+        }
+        total += acc as u32;
+    }
+    for (x, y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
+        total += x.abs_diff(*y) as u32;
+    }
+    total
+}
+
+/// A kNN classifier holding its training images as bytes on the host and, once an operation
+/// needs them, as `f32` on the device.
+pub struct KnnClassifier {
+    pixels: Vec<u8>,
+    labels: Vec<usize>,
+    num_classes: usize,
+    dims: usize,
+    device: Device,
+    on_device: OnceLock<(Tensor<2>, Tensor<2>)>,
+}
+
+impl std::fmt::Debug for KnnClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KnnClassifier({} × {} on {:?})",
+            self.labels.len(),
+            self.dims,
+            self.device
+        )
+    }
+}
+
+impl KnnClassifier {
+    /// "Trains" (stores) `labels.len()` rows of `dims` bytes each.
+    pub fn fit(
+        pixels: Vec<u8>,
+        dims: usize,
+        labels: Vec<usize>,
+        num_classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if labels.is_empty() {
+            return Err(ClassicError::invalid("training set", "it is empty"));
+        }
+        if dims == 0 || pixels.len() != dims * labels.len() {
+            return Err(ClassicError::Shape(format!(
+                "{} bytes are not {} rows of {dims}",
+                pixels.len(),
+                labels.len()
+            )));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l >= num_classes) {
+            return Err(ClassicError::invalid(
+                "labels",
+                format!("label {bad} but {num_classes} classes"),
+            ));
+        }
+        Ok(Self {
+            pixels,
+            labels,
+            num_classes,
+            dims,
+            device: device.clone(),
+            on_device: OnceLock::new(),
+        })
+    }
+
+    /// Number of stored training rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether no row is stored (never true for a fitted classifier).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Bytes held for the training set: host bytes plus the device copy when made.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let device = if self.on_device.get().is_some() {
+            self.pixels.len() * 4 + self.len() * 4
+        } else {
+            0
+        };
+        (self.pixels.len(), device)
+    }
+
+    /// The training set on the device, `[N, D]`, and its squared row norms `[1, N]`.
+    fn device_train(&self) -> &(Tensor<2>, Tensor<2>) {
+        self.on_device.get_or_init(|| {
+            let values: Vec<f32> = self.pixels.iter().map(|&v| v as f32).collect();
+            let train =
+                Tensor::<2>::from_data(TensorData::new(values, [self.len(), self.dims]), &self.device);
+            let sq = train.clone().powi_scalar(2).sum_dim(1).transpose();
+            (train, sq)
+        })
+    }
+
+    /// Uploads the training set to the device now (to measure or report its cost).
+    pub fn upload(&self) {
+        let _ = self.device_train();
+    }
+
+    fn check_queries(&self, queries: &[u8], k: usize) -> Result<usize> {
+        if queries.len() % self.dims != 0 {
+            return Err(ClassicError::Shape(format!(
+                "queries of {} bytes are not rows of {} (the training images' size)",
+                queries.len(),
+                self.dims
+            )));
+        }
+        if k == 0 || k > self.len() {
+            return Err(ClassicError::invalid(
+                "k",
+                format!("k = {k} must be between 1 and the {} training images", self.len()),
+            ));
+        }
+        Ok(queries.len() / self.dims)
+    }
+
+    fn read(tensor: Tensor<2>) -> Result<Vec<f32>> {
+        tensor
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .map_err(|e| ClassicError::Read(format!("{e:?}")))
+    }
+
+    /// Distances from a chunk of queries to every training row, `[rows × N]`, row-major.
+    fn distance_chunk(&self, queries: &[u8], metric: Metric, options: &KnnOptions) -> Result<Vec<f32>> {
+        let rows = queries.len() / self.dims;
+        let n = self.len();
+        match (metric, options.l1_kernel) {
+            (Metric::L1, L1Kernel::Native) => {
+                let mut out = vec![0f32; rows * n];
+                // Blocks of 8 queries against blocks of training rows keep both in cache.
+                out.par_chunks_mut(8 * n)
+                    .zip(queries.par_chunks(8 * self.dims))
+                    .for_each(|(dist, qs)| {
+                        for (t_block_start, t_block) in
+                            self.pixels.chunks(256 * self.dims).enumerate()
+                        {
+                            for (ti, t) in t_block.chunks_exact(self.dims).enumerate() {
+                                let col = t_block_start * 256 + ti;
+                                for (qi, q) in qs.chunks_exact(self.dims).enumerate() {
+                                    dist[qi * n + col] = sad(q, t) as f32;
+                                }
+                            }
+                        }
+                    });
+                Ok(out)
+            }
+            (Metric::L1, L1Kernel::Tensor) => {
+                let (train, _) = self.device_train();
+                let q = self.query_tensor(queries);
+                // Keep [rows, block, D] under the budget.
+                let per_train_row = rows * self.dims * 4;
+                let block = (options.memory_budget / per_train_row.max(1)).clamp(1, n);
+                let mut parts = Vec::new();
+                for start in (0..n).step_by(block) {
+                    let end = (start + block).min(n);
+                    let t = train.clone().slice([start..end]).unsqueeze_dim::<3>(0);
+                    let d = (q.clone().unsqueeze_dim::<3>(1) - t)
+                        .abs()
+                        .sum_dim(2)
+                        .squeeze_dim::<2>(2);
+                    parts.push(d);
+                }
+                Self::read(Tensor::cat(parts, 1))
+            }
+            (Metric::L2, _) => {
+                let (train, train_sq) = self.device_train();
+                let q = self.query_tensor(queries);
+                let q_sq = q.clone().powi_scalar(2).sum_dim(1);
+                let cross = q.matmul(train.clone().transpose());
+                Self::read(cross.mul_scalar(-2.0) + q_sq + train_sq.clone())
+            }
+        }
+    }
+
+    fn query_tensor(&self, queries: &[u8]) -> Tensor<2> {
+        let rows = queries.len() / self.dims;
+        let values: Vec<f32> = queries.iter().map(|&v| v as f32).collect();
+        Tensor::from_data(TensorData::new(values, [rows, self.dims]), &self.device)
+    }
+
+    /// Rows of queries per chunk so that a chunk's distances fit the budget.
+    pub fn chunk_rows(&self, options: &KnnOptions) -> usize {
+        (options.memory_budget / (self.len() * 4 * 2)).max(1)
+    }
+
+    /// The `k` nearest training rows of every query, nearest first; `progress` is called with
+    /// the number of queries finished after each chunk.
+    pub fn neighbours(
+        &self,
+        queries: &[u8],
+        k: usize,
+        metric: Metric,
+        options: &KnnOptions,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<u32>>> {
+        let rows = self.check_queries(queries, k)?;
+        let chunk = self.chunk_rows(options);
+        let mut out = Vec::with_capacity(rows);
+        for q in queries.chunks(chunk * self.dims) {
+            let distances = self.distance_chunk(q, metric, options)?;
+            let n = self.len();
+            let mut nearest: Vec<Vec<u32>> = distances
+                .par_chunks(n)
+                .map(|row| k_smallest(row, k))
+                .collect();
+            progress(nearest.len());
+            out.append(&mut nearest);
+        }
+        Ok(out)
+    }
+
+    /// Class predicted from the first `k` entries of each neighbour list.
+    pub fn vote_k(&self, neighbours: &[Vec<u32>], k: usize) -> Vec<usize> {
+        neighbours
+            .iter()
+            .map(|nb| {
+                vote(
+                    nb.iter().take(k).map(|&i| self.labels[i as usize]),
+                    self.num_classes,
+                )
+            })
+            .collect()
+    }
+
+    /// Predicted classes of `queries` with `k` neighbours.
+    pub fn predict(
+        &self,
+        queries: &[u8],
+        k: usize,
+        metric: Metric,
+        options: &KnnOptions,
+    ) -> Result<Vec<usize>> {
+        let nb = self.neighbours(queries, k, metric, options, |_| {})?;
+        Ok(self.vote_k(&nb, k))
+    }
+}
+
+/// Fraction of `predicted` equal to `truth`.
+pub fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
+    let hits = predicted.iter().zip(truth).filter(|(p, t)| p == t).count();
+    hits as f64 / truth.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random()).collect()
+    }
+
+    /// The two-loop reference: every distance computed directly in f64.
+    fn naive(train: &[u8], queries: &[u8], d: usize, metric: Metric) -> Vec<Vec<f64>> {
+        queries
+            .chunks(d)
+            .map(|q| {
+                train
+                    .chunks(d)
+                    .map(|t| {
+                        q.iter()
+                            .zip(t)
+                            .map(|(&a, &b)| {
+                                let diff = a as f64 - b as f64;
+                                if metric == Metric::L1 { diff.abs() } else { diff * diff }
+                            })
+                            .sum()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kernel_matches_the_two_loop_reference() {
+        let device = Device::flex();
+        let d = 70; // not a multiple of 64, to exercise the remainder
+        let train = random_bytes(37 * d, 1);
+        let queries = random_bytes(11 * d, 2);
+        let labels: Vec<usize> = (0..37).map(|i| i % 3).collect();
+        let knn = KnnClassifier::fit(train.clone(), d, labels, 3, &device).unwrap();
+        for (metric, kernel) in [
+            (Metric::L1, L1Kernel::Native),
+            (Metric::L1, L1Kernel::Tensor),
+            (Metric::L2, L1Kernel::Native),
+        ] {
+            let reference = naive(&train, &queries, d, metric);
+            // A tiny budget forces several chunks and blocks.
+            let options = KnnOptions { memory_budget: 2_000, l1_kernel: kernel };
+            let got = knn.distance_chunk(&queries, metric, &options).unwrap();
+            for (qi, row) in reference.iter().enumerate() {
+                for (ti, &r) in row.iter().enumerate() {
+                    let g = got[qi * 37 + ti] as f64;
+                    assert!((g - r).abs() <= 1e-4 * r.max(1.0), "{metric} {kernel:?}: {g} vs {r}");
+                }
+            }
+            let nb = knn.neighbours(&queries, 5, metric, &options, |_| {}).unwrap();
+            for (qi, list) in nb.iter().enumerate() {
+                let mut order: Vec<usize> = (0..37).collect();
+                order.sort_by(|&a, &b| reference[qi][a].partial_cmp(&reference[qi][b]).unwrap().then(a.cmp(&b)));
+                let expect: Vec<u32> = order[..5].iter().map(|&i| i as u32).collect();
+                assert_eq!(list, &expect, "{metric} query {qi}");
+            }
+        }
+    }
+
+    #[test]
+    fn votes_break_ties_toward_the_smallest_label() {
+        assert_eq!(vote([2, 1, 2, 1], 3), 1);
+        assert_eq!(vote([0, 2, 2], 3), 2);
+        assert_eq!(vote([2], 3), 2);
+    }
+
+    #[test]
+    fn one_nearest_neighbour_recovers_training_labels() {
+        let device = Device::flex();
+        let train = random_bytes(20 * 16, 3);
+        let labels: Vec<usize> = (0..20).map(|i| i % 4).collect();
+        let knn = KnnClassifier::fit(train.clone(), 16, labels.clone(), 4, &device).unwrap();
+        for metric in [Metric::L1, Metric::L2] {
+            let p = knn.predict(&train, 1, metric, &KnnOptions::default()).unwrap();
+            assert_eq!(accuracy(&p, &labels), 1.0);
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let device = Device::flex();
+        assert!(KnnClassifier::fit(vec![], 4, vec![], 2, &device).is_err());
+        assert!(KnnClassifier::fit(vec![0; 7], 4, vec![0, 1], 2, &device).is_err());
+        assert!(KnnClassifier::fit(vec![0; 8], 4, vec![0, 5], 2, &device).is_err());
+        let knn = KnnClassifier::fit(vec![0; 8], 4, vec![0, 1], 2, &device).unwrap();
+        let err = knn.predict(&[0; 4], 3, Metric::L2, &KnnOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("k = 3"), "{err}");
+        let err = knn.predict(&[0; 5], 1, Metric::L2, &KnnOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("rows of 4"), "{err}");
+        assert!("l3".parse::<Metric>().is_err());
+    }
+}
