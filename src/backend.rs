@@ -37,6 +37,18 @@ fn not_compiled(feature: &str) -> anyhow::Error {
     )
 }
 
+/// Whether `name` (`None` = `auto`) resolves to a CPU backend, where native loops beat
+/// device tensor code for work such as L1 distances.
+pub fn is_cpu(name: Option<&str>) -> bool {
+    let name = name.unwrap_or("auto").trim().to_ascii_lowercase();
+    let kind = name.split(':').next().unwrap_or_default().to_string();
+    match kind.as_str() {
+        "auto" => compiled_backends().first() != Some(&"wgpu"),
+        "wgpu" | "gpu" => false,
+        _ => true,
+    }
+}
+
 /// The device for `name` (see the module table); `None` means `auto`.
 pub fn device(name: Option<&str>) -> Result<Device> {
     let name = name.unwrap_or("auto").trim().to_ascii_lowercase();

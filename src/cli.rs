@@ -67,6 +67,44 @@ pub fn resolve_data(flag: Option<&Path>, config: Option<&Path>) -> Result<PathBu
     }
 }
 
+/// Finds (`--data`, config, default) and opens the dataset, saying what it loads and how long
+/// it took.
+pub fn open_data(
+    flag: Option<&Path>,
+    config: Option<&Path>,
+    resize: Option<[usize; 2]>,
+) -> Result<(PathBuf, kiln_data::TrainTest)> {
+    let path = resolve_data(flag, config)?;
+    let options = kiln_data::ImageFolderOptions {
+        resize: resize.map(|[w, h]| (w, h)),
+        ..Default::default()
+    };
+    eprintln!("loading {} …", path.display());
+    let started = std::time::Instant::now();
+    let data = kiln_data::open_dataset(&path, &options)?;
+    eprintln!(
+        "loaded {}: {} training and {} test images of {}x{}x{} in {:.1} s",
+        data.name,
+        data.train.len(),
+        data.test.as_ref().map_or(0, |t| t.len()),
+        data.train.width,
+        data.train.height,
+        data.train.channels,
+        started.elapsed().as_secs_f64()
+    );
+    Ok((path, data))
+}
+
+/// The published test split, or an error saying the dataset has none.
+pub fn require_test(data: &kiln_data::TrainTest, path: &Path) -> Result<kiln_data::ImageSet> {
+    data.test.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no test split; give a dataset with one (ImageFolder: add test/<class>/…)",
+            path.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

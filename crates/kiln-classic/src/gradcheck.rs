@@ -12,8 +12,8 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::{ClassicError, Result};
@@ -92,7 +92,9 @@ fn compare(
         let at = eval(i, x[i])?;
         let forward = (eval(i, x[i] + h)? - at) / h;
         let backward = (at - eval(i, x[i] - h)?) / h;
-        if (forward - backward).abs() > options.kink_tolerance * (forward.abs() + backward.abs()).max(1.0) {
+        if (forward - backward).abs()
+            > options.kink_tolerance * (forward.abs() + backward.abs()).max(1.0)
+        {
             report.kinks += 1;
             continue;
         }
@@ -140,12 +142,21 @@ pub fn check_function<const D: usize>(
     let (order, wanted) = coordinates(xs.len(), options, 0);
     let mut report = GradCheckReport::default();
     let mut point = xs.clone();
-    compare("x", &xs, &grad, &order, wanted, options, &mut report, |i, v| {
-        point[i] = v;
-        let out = f(make::<D>(point.clone(), shape.clone(), &device));
-        point[i] = xs[i];
-        Ok(out)
-    })?;
+    compare(
+        "x",
+        &xs,
+        &grad,
+        &order,
+        wanted,
+        options,
+        &mut report,
+        |i, v| {
+            point[i] = v;
+            let out = f(make::<D>(point.clone(), shape.clone(), &device));
+            point[i] = xs[i];
+            Ok(out)
+        },
+    )?;
     Ok(report)
 }
 
@@ -176,7 +187,9 @@ impl ModuleVisitor for Collect<'_> {
             Ok((v, g))
         });
         match read {
-            Ok((v, g)) => self.found.push((param.id, self.path.join("."), shape, v, g)),
+            Ok((v, g)) => self
+                .found
+                .push((param.id, self.path.join("."), shape, v, g)),
             Err(e) => self.error = Some(e),
         }
     }
@@ -237,16 +250,25 @@ pub fn check_module<M: Module + Clone>(
     for (k, (id, name, shape, values, grad)) in collect.found.iter().enumerate() {
         let (order, wanted) = coordinates(values.len(), options, k as u64 + 1);
         let mut point = values.clone();
-        compare(name, values, grad, &order, wanted, options, &mut report, |i, v| {
-            point[i] = v;
-            let perturbed = module.clone().map(&mut Replace {
-                id: *id,
-                values: point.clone(),
-                shape: shape.clone(),
-            });
-            point[i] = values[i];
-            Ok(loss(&perturbed).into_scalar::<f64>())
-        })?;
+        compare(
+            name,
+            values,
+            grad,
+            &order,
+            wanted,
+            options,
+            &mut report,
+            |i, v| {
+                point[i] = v;
+                let perturbed = module.clone().map(&mut Replace {
+                    id: *id,
+                    values: point.clone(),
+                    shape: shape.clone(),
+                });
+                point[i] = values[i];
+                Ok(loss(&perturbed).into_scalar::<f64>())
+            },
+        )?;
     }
     Ok(report)
 }
@@ -254,7 +276,7 @@ pub fn check_module<M: Module + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linear::{loss, loss_and_grad, with_bias_column, LossKind};
+    use crate::linear::{LossKind, loss, loss_and_grad, with_bias_column};
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::Int;
     use rand::Rng;
@@ -265,7 +287,9 @@ mod tests {
 
     fn random(shape: [usize; 2], seed: u64, device: &Device) -> Tensor<2> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let v: Vec<f64> = (0..shape[0] * shape[1]).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let v: Vec<f64> = (0..shape[0] * shape[1])
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         make::<2>(v, shape.to_vec(), device)
     }
 
@@ -286,7 +310,11 @@ mod tests {
             let full = check_function(f, &w, &g, &GradCheckOptions::default()).unwrap();
             assert!(full.max_relative_error <= 1e-7, "{kind:?}: {full:?}");
             assert!(full.checked + full.kinks == 50);
-            let sampled = GradCheckOptions { samples: Some(10), seed: 3, ..Default::default() };
+            let sampled = GradCheckOptions {
+                samples: Some(10),
+                seed: 3,
+                ..Default::default()
+            };
             let r = check_function(f, &w, &g, &sampled).unwrap();
             assert_eq!(r.checked, 10);
             assert!(r.max_relative_error <= 1e-7, "{kind:?}: {r:?}");
@@ -324,7 +352,12 @@ mod tests {
         let layer: Linear = LinearConfig::new(4, 3).init(&d);
         let layer = layer.map(&mut CastFloat(DType::F64));
         let x = random([5, 4], 7, &device()).autodiff();
-        let r = check_module(&layer, |m| m.forward(x.clone()).powi_scalar(2).sum(), &GradCheckOptions::default()).unwrap();
+        let r = check_module(
+            &layer,
+            |m| m.forward(x.clone()).powi_scalar(2).sum(),
+            &GradCheckOptions::default(),
+        )
+        .unwrap();
         assert_eq!(r.checked, 4 * 3 + 3);
         assert!(r.max_relative_error < 1e-7, "{r:?}");
     }

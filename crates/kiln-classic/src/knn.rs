@@ -32,7 +32,10 @@ impl FromStr for Metric {
         match s.to_ascii_lowercase().as_str() {
             "l1" => Ok(Self::L1),
             "l2" => Ok(Self::L2),
-            other => Err(ClassicError::invalid("metric", format!("`{other}` is not l1 or l2"))),
+            other => Err(ClassicError::invalid(
+                "metric",
+                format!("`{other}` is not l1 or l2"),
+            )),
         }
     }
 }
@@ -89,17 +92,25 @@ pub fn vote(labels: impl IntoIterator<Item = usize>, num_classes: usize) -> usiz
 }
 
 /// The `k` smallest entries of `distances` as indices, nearest first (ties by index).
-fn k_smallest(distances: &[f32], k: usize) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..distances.len() as u32).collect();
-    let key = |&i: &u32| (distances[i as usize], i);
-    let cmp = |a: &u32, b: &u32| key(a).partial_cmp(&key(b)).expect("finite distances");
-    if k < order.len() {
-        order.select_nth_unstable_by(k, cmp);
-        order.truncate(k);
+///
+/// One pass keeping a sorted list of the best `k`; most entries fail the comparison with the
+/// current k-th best, so this is far cheaper than sorting a row.
+fn k_smallest(distances: impl Iterator<Item = f32>, k: usize) -> Vec<u32> {
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (i, d) in distances.enumerate() {
+        if best.len() == k && d >= best[k - 1].0 {
+            continue;
+        }
+        // Insert after every entry with a distance <= d, so equal distances keep index order.
+        let at = best.partition_point(|&(b, _)| b <= d);
+        best.insert(at, (d, i as u32));
+        best.truncate(k);
     }
-    order.sort_unstable_by(cmp);
-    order
+    best.into_iter().map(|(_, i)| i).collect()
 }
+
+/// Queries processed together by the native L1 kernel (32 CIFAR images are 96 KiB).
+const QUERY_BLOCK: usize = 32;
 
 /// Sum of absolute differences of two byte rows.
 #[inline]
@@ -129,7 +140,17 @@ pub struct KnnClassifier {
     num_classes: usize,
     dims: usize,
     device: Device,
-    on_device: OnceLock<(Tensor<2>, Tensor<2>)>,
+    on_device: OnceLock<DeviceTrain>,
+}
+
+/// The training set as the device needs it.
+struct DeviceTrain {
+    /// `[N, D]` rows, for L1 on the device.
+    rows: Tensor<2>,
+    /// `[D, N]`, contiguous, so each chunk's matmul reads it without a transposed copy.
+    columns: Tensor<2>,
+    /// ‖t‖² per training row, on the host.
+    sq_norms: Vec<f32>,
 }
 
 impl std::fmt::Debug for KnnClassifier {
@@ -189,24 +210,38 @@ impl KnnClassifier {
         self.labels.is_empty()
     }
 
-    /// Bytes held for the training set: host bytes plus the device copy when made.
+    /// Bytes held for the training set: `(host bytes, device bytes)`; the device holds the
+    /// set twice as `f32` (rows for L1, columns for the L2 matmul) once an operation needed it.
     pub fn memory_bytes(&self) -> (usize, usize) {
         let device = if self.on_device.get().is_some() {
-            self.pixels.len() * 4 + self.len() * 4
+            2 * self.pixels.len() * 4
         } else {
             0
         };
         (self.pixels.len(), device)
     }
 
-    /// The training set on the device, `[N, D]`, and its squared row norms `[1, N]`.
-    fn device_train(&self) -> &(Tensor<2>, Tensor<2>) {
+    /// The training set on the device (made on first use).
+    fn device_train(&self) -> &DeviceTrain {
         self.on_device.get_or_init(|| {
+            let (n, d) = (self.len(), self.dims);
             let values: Vec<f32> = self.pixels.iter().map(|&v| v as f32).collect();
-            let train =
-                Tensor::<2>::from_data(TensorData::new(values, [self.len(), self.dims]), &self.device);
-            let sq = train.clone().powi_scalar(2).sum_dim(1).transpose();
-            (train, sq)
+            let mut transposed = vec![0f32; n * d];
+            for (i, row) in self.pixels.chunks_exact(d).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    transposed[j * n + i] = v as f32;
+                }
+            }
+            let sq_norms = self
+                .pixels
+                .chunks_exact(d)
+                .map(|r| r.iter().map(|&v| (v as f32) * (v as f32)).sum())
+                .collect();
+            DeviceTrain {
+                rows: Tensor::from_data(TensorData::new(values, [n, d]), &self.device),
+                columns: Tensor::from_data(TensorData::new(transposed, [d, n]), &self.device),
+                sq_norms,
+            }
         })
     }
 
@@ -226,7 +261,10 @@ impl KnnClassifier {
         if k == 0 || k > self.len() {
             return Err(ClassicError::invalid(
                 "k",
-                format!("k = {k} must be between 1 and the {} training images", self.len()),
+                format!(
+                    "k = {k} must be between 1 and the {} training images",
+                    self.len()
+                ),
             ));
         }
         Ok(queries.len() / self.dims)
@@ -235,20 +273,28 @@ impl KnnClassifier {
     fn read(tensor: Tensor<2>) -> Result<Vec<f32>> {
         tensor
             .into_data()
-            .try_to_vec_as::<f32>()
+            .try_into_vec::<f32>()
             .map_err(|e| ClassicError::Read(format!("{e:?}")))
     }
 
-    /// Distances from a chunk of queries to every training row, `[rows × N]`, row-major.
-    fn distance_chunk(&self, queries: &[u8], metric: Metric, options: &KnnOptions) -> Result<Vec<f32>> {
+    /// Distances from a chunk of queries to every training row, `[rows × N]`, row-major. For
+    /// L2 these are ranking keys `‖t‖² − 2 q·t`: the squared distance minus the query's own
+    /// norm, which is constant along a row (see [`KnnClassifier::squared_l2`]).
+    fn distance_chunk(
+        &self,
+        queries: &[u8],
+        metric: Metric,
+        options: &KnnOptions,
+    ) -> Result<Vec<f32>> {
         let rows = queries.len() / self.dims;
         let n = self.len();
         match (metric, options.l1_kernel) {
             (Metric::L1, L1Kernel::Native) => {
                 let mut out = vec![0f32; rows * n];
-                // Blocks of 8 queries against blocks of training rows keep both in cache.
-                out.par_chunks_mut(8 * n)
-                    .zip(queries.par_chunks(8 * self.dims))
+                // A block of queries stays in cache while every training row streams past it
+                // once, so the training set is read from memory once per block.
+                out.par_chunks_mut(QUERY_BLOCK * n)
+                    .zip(queries.par_chunks(QUERY_BLOCK * self.dims))
                     .for_each(|(dist, qs)| {
                         for (t_block_start, t_block) in
                             self.pixels.chunks(256 * self.dims).enumerate()
@@ -264,7 +310,7 @@ impl KnnClassifier {
                 Ok(out)
             }
             (Metric::L1, L1Kernel::Tensor) => {
-                let (train, _) = self.device_train();
+                let train = &self.device_train().rows;
                 let q = self.query_tensor(queries);
                 // Keep [rows, block, D] under the budget.
                 let per_train_row = rows * self.dims * 4;
@@ -282,13 +328,22 @@ impl KnnClassifier {
                 Self::read(Tensor::cat(parts, 1))
             }
             (Metric::L2, _) => {
-                let (train, train_sq) = self.device_train();
+                let train = self.device_train();
                 let q = self.query_tensor(queries);
-                let q_sq = q.clone().powi_scalar(2).sum_dim(1);
-                let cross = q.matmul(train.clone().transpose());
-                Self::read(cross.mul_scalar(-2.0) + q_sq + train_sq.clone())
+                let mut keys = Self::read(q.matmul(train.columns.clone()))?;
+                keys.par_chunks_mut(n).for_each(|row| {
+                    for (v, t) in row.iter_mut().zip(&train.sq_norms) {
+                        *v = t - 2.0 * *v;
+                    }
+                });
+                Ok(keys)
             }
         }
+    }
+
+    /// Squared L2 distance from a ranking key of [`Metric::L2`] and the query's bytes.
+    pub fn squared_l2(key: f32, query: &[u8]) -> f32 {
+        key + query.iter().map(|&v| (v as f32) * (v as f32)).sum::<f32>()
     }
 
     fn query_tensor(&self, queries: &[u8]) -> Tensor<2> {
@@ -320,7 +375,7 @@ impl KnnClassifier {
             let n = self.len();
             let mut nearest: Vec<Vec<u32>> = distances
                 .par_chunks(n)
-                .map(|row| k_smallest(row, k))
+                .map(|row| k_smallest(row.iter().copied(), k))
                 .collect();
             progress(nearest.len());
             out.append(&mut nearest);
@@ -383,7 +438,11 @@ mod tests {
                             .zip(t)
                             .map(|(&a, &b)| {
                                 let diff = a as f64 - b as f64;
-                                if metric == Metric::L1 { diff.abs() } else { diff * diff }
+                                if metric == Metric::L1 {
+                                    diff.abs()
+                                } else {
+                                    diff * diff
+                                }
                             })
                             .sum()
                     })
@@ -407,22 +466,49 @@ mod tests {
         ] {
             let reference = naive(&train, &queries, d, metric);
             // A tiny budget forces several chunks and blocks.
-            let options = KnnOptions { memory_budget: 2_000, l1_kernel: kernel };
+            let options = KnnOptions {
+                memory_budget: 2_000,
+                l1_kernel: kernel,
+            };
             let got = knn.distance_chunk(&queries, metric, &options).unwrap();
             for (qi, row) in reference.iter().enumerate() {
+                let q = &queries[qi * d..(qi + 1) * d];
                 for (ti, &r) in row.iter().enumerate() {
-                    let g = got[qi * 37 + ti] as f64;
-                    assert!((g - r).abs() <= 1e-4 * r.max(1.0), "{metric} {kernel:?}: {g} vs {r}");
+                    let key = got[qi * 37 + ti];
+                    let g = if metric == Metric::L2 {
+                        KnnClassifier::squared_l2(key, q)
+                    } else {
+                        key
+                    } as f64;
+                    assert!(
+                        (g - r).abs() <= 1e-4 * r.max(1.0),
+                        "{metric} {kernel:?}: {g} vs {r}"
+                    );
                 }
             }
-            let nb = knn.neighbours(&queries, 5, metric, &options, |_| {}).unwrap();
+            let nb = knn
+                .neighbours(&queries, 5, metric, &options, |_| {})
+                .unwrap();
             for (qi, list) in nb.iter().enumerate() {
                 let mut order: Vec<usize> = (0..37).collect();
-                order.sort_by(|&a, &b| reference[qi][a].partial_cmp(&reference[qi][b]).unwrap().then(a.cmp(&b)));
+                order.sort_by(|&a, &b| {
+                    reference[qi][a]
+                        .partial_cmp(&reference[qi][b])
+                        .unwrap()
+                        .then(a.cmp(&b))
+                });
                 let expect: Vec<u32> = order[..5].iter().map(|&i| i as u32).collect();
                 assert_eq!(list, &expect, "{metric} query {qi}");
             }
         }
+    }
+
+    #[test]
+    fn k_smallest_keeps_index_order_on_ties() {
+        let d = [3.0, 1.0, 2.0, 1.0, 0.5, 2.0];
+        assert_eq!(k_smallest(d.iter().copied(), 3), vec![4, 1, 3]);
+        assert_eq!(k_smallest(d.iter().copied(), 6), vec![4, 1, 3, 2, 5, 0]);
+        assert_eq!(k_smallest(d.iter().copied(), 1), vec![4]);
     }
 
     #[test]
@@ -439,7 +525,9 @@ mod tests {
         let labels: Vec<usize> = (0..20).map(|i| i % 4).collect();
         let knn = KnnClassifier::fit(train.clone(), 16, labels.clone(), 4, &device).unwrap();
         for metric in [Metric::L1, Metric::L2] {
-            let p = knn.predict(&train, 1, metric, &KnnOptions::default()).unwrap();
+            let p = knn
+                .predict(&train, 1, metric, &KnnOptions::default())
+                .unwrap();
             assert_eq!(accuracy(&p, &labels), 1.0);
         }
     }
@@ -451,9 +539,13 @@ mod tests {
         assert!(KnnClassifier::fit(vec![0; 7], 4, vec![0, 1], 2, &device).is_err());
         assert!(KnnClassifier::fit(vec![0; 8], 4, vec![0, 5], 2, &device).is_err());
         let knn = KnnClassifier::fit(vec![0; 8], 4, vec![0, 1], 2, &device).unwrap();
-        let err = knn.predict(&[0; 4], 3, Metric::L2, &KnnOptions::default()).unwrap_err();
+        let err = knn
+            .predict(&[0; 4], 3, Metric::L2, &KnnOptions::default())
+            .unwrap_err();
         assert!(err.to_string().contains("k = 3"), "{err}");
-        let err = knn.predict(&[0; 5], 1, Metric::L2, &KnnOptions::default()).unwrap_err();
+        let err = knn
+            .predict(&[0; 5], 1, Metric::L2, &KnnOptions::default())
+            .unwrap_err();
         assert!(err.to_string().contains("rows of 4"), "{err}");
         assert!("l3".parse::<Metric>().is_err());
     }

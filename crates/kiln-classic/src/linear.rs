@@ -26,7 +26,10 @@ impl std::str::FromStr for LossKind {
         match s.to_ascii_lowercase().as_str() {
             "svm" => Ok(Self::Svm),
             "softmax" => Ok(Self::Softmax),
-            other => Err(ClassicError::invalid("loss", format!("`{other}` is not svm or softmax"))),
+            other => Err(ClassicError::invalid(
+                "loss",
+                format!("`{other}` is not svm or softmax"),
+            )),
         }
     }
 }
@@ -101,7 +104,11 @@ impl LinearClassifier {
 
 /// `[n, classes]` one-hot float rows of `targets`.
 fn one_hot(targets: &Tensor<1, Int>, classes: usize, like: &Tensor<2>) -> Tensor<2> {
-    targets.clone().one_hot::<2>(classes).float().cast(like.dtype())
+    targets
+        .clone()
+        .one_hot::<2>(classes)
+        .float()
+        .cast(like.dtype())
 }
 
 /// The loss alone, written with differentiable tensor operations: what autodiff and the
@@ -146,7 +153,11 @@ pub fn loss_and_grad(
         LossKind::Svm => {
             let correct = (scores.clone() * onehot.clone()).sum_dim(1);
             let margins = (scores - correct + 1.0).clamp_min(0.0) * (onehot.clone().neg() + 1.0);
-            let active = margins.clone().greater_elem(0.0).float().cast(margins.dtype());
+            let active = margins
+                .clone()
+                .greater_elem(0.0)
+                .float()
+                .cast(margins.dtype());
             let count = active.clone().sum_dim(1);
             let dscores = active - onehot * count;
             (margins.sum().div_scalar(n as f64), dscores)
@@ -155,7 +166,10 @@ pub fn loss_and_grad(
             let shifted = scores.clone() - scores.max_dim(1);
             let probs = burn::tensor::activation::softmax(shifted.clone(), 1);
             let log_probs = burn::tensor::activation::log_softmax(shifted, 1);
-            let data_loss = (log_probs * onehot.clone()).sum().neg().div_scalar(n as f64);
+            let data_loss = (log_probs * onehot.clone())
+                .sum()
+                .neg()
+                .div_scalar(n as f64);
             (data_loss, probs - onehot)
         }
     };
@@ -213,13 +227,18 @@ pub fn train(
 ) -> Result<(LinearClassifier, Vec<f64>)> {
     let [n, _] = x.dims();
     if n == 0 || settings.batch_size == 0 {
-        return Err(ClassicError::invalid("training set", "no examples or a zero batch size"));
+        return Err(ClassicError::invalid(
+            "training set",
+            "no examples or a zero batch size",
+        ));
     }
     let device = x.device();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut losses = Vec::with_capacity(settings.iterations);
     for it in 0..settings.iterations {
-        let idx: Vec<i64> = (0..settings.batch_size).map(|_| rng.random_range(0..n as i64)).collect();
+        let idx: Vec<i64> = (0..settings.batch_size)
+            .map(|_| rng.random_range(0..n as i64))
+            .collect();
         let idx = Tensor::<1, Int>::from_data(
             burn::tensor::TensorData::new(idx, [settings.batch_size]),
             &device,
@@ -263,7 +282,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (n, d, c) = (12, 7, 4);
         let x: Vec<f64> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w: Vec<f64> = (0..(d + 1) * c).map(|_| rng.random_range(-0.5..0.5)).collect();
+        let w: Vec<f64> = (0..(d + 1) * c)
+            .map(|_| rng.random_range(-0.5..0.5))
+            .collect();
         let y: Vec<i64> = (0..n).map(|i| (i % c) as i64).collect();
         (
             with_bias_column(f64_tensor(x, [n, d])),
@@ -281,7 +302,9 @@ mod tests {
         let (x, w, _) = data(1);
         let [_, dp1] = x.dims();
         let c = w.dims()[1];
-        let model = LinearClassifier { weight: Param::from_tensor(w.clone()) };
+        let model = LinearClassifier {
+            weight: Param::from_tensor(w.clone()),
+        };
         let trick = values(model.scores(x.clone()));
         let plain_x = x.slice([0..12, 0..dp1 - 1]);
         let weights = w.clone().slice([0..dp1 - 1, 0..c]);
@@ -302,7 +325,10 @@ mod tests {
             let (_, ga) = autodiff_grad(kind, w, x, &y, 0.1);
             for (a, b) in values(g).iter().zip(values(ga)) {
                 // Burn's autodiff of these ops keeps some intermediates in f32.
-                assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{kind:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * a.abs().max(1e-3),
+                    "{kind:?}: {a} vs {b}"
+                );
             }
         }
     }
@@ -310,7 +336,11 @@ mod tests {
     #[test]
     fn small_weights_give_softmax_loss_near_ln_c() {
         let (x, _, y) = data(3);
-        let w = LinearClassifierConfig::new(7, 4).with_init_std(1e-6).init(&device()).weight.val();
+        let w = LinearClassifierConfig::new(7, 4)
+            .with_init_std(1e-6)
+            .init(&device())
+            .weight
+            .val();
         let l = loss(LossKind::Softmax, w.cast(DType::F64), x, &y, 0.0).into_scalar::<f64>();
         assert!((l - 4f64.ln()).abs() < 1e-3, "{l}");
     }
@@ -324,22 +354,39 @@ mod tests {
         let xs: Vec<f32> = (0..n * 3).map(|_| rng.random_range(0.0..1.0)).collect();
         let ys: Vec<i64> = xs
             .chunks(3)
-            .map(|r| (0..3).max_by(|&a, &b| r[a].partial_cmp(&r[b]).unwrap()).unwrap() as i64)
+            .map(|r| {
+                (0..3)
+                    .max_by(|&a, &b| r[a].partial_cmp(&r[b]).unwrap())
+                    .unwrap() as i64
+            })
             .collect();
         let x = with_bias_column(Tensor::from_data(TensorData::new(xs, [n, 3]), &device));
         let y = Tensor::<1, Int>::from_data(TensorData::new(ys.clone(), [n]), &device);
         for kind in [LossKind::Svm, LossKind::Softmax] {
             for grad in [GradMode::Analytic, GradMode::Autodiff] {
-                let settings = SgdSettings { learning_rate: 1.0, reg: 0.0, iterations: 300, batch_size: 50, grad };
+                let settings = SgdSettings {
+                    learning_rate: 1.0,
+                    reg: 0.0,
+                    iterations: 300,
+                    batch_size: 50,
+                    grad,
+                };
                 let model = LinearClassifierConfig::new(3, 3).init(&device);
                 let (model, losses) = train(model, kind, &x, &y, &settings, 0, |_, _| {}).unwrap();
                 assert!(losses.last().unwrap() < &losses[0]);
                 let p = model.predict(x.clone()).unwrap();
-                let acc = p.iter().zip(&ys).filter(|(a, b)| **a as i64 == **b).count() as f64 / n as f64;
+                let acc =
+                    p.iter().zip(&ys).filter(|(a, b)| **a as i64 == **b).count() as f64 / n as f64;
                 assert!(acc > 0.85, "{kind:?} {grad:?}: {acc}");
             }
         }
-        let settings = SgdSettings { learning_rate: 1e30, reg: 1e30, iterations: 50, batch_size: 50, grad: GradMode::Analytic };
+        let settings = SgdSettings {
+            learning_rate: 1e30,
+            reg: 1e30,
+            iterations: 50,
+            batch_size: 50,
+            grad: GradMode::Analytic,
+        };
         let model = LinearClassifierConfig::new(3, 3).init(&device);
         let err = train(model, LossKind::Softmax, &x, &y, &settings, 0, |_, _| {}).unwrap_err();
         assert!(matches!(err, ClassicError::Diverged { .. }), "{err}");

@@ -7,12 +7,15 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod error;
 mod metrics;
 pub mod plot;
 mod progress;
 mod run_dir;
+pub mod search;
 
+pub use checkpoint::{load_module, save_module};
 pub use error::{Result, TrainError};
 pub use metrics::{MetricsLog, read_metrics};
 pub use progress::Progress;

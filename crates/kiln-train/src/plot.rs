@@ -168,6 +168,92 @@ impl LinePlot {
     }
 }
 
+/// A scatter chart whose points are coloured by a value (blue = low, red = high), e.g.
+/// validation accuracy over learning rate and regularisation.
+#[derive(Clone, Debug, Default)]
+pub struct ScatterPlot {
+    /// Title above the chart.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// `(x, y, value)` triples.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Blue→red colour for `t` in [0, 1].
+fn heat(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    RGBColor(
+        (40.0 + 215.0 * t) as u8,
+        (60.0 + 80.0 * (1.0 - (2.0 * t - 1.0).abs())) as u8,
+        (255.0 * (1.0 - t)) as u8,
+    )
+}
+
+impl ScatterPlot {
+    /// Draws the chart as an 800×500 PNG at `path` (atomically); the title gains the value
+    /// range shown by the colours.
+    pub fn save_png(&self, path: &Path) -> Result<()> {
+        register_font();
+        let points: Vec<(f64, f64, f64)> = self
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite())
+            .collect();
+        let (Some((x0, x1)), Some((y0, y1))) = (
+            padded_range(points.iter().map(|p| p.0)),
+            padded_range(points.iter().map(|p| p.1)),
+        ) else {
+            return Err(TrainError::Invalid(format!(
+                "{}: nothing to plot (no finite points)",
+                path.display()
+            )));
+        };
+        let (lo, hi) = points
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p.2), b.max(p.2))
+            });
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp.png"));
+        {
+            let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_error)?;
+            let title = format!("{} (blue {lo:.3} … red {hi:.3})", self.title);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(14)
+                .x_label_area_size(42)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(draw_error)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(draw_error)?;
+            let span = (hi - lo).max(f64::MIN_POSITIVE);
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(x, y, v)| Circle::new((x, y), 6, heat((v - lo) / span).filled())),
+                )
+                .map_err(draw_error)?;
+            root.present().map_err(draw_error)?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +287,14 @@ mod tests {
             })
             .count();
         assert!(coloured > 200, "only {coloured} coloured pixels");
+        let scatter = ScatterPlot {
+            title: "search".into(),
+            x_label: "log10 lr".into(),
+            y_label: "log10 reg".into(),
+            points: vec![(-7.0, 4.0, 0.3), (-6.0, 3.0, 0.4), (-5.0, 5.0, f64::NAN)],
+        };
+        scatter.save_png(&dir.path().join("s.png")).unwrap();
+        assert_eq!(image::open(dir.path().join("s.png")).unwrap().width(), 800);
         let empty = LinePlot::default();
         assert!(empty.save_png(&dir.path().join("e.png")).is_err());
         assert!(!dir.path().join("e.png").exists());
