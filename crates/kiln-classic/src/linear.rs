@@ -211,6 +211,14 @@ pub struct SgdSettings {
     /// Analytic or autodiff gradients.
     #[serde(default)]
     pub grad: GradMode,
+    /// Multiplies the learning rate after every epoch (one epoch = training-set size /
+    /// batch size iterations); 1 keeps it constant.
+    #[serde(default = "no_decay")]
+    pub lr_decay: f64,
+}
+
+fn no_decay() -> f64 {
+    1.0
 }
 
 /// Trains `model` on `x` (with bias column) and `y` by minibatch SGD; `on_step(iteration, loss)`
@@ -235,7 +243,12 @@ pub fn train(
     let device = x.device();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut losses = Vec::with_capacity(settings.iterations);
+    let per_epoch = n.div_ceil(settings.batch_size).max(1);
+    let mut lr = settings.learning_rate;
     for it in 0..settings.iterations {
+        if it > 0 && it % per_epoch == 0 {
+            lr *= settings.lr_decay;
+        }
         let idx: Vec<i64> = (0..settings.batch_size)
             .map(|_| rng.random_range(0..n as i64))
             .collect();
@@ -260,7 +273,7 @@ pub fn train(
         }
         losses.push(value);
         on_step(it, value);
-        model.weight = Param::from_tensor(w - g.mul_scalar(settings.learning_rate));
+        model.weight = Param::from_tensor(w - g.mul_scalar(lr));
     }
     Ok((model, losses))
 }

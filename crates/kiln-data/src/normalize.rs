@@ -112,6 +112,18 @@ impl Normalization {
         }
     }
 
+    /// Normalises every image of `set` into one row-major `[len, channels·height·width]`
+    /// matrix (each row CHW), in parallel.
+    pub fn apply_set(&self, set: &ImageSet) -> Vec<f32> {
+        use rayon::prelude::*;
+        let per = set.image_len();
+        let mut out = vec![0f32; set.len() * per];
+        out.par_chunks_mut(per)
+            .zip(set.pixels.par_chunks(per))
+            .for_each(|(row, pixels)| self.apply(pixels, set.channels, row));
+        out
+    }
+
     /// Per-channel `(scale, shift)` so that `y = x * scale + shift` for the affine kinds.
     fn affine(&self, channels: usize) -> (Vec<f32>, Vec<f32>) {
         match self {
@@ -221,6 +233,14 @@ mod tests {
         assert_eq!(out, [-1.0, 1.0]);
         Normalization::Unit.apply(&[0, 255], 2, &mut out);
         assert_eq!(out, [0.0, 1.0]);
+    }
+
+    #[test]
+    fn whole_sets_become_rows() {
+        let train = set(&[[10, 20], [30, 40]]);
+        let rows = Normalization::Unit.apply_set(&train);
+        assert_eq!(rows.len(), 4);
+        assert!((rows[2] - 30.0 / 255.0).abs() < 1e-7);
     }
 
     #[test]

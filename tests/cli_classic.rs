@@ -1,0 +1,209 @@
+//! End-to-end runs of `kiln-knn` and `kiln-linear` on a small dataset the test writes: three
+//! colour classes with noise, as an ImageFolder with train/ and test/.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::{Rng, SeedableRng};
+
+fn run(bin: &str, args: &[&str], cache: &Path) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env("KILN_DATA", cache)
+        .output()
+        .expect("binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn colours(root: &Path) -> PathBuf {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let base = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200]];
+    for (split, n) in [("train", 30), ("test", 10)] {
+        for (c, colour) in base.iter().enumerate() {
+            let dir = root.join("colours").join(split).join(format!("class{c}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_fn(8, 8, |_, _| {
+                    image::Rgb(colour.map(|v| v.saturating_add_signed(rng.random_range(-40i8..40))))
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    root.join("colours")
+}
+
+fn accuracy_in(out: &str, label: &str) -> f64 {
+    let at = out
+        .find(label)
+        .unwrap_or_else(|| panic!("no `{label}` in {out}"));
+    out[at + label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn knn_classifies_and_cross_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let knn = env!("CARGO_BIN_EXE_kiln-knn");
+    for metric in ["l1", "l2"] {
+        let out = run(
+            knn,
+            &[
+                "--data",
+                data.to_str().unwrap(),
+                "--metric",
+                metric,
+                "--k",
+                "3",
+                "--out",
+                tmp.path().join(format!("knn-{metric}")).to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            accuracy_in(&text(&out), "test accuracy") > 95.0,
+            "{}",
+            text(&out)
+        );
+        assert!(text(&out).contains("kept in memory"));
+    }
+    let config = tmp.path().join("cv.toml");
+    std::fs::write(&config, "[cv]\nfolds = 3\nks = [1, 3, 5]\n").unwrap();
+    let cv_dir = tmp.path().join("cv");
+    let out = run(
+        knn,
+        &[
+            "cv",
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            cv_dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("best:"), "{}", text(&out));
+    assert!(cv_dir.join("cv_accuracy.png").is_file());
+    let records = kiln_train::read_metrics(&cv_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.len(), 3 * 2 * 3 + 1);
+
+    // k larger than the training set is a message, not a panic.
+    let out = run(
+        knn,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--k",
+            "1000",
+            "--out",
+            tmp.path().join("bad").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("k = 1000"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"));
+}
+
+#[test]
+fn linear_trains_searches_and_stops_on_divergence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let linear = env!("CARGO_BIN_EXE_kiln-linear");
+    let config = tmp.path().join("linear.toml");
+    std::fs::write(
+        &config,
+        "val_images = 9\n[svm]\nlearning_rate = 1e-5\nreg = 1.0\niterations = 200\nbatch_size = 20\n\
+         [softmax]\nlearning_rate = 1e-5\nreg = 1.0\niterations = 200\nbatch_size = 20\n\
+         [search]\ncoarse_trials = 3\ncoarse_iterations = 50\nfine_trials = 2\nfine_iterations = 100\n\
+         learning_rate = [1e-6, 1e-4]\nreg = [0.1, 10.0]\n",
+    )
+    .unwrap();
+    for (loss, grad) in [
+        ("svm", "analytic"),
+        ("softmax", "analytic"),
+        ("softmax", "autodiff"),
+    ] {
+        let dir = tmp.path().join(format!("{loss}-{grad}"));
+        let out = run(
+            linear,
+            &[
+                "--data",
+                data.to_str().unwrap(),
+                "--loss",
+                loss,
+                "--grad",
+                grad,
+                "--config",
+                config.to_str().unwrap(),
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(accuracy_in(&text(&out), "test") > 90.0, "{}", text(&out));
+        assert!(text(&out).contains("sanity: initial loss"));
+        for file in [
+            "loss.png",
+            "templates.png",
+            "checkpoints/linear.bpk",
+            "normalization.json",
+        ] {
+            assert!(dir.join(file).is_file(), "{file}");
+        }
+    }
+    let dir = tmp.path().join("search");
+    let out = run(
+        linear,
+        &[
+            "search",
+            "--data",
+            data.to_str().unwrap(),
+            "--loss",
+            "softmax",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.join("search.png").is_file() && dir.join("search.json").is_file());
+
+    let out = run(
+        linear,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--loss",
+            "softmax",
+            "--learning-rate",
+            "1e30",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            tmp.path().join("diverge").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("diverged"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"));
+}
