@@ -339,8 +339,8 @@ fn templates(model: &LinearClassifier, p: &Prepared) -> Result<Vec<Image>> {
 fn sanity_check(p: &Prepared) -> Result<()> {
     let model = new_model(p);
     let n = p.train.labels.len().min(500);
-    let x = p.train.x.clone().slice([0..n]);
-    let y = p.train.y.clone().slice([0..n]);
+    let x = p.train.x.clone().narrow(0, 0, n);
+    let y = p.train.y.clone().narrow(0, 0, n);
     let l = loss(p.config.loss, model.weight.val(), x, &y, 0.0).into_scalar::<f64>();
     let c = p.classes.len() as f64;
     let (expected, why) = match p.config.loss {

@@ -70,19 +70,24 @@ fn make<const D: usize>(values: Vec<f64>, shape: Vec<usize>, device: &Device) ->
     Tensor::from_data(TensorData::new(values, shape), (device, DType::F64))
 }
 
+/// One tensor under check: its name, values and analytic gradient, flattened.
+struct Checked<'a> {
+    name: &'a str,
+    x: &'a [f64],
+    analytic: &'a [f64],
+}
+
 /// Compares numeric and analytic derivatives at the coordinates `order` (in that order) until
 /// `wanted` non-kink coordinates are checked; `eval(i, x_i)` evaluates the function with
 /// coordinate `i` set to `x_i`.
 fn compare(
-    name: &str,
-    x: &[f64],
-    analytic: &[f64],
-    order: &[usize],
-    wanted: usize,
+    checked: Checked<'_>,
+    (order, wanted): (&[usize], usize),
     options: &GradCheckOptions,
     report: &mut GradCheckReport,
     mut eval: impl FnMut(usize, f64) -> Result<f64>,
 ) -> Result<()> {
+    let Checked { name, x, analytic } = checked;
     let mut done = 0;
     for &i in order {
         if done == wanted {
@@ -142,29 +147,28 @@ pub fn check_function<const D: usize>(
     let (order, wanted) = coordinates(xs.len(), options, 0);
     let mut report = GradCheckReport::default();
     let mut point = xs.clone();
-    compare(
-        "x",
-        &xs,
-        &grad,
-        &order,
-        wanted,
-        options,
-        &mut report,
-        |i, v| {
-            point[i] = v;
-            let out = f(make::<D>(point.clone(), shape.clone(), &device));
-            point[i] = xs[i];
-            Ok(out)
-        },
-    )?;
+    let checked = Checked {
+        name: "x",
+        x: &xs,
+        analytic: &grad,
+    };
+    compare(checked, (&order, wanted), options, &mut report, |i, v| {
+        point[i] = v;
+        let out = f(make::<D>(point.clone(), shape.clone(), &device));
+        point[i] = xs[i];
+        Ok(out)
+    })?;
     Ok(report)
 }
+
+/// A parameter as collected for checking: id, path, shape, values and autodiff gradient.
+type ParamRecord = (ParamId, String, Vec<usize>, Vec<f64>, Vec<f64>);
 
 /// Collects every float parameter's id, path, shape, values and autodiff gradient.
 struct Collect<'a> {
     grads: &'a burn::tensor::Gradients,
     path: Vec<String>,
-    found: Vec<(ParamId, String, Vec<usize>, Vec<f64>, Vec<f64>)>,
+    found: Vec<ParamRecord>,
     error: Option<ClassicError>,
 }
 
@@ -250,25 +254,21 @@ pub fn check_module<M: Module + Clone>(
     for (k, (id, name, shape, values, grad)) in collect.found.iter().enumerate() {
         let (order, wanted) = coordinates(values.len(), options, k as u64 + 1);
         let mut point = values.clone();
-        compare(
+        let checked = Checked {
             name,
-            values,
-            grad,
-            &order,
-            wanted,
-            options,
-            &mut report,
-            |i, v| {
-                point[i] = v;
-                let perturbed = module.clone().map(&mut Replace {
-                    id: *id,
-                    values: point.clone(),
-                    shape: shape.clone(),
-                });
-                point[i] = values[i];
-                Ok(loss(&perturbed).into_scalar::<f64>())
-            },
-        )?;
+            x: values,
+            analytic: grad,
+        };
+        compare(checked, (&order, wanted), options, &mut report, |i, v| {
+            point[i] = v;
+            let perturbed = module.clone().map(&mut Replace {
+                id: *id,
+                values: point.clone(),
+                shape: shape.clone(),
+            });
+            point[i] = values[i];
+            Ok(loss(&perturbed).into_scalar::<f64>())
+        })?;
     }
     Ok(report)
 }

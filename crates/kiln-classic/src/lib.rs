@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod dot_u8;
 mod error;
 pub mod gradcheck;
 pub mod knn;

@@ -383,6 +383,7 @@ mod tests {
                     iterations: 300,
                     batch_size: 50,
                     grad,
+                    lr_decay: 0.95,
                 };
                 let model = LinearClassifierConfig::new(3, 3).init(&device);
                 let (model, losses) = train(model, kind, &x, &y, &settings, 0, |_, _| {}).unwrap();
@@ -399,6 +400,7 @@ mod tests {
             iterations: 50,
             batch_size: 50,
             grad: GradMode::Analytic,
+            lr_decay: 1.0,
         };
         let model = LinearClassifierConfig::new(3, 3).init(&device);
         let err = train(model, LossKind::Softmax, &x, &y, &settings, 0, |_, _| {}).unwrap_err();

@@ -40,9 +40,13 @@ impl Progress {
         self.bar.set_prefix(text.into());
     }
 
-    /// Prints a line above the bar without breaking it.
+    /// Prints a line above the bar without breaking it (to stderr when no bar is drawn).
     pub fn println(&self, line: impl AsRef<str>) {
-        self.bar.println(line);
+        if self.bar.is_hidden() {
+            eprintln!("{}", line.as_ref());
+        } else {
+            self.bar.println(line);
+        }
     }
 
     /// Units done so far.
