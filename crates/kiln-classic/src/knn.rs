@@ -111,9 +111,6 @@ fn k_smallest(distances: impl Iterator<Item = f32>, k: usize) -> Vec<u32> {
     best.into_iter().map(|(_, i)| i).collect()
 }
 
-/// Queries processed together by the native L1 kernel (32 CIFAR images are 96 KiB).
-const QUERY_BLOCK: usize = 32;
-
 /// Sum of absolute differences of two byte rows.
 #[inline]
 fn sad(a: &[u8], b: &[u8]) -> u32 {
@@ -143,7 +140,17 @@ pub struct KnnClassifier {
     dims: usize,
     device: Device,
     on_device: OnceLock<DeviceTrain>,
-    signed: OnceLock<(crate::dot_u8::SignedRows, Vec<i64>)>,
+    simd: OnceLock<SimdRows>,
+}
+
+/// The training set as the AVX-512 kernels need it.
+struct SimdRows {
+    /// Rows shifted to `i8` for VNNI dot products.
+    signed: crate::dot_u8::SignedRows,
+    /// Rows zero-padded to a multiple of 64 bytes for `vpsadbw`.
+    padded: Vec<u8>,
+    /// ‖t‖² per row, exact.
+    norms: Vec<i64>,
 }
 
 /// The training set as the device needs it.
@@ -200,7 +207,7 @@ impl KnnClassifier {
             dims,
             device: device.clone(),
             on_device: OnceLock::new(),
-            signed: OnceLock::new(),
+            simd: OnceLock::new(),
         })
     }
 
@@ -293,26 +300,10 @@ impl KnnClassifier {
         let rows = queries.len() / self.dims;
         let n = self.len();
         match (metric, options.l1_kernel) {
-            (Metric::L1, L1Kernel::Native) => {
-                let mut out = vec![0f32; rows * n];
-                // A block of queries stays in cache while every training row streams past it
-                // once, so the training set is read from memory once per block.
-                out.par_chunks_mut(QUERY_BLOCK * n)
-                    .zip(queries.par_chunks(QUERY_BLOCK * self.dims))
-                    .for_each(|(dist, qs)| {
-                        for (t_block_start, t_block) in
-                            self.pixels.chunks(256 * self.dims).enumerate()
-                        {
-                            for (ti, t) in t_block.chunks_exact(self.dims).enumerate() {
-                                let col = t_block_start * 256 + ti;
-                                for (qi, q) in qs.chunks_exact(self.dims).enumerate() {
-                                    dist[qi * n + col] = sad(q, t) as f32;
-                                }
-                            }
-                        }
-                    });
-                Ok(out)
+            (Metric::L1, L1Kernel::Native) if crate::dot_u8::available() => {
+                Ok(self.l1_avx512(queries))
             }
+            (Metric::L1, L1Kernel::Native) => Ok(self.l1_portable(queries)),
             (Metric::L1, L1Kernel::Tensor) => {
                 let train = &self.device_train().rows;
                 let q = self.query_tensor(queries);
@@ -351,39 +342,77 @@ impl KnnClassifier {
         }
     }
 
-    /// L2 ranking keys `‖t‖² − 2 q·t` from exact integer dot products (AVX-512 VNNI).
-    fn l2_keys_vnni(&self, queries: &[u8]) -> Vec<f32> {
-        use crate::dot_u8::{SignedRows, dot_block, pad_queries};
-        let (signed, norms) = self.signed.get_or_init(|| {
-            let norms = self
+    fn simd_rows(&self) -> &SimdRows {
+        self.simd.get_or_init(|| SimdRows {
+            signed: crate::dot_u8::SignedRows::new(&self.pixels, self.dims),
+            padded: crate::dot_u8::pad_queries(&self.pixels, self.dims).0,
+            norms: self
                 .pixels
                 .chunks_exact(self.dims)
                 .map(|r| r.iter().map(|&v| (v as i64) * (v as i64)).sum())
-                .collect();
-            (SignedRows::new(&self.pixels, self.dims), norms)
-        });
-        let n = self.len();
-        let rows = queries.len() / self.dims;
-        let mut keys = vec![0f32; rows * n];
-        // Blocks of queries small enough to stay in cache while the training rows stream by.
+                .collect(),
+        })
+    }
+
+    /// Runs `kernel(padded query block, its rows, output rows)` over blocks of queries small
+    /// enough to stay in cache while the training rows stream past, in parallel.
+    fn per_query_block(
+        &self,
+        queries: &[u8],
+        kernel: impl Fn(&[u8], &[u8], &mut [f32]) + Sync,
+    ) -> Vec<f32> {
         const BLOCK: usize = 96;
-        keys.par_chunks_mut(BLOCK * n)
+        let n = self.len();
+        let mut out = vec![0f32; queries.len() / self.dims * n];
+        out.par_chunks_mut(BLOCK * n)
             .zip(queries.par_chunks(BLOCK * self.dims))
             .for_each(|(out, block)| {
-                let (padded, _) = pad_queries(block, self.dims);
-                let mut dots = vec![0i32; out.len()];
-                dot_block(&padded, signed, &mut dots);
-                for (q, (row, dot_row)) in out.chunks_mut(n).zip(dots.chunks(n)).enumerate() {
-                    let q_sum: i64 = block[q * self.dims..(q + 1) * self.dims]
-                        .iter()
-                        .map(|&v| v as i64)
-                        .sum();
-                    for ((key, &dot), &norm) in row.iter_mut().zip(dot_row).zip(norms) {
-                        *key = (norm - 2 * (dot as i64 + 128 * q_sum)) as f32;
-                    }
-                }
+                let (padded, _) = crate::dot_u8::pad_queries(block, self.dims);
+                kernel(&padded, block, out);
             });
-        keys
+        out
+    }
+
+    /// L1 distances with a portable loop that compilers vectorise.
+    fn l1_portable(&self, queries: &[u8]) -> Vec<f32> {
+        let n = self.len();
+        // Each training row is compared with every query of the block while it is in cache.
+        self.per_query_block(queries, |_, block, out| {
+            for (col, t) in self.pixels.chunks_exact(self.dims).enumerate() {
+                for (qi, q) in block.chunks_exact(self.dims).enumerate() {
+                    out[qi * n + col] = sad(q, t) as f32;
+                }
+            }
+        })
+    }
+
+    /// L1 distances with `vpsadbw` (AVX-512BW), exact.
+    fn l1_avx512(&self, queries: &[u8]) -> Vec<f32> {
+        let rows = self.simd_rows();
+        let stride = self.dims.div_ceil(64) * 64;
+        self.per_query_block(queries, |padded, _, out| {
+            let mut sads = vec![0u32; out.len()];
+            crate::dot_u8::sad_block(padded, &rows.padded, stride, &mut sads);
+            for (o, s) in out.iter_mut().zip(sads) {
+                *o = s as f32;
+            }
+        })
+    }
+
+    /// L2 ranking keys `‖t‖² − 2 q·t` from exact integer dot products (AVX-512 VNNI).
+    fn l2_keys_vnni(&self, queries: &[u8]) -> Vec<f32> {
+        let rows = self.simd_rows();
+        let (n, d) = (self.len(), self.dims);
+        self.per_query_block(queries, |padded, block, out| {
+            let mut dots = vec![0i32; out.len()];
+            crate::dot_u8::dot_block(padded, &rows.signed, &mut dots);
+            for (q, (row, dot_row)) in out.chunks_mut(n).zip(dots.chunks(n)).enumerate() {
+                let q_sum: i64 = block[q * d..(q + 1) * d].iter().map(|&v| v as i64).sum();
+                for ((key, &dot), &norm) in row.iter_mut().zip(dot_row).zip(&rows.norms) {
+                    *key = (norm - 2 * (dot as i64 + 128 * q_sum)) as f32;
+                }
+            }
+        })
     }
 
     /// Squared L2 distance from a ranking key of [`Metric::L2`] and the query's bytes.
