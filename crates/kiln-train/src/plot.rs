@@ -140,9 +140,12 @@ impl LinePlot {
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                     });
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
-                    .map_err(draw_error)?;
+                // Markers only where they stay readable.
+                if points.len() <= 60 {
+                    chart
+                        .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                        .map_err(draw_error)?;
+                }
                 if let Some(errors) = &s.errors {
                     chart
                         .draw_series(s.points.iter().zip(errors).filter(|(p, _)| finite(p)).map(
