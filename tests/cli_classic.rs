@@ -1,26 +1,13 @@
 //! End-to-end runs of `kiln-knn` and `kiln-linear` on a small dataset the test writes: three
 //! colour classes with noise, as an ImageFolder with train/ and test/.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{run, text};
 
 use rand::{Rng, SeedableRng};
-
-fn run(bin: &str, args: &[&str], cache: &Path) -> Output {
-    Command::new(bin)
-        .args(args)
-        .env("KILN_DATA", cache)
-        .output()
-        .expect("binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn colours(root: &Path) -> PathBuf {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);

@@ -1,22 +1,13 @@
 //! End-to-end checks of the `kiln-data` binary on a dataset the test writes itself.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn kiln_data(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln-data"))
-        .args(args)
-        .env("KILN_DATA", cache)
-        .output()
-        .expect("kiln-data runs")
-}
+use common::{run, text};
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn kiln_data(args: &[&str], cache: &Path) -> std::process::Output {
+    run(env!("CARGO_BIN_EXE_kiln-data"), args, cache)
 }
 
 /// `root/{train,test}/{cat,dog}/*.png`, 8×8 images of a flat colour per class.

@@ -111,26 +111,38 @@ fn one_hot(targets: &Tensor<1, Int>, classes: usize, like: &Tensor<2>) -> Tensor
         .cast(like.dtype())
 }
 
+/// SVM margins `max(0, s_j − s_y + 1)` for every class `j ≠ y` (zero at `y`).
+fn svm_margins(scores: Tensor<2>, onehot: &Tensor<2>) -> Tensor<2> {
+    let correct = (scores.clone() * onehot.clone()).sum_dim(1);
+    (scores - correct + 1.0).clamp_min(0.0) * (onehot.clone().neg() + 1.0)
+}
+
+/// Mean negative log-probability of the labelled classes, from max-shifted scores.
+fn softmax_nll(shifted: Tensor<2>, onehot: Tensor<2>) -> Tensor<1> {
+    let n = shifted.dims()[0];
+    let log_probs = burn::tensor::activation::log_softmax(shifted, 1);
+    (log_probs * onehot).sum().neg().div_scalar(n as f64)
+}
+
+/// `reg · Σ W²`.
+fn l2_penalty(w: Tensor<2>, reg: f64) -> Tensor<1> {
+    w.powi_scalar(2).sum().mul_scalar(reg)
+}
+
 /// The loss alone, written with differentiable tensor operations: what autodiff and the
 /// gradient check differentiate. `reg` multiplies `Σ W²`.
 pub fn loss(kind: LossKind, w: Tensor<2>, x: Tensor<2>, y: &Tensor<1, Int>, reg: f64) -> Tensor<1> {
     let [n, _] = x.dims();
-    let classes = w.dims()[1];
     let scores = x.matmul(w.clone());
-    let onehot = one_hot(y, classes, &scores);
+    let onehot = one_hot(y, w.dims()[1], &scores);
     let data = match kind {
-        LossKind::Svm => {
-            let correct = (scores.clone() * onehot.clone()).sum_dim(1);
-            let margins = (scores - correct + 1.0).clamp_min(0.0) * (onehot.neg() + 1.0);
-            margins.sum().div_scalar(n as f64)
-        }
+        LossKind::Svm => svm_margins(scores, &onehot).sum().div_scalar(n as f64),
         LossKind::Softmax => {
             let shifted = scores.clone() - scores.detach().max_dim(1);
-            let log_probs = burn::tensor::activation::log_softmax(shifted, 1);
-            (log_probs * onehot).sum().neg().div_scalar(n as f64)
+            softmax_nll(shifted, onehot)
         }
     };
-    data + w.powi_scalar(2).sum().mul_scalar(reg)
+    data + l2_penalty(w, reg)
 }
 
 /// The loss and its gradient with respect to `w`, derived by hand (CS231n assignment 1):
@@ -146,35 +158,27 @@ pub fn loss_and_grad(
     reg: f64,
 ) -> (Tensor<1>, Tensor<2>) {
     let [n, _] = x.dims();
-    let classes = w.dims()[1];
     let scores = x.clone().matmul(w.clone());
-    let onehot = one_hot(y, classes, &scores);
+    let onehot = one_hot(y, w.dims()[1], &scores);
     let (data_loss, dscores) = match kind {
         LossKind::Svm => {
-            let correct = (scores.clone() * onehot.clone()).sum_dim(1);
-            let margins = (scores - correct + 1.0).clamp_min(0.0) * (onehot.clone().neg() + 1.0);
+            let margins = svm_margins(scores, &onehot);
             let active = margins
                 .clone()
                 .greater_elem(0.0)
                 .float()
                 .cast(margins.dtype());
             let count = active.clone().sum_dim(1);
-            let dscores = active - onehot * count;
-            (margins.sum().div_scalar(n as f64), dscores)
+            (margins.sum().div_scalar(n as f64), active - onehot * count)
         }
         LossKind::Softmax => {
             let shifted = scores.clone() - scores.max_dim(1);
             let probs = burn::tensor::activation::softmax(shifted.clone(), 1);
-            let log_probs = burn::tensor::activation::log_softmax(shifted, 1);
-            let data_loss = (log_probs * onehot.clone())
-                .sum()
-                .neg()
-                .div_scalar(n as f64);
-            (data_loss, probs - onehot)
+            (softmax_nll(shifted, onehot.clone()), probs - onehot)
         }
     };
     let grad = x.transpose().matmul(dscores).div_scalar(n as f64) + w.clone().mul_scalar(2.0 * reg);
-    (data_loss + w.powi_scalar(2).sum().mul_scalar(reg), grad)
+    (data_loss + l2_penalty(w, reg), grad)
 }
 
 /// The gradient of [`loss`] by Burn's autodiff, at `w`.

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::{Result, TrainError};
@@ -77,18 +78,66 @@ fn padded_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo - pad, hi + pad))
 }
 
+/// The drawing area of a chart with f64 axes.
+type Chart<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Titles and ranges of a chart's axes.
+struct Axes<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+/// Draws an 800×500 PNG with a captioned, labelled mesh and lets `draw` add the data; the file
+/// is written under a temporary name and renamed when complete.
+fn render(
+    path: &Path,
+    axes: Axes<'_>,
+    draw: impl FnOnce(&mut Chart<'_>) -> Result<()>,
+) -> Result<()> {
+    register_font();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
+    {
+        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(axes.title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(axes.x.0..axes.x.1, axes.y.0..axes.y.1)
+            .map_err(draw_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.x_label)
+            .y_desc(axes.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(draw_error)?;
+        draw(&mut chart)?;
+        root.present().map_err(draw_error)?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+fn nothing_to_plot(path: &Path) -> TrainError {
+    TrainError::Invalid(format!(
+        "{}: nothing to plot (no finite points)",
+        path.display()
+    ))
+}
+
 impl LinePlot {
     /// Draws the chart as an 800×500 PNG at `path` (written atomically). Non-finite points
     /// are skipped; a chart with no finite point is an error.
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        register_font();
         let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
-        let all = || {
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter())
-                .filter(finite)
-        };
         let lows_highs = self.series.iter().flat_map(|s| {
             s.points.iter().enumerate().flat_map(move |(i, p)| {
                 let e = s
@@ -100,36 +149,23 @@ impl LinePlot {
                 [p.1 - e, p.1 + e]
             })
         });
-        let (Some((x0, x1)), Some((y0, y1))) =
-            (padded_range(all().map(|p| p.0)), padded_range(lows_highs))
-        else {
-            return Err(TrainError::Invalid(format!(
-                "{}: nothing to plot (no finite points)",
-                path.display()
-            )));
+        let xs = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(finite)
+            .map(|p| p.0);
+        let (Some(x), Some(y)) = (padded_range(xs), padded_range(lows_highs)) else {
+            return Err(nothing_to_plot(path));
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.tmp.png"));
-        {
-            let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
-            root.fill(&WHITE).map_err(draw_error)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&self.title, ("sans-serif", 22))
-                .margin(14)
-                .x_label_area_size(42)
-                .y_label_area_size(64)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(draw_error)?;
-            chart
-                .configure_mesh()
-                .x_desc(&self.x_label)
-                .y_desc(&self.y_label)
-                .label_style(("sans-serif", 14))
-                .draw()
-                .map_err(draw_error)?;
+        let axes = Axes {
+            title: &self.title,
+            x_label: &self.x_label,
+            y_label: &self.y_label,
+            x,
+            y,
+        };
+        render(path, axes, |chart| {
             for (i, s) in self.series.iter().enumerate() {
                 let colour = Palette99::pick(i).to_rgba();
                 let points: Vec<(f64, f64)> = s.points.iter().filter(finite).copied().collect();
@@ -165,9 +201,8 @@ impl LinePlot {
                     .draw()
                     .map_err(draw_error)?;
             }
-            root.present().map_err(draw_error)?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+            Ok(())
+        })
     }
 }
 
@@ -199,51 +234,33 @@ impl ScatterPlot {
     /// Draws the chart as an 800×500 PNG at `path` (atomically); the title gains the value
     /// range shown by the colours.
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        register_font();
         let points: Vec<(f64, f64, f64)> = self
             .points
             .iter()
             .copied()
             .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite())
             .collect();
-        let (Some((x0, x1)), Some((y0, y1))) = (
+        let (Some(x), Some(y)) = (
             padded_range(points.iter().map(|p| p.0)),
             padded_range(points.iter().map(|p| p.1)),
         ) else {
-            return Err(TrainError::Invalid(format!(
-                "{}: nothing to plot (no finite points)",
-                path.display()
-            )));
+            return Err(nothing_to_plot(path));
         };
         let (lo, hi) = points
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
                 (a.min(p.2), b.max(p.2))
             });
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.tmp.png"));
-        {
-            let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
-            root.fill(&WHITE).map_err(draw_error)?;
-            let title = format!("{} (blue {lo:.3} … red {hi:.3})", self.title);
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 20))
-                .margin(14)
-                .x_label_area_size(42)
-                .y_label_area_size(64)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(draw_error)?;
-            chart
-                .configure_mesh()
-                .x_desc(&self.x_label)
-                .y_desc(&self.y_label)
-                .label_style(("sans-serif", 14))
-                .draw()
-                .map_err(draw_error)?;
-            let span = (hi - lo).max(f64::MIN_POSITIVE);
+        let title = format!("{} (blue {lo:.3} … red {hi:.3})", self.title);
+        let axes = Axes {
+            title: &title,
+            x_label: &self.x_label,
+            y_label: &self.y_label,
+            x,
+            y,
+        };
+        let span = (hi - lo).max(f64::MIN_POSITIVE);
+        render(path, axes, |chart| {
             chart
                 .draw_series(
                     points
@@ -251,9 +268,8 @@ impl ScatterPlot {
                         .map(|&(x, y, v)| Circle::new((x, y), 6, heat((v - lo) / span).filled())),
                 )
                 .map_err(draw_error)?;
-            root.present().map_err(draw_error)?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+            Ok(())
+        })
     }
 }
 
