@@ -280,6 +280,53 @@ mod tests {
         assert!(matches!(err, DataError::Checksum { .. }));
     }
 
+    /// Serves `body` once over HTTP on a loopback port; returns the URL.
+    fn serve_once(body: &'static [u8]) -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/file.bin", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(header.as_bytes()).unwrap();
+            stream.write_all(body).unwrap();
+        });
+        url
+    }
+
+    #[test]
+    fn downloads_are_verified_then_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url: &'static str = Box::leak(serve_once(b"hello").into_boxed_str());
+        let remote = RemoteFile {
+            url,
+            file_name: "f.bin",
+            md5: "5d41402abc4b2a76b9719d911017c592",
+        };
+        let path = fetch(&remote, dir.path()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"hello");
+        assert!(!dir.path().join("f.bin.part").exists());
+
+        let url: &'static str = Box::leak(serve_once(b"tampered").into_boxed_str());
+        let bad = RemoteFile {
+            url,
+            file_name: "g.bin",
+            md5: "5d41402abc4b2a76b9719d911017c592",
+        };
+        let err = fetch(&bad, dir.path()).unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err}");
+        assert!(!dir.path().join("g.bin").exists() && !dir.path().join("g.bin.part").exists());
+    }
+
     #[test]
     fn cached_file_is_verified_without_network() {
         let dir = tempfile::tempdir().unwrap();
