@@ -34,6 +34,18 @@ pub struct CommonArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Ends a binary: prints an error with its chain of causes on one line (no backtrace: the
+/// message names the file and the fix) and returns the exit status.
+pub fn finish(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Reads a TOML config, or the type's defaults when no file is given. Unknown keys are
 /// reported (configs derive `deny_unknown_fields`) together with the file name.
 pub fn load_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {

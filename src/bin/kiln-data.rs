@@ -353,10 +353,10 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    cli::finish(match cli.command {
         Some(Command::Bench(args)) => bench(args),
         None => inspect(cli.inspect),
-    }
+    })
 }

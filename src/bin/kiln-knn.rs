@@ -371,10 +371,10 @@ fn cross_validate(args: KnnArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    cli::finish(match cli.command {
         Some(Command::Cv(args)) => cross_validate(args),
         None => classify(cli.args),
-    }
+    })
 }

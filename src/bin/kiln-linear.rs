@@ -587,10 +587,10 @@ fn search_command(args: LinearArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    cli::finish(match cli.command {
         Some(Command::Search(args)) => search_command(args),
         None => train_command(cli.args),
-    }
+    })
 }
