@@ -211,9 +211,7 @@ fn neighbours(
         train.classes.len(),
         &s.device,
     )?;
-    if metric == Metric::L2 || s.options.l1_kernel == L1Kernel::Tensor {
-        knn.upload();
-    }
+    knn.prepare(metric, &s.options);
     let started = Instant::now();
     let nb = knn.neighbours(&queries.pixels, k_max, metric, &s.options, |n| {
         progress.inc(n as u64)
@@ -228,19 +226,18 @@ fn classify(args: KnnArgs) -> Result<()> {
     let progress = Progress::new(s.test.len() as u64, "classify", "img");
     let (knn, nb, secs) = neighbours(&s.train, &s.test, k, metric, &s, &progress)?;
     progress.finish();
-    let (host, device) = knn.memory_bytes();
+    let memory = knn.memory();
     let predicted = knn.vote_k(&nb, k);
     let acc = accuracy(&predicted, &s.test.labels);
+    let held: Vec<String> = memory
+        .iter()
+        .map(|(what, bytes)| format!("{:.1} MB as {what}", mb(*bytes)))
+        .collect();
     println!(
-        "training set kept in memory: {} images x {} values = {:.1} MB as bytes on the host{}",
+        "training set kept in memory: {} images x {} values = {}",
         s.train.len(),
         s.train.image_len(),
-        mb(host),
-        if device > 0 {
-            format!(", {:.1} MB as f32 on the device", mb(device))
-        } else {
-            String::new()
-        }
+        held.join(", ")
     );
     println!(
         "{metric} k={k}: test accuracy {:.2} % on {} images ({:.1} s, {:.0} queries/s)",
@@ -252,7 +249,7 @@ fn classify(args: KnnArgs) -> Result<()> {
     run.metrics().append(&json!({
         "metric": metric, "k": k, "test_accuracy": acc, "seconds": secs,
         "train_images": s.train.len(), "test_images": s.test.len(),
-        "host_bytes": host, "device_bytes": device,
+        "memory_bytes": memory.iter().map(|(w, b)| (w.to_string(), *b)).collect::<std::collections::BTreeMap<_, _>>(),
     }))?;
     println!("run directory {}", run.path().display());
     Ok(())

@@ -221,15 +221,18 @@ impl KnnClassifier {
         self.labels.is_empty()
     }
 
-    /// Bytes held for the training set: `(host bytes, device bytes)`; the device holds the
-    /// set twice as `f32` (rows for L1, columns for the L2 matmul) once an operation needed it.
-    pub fn memory_bytes(&self) -> (usize, usize) {
-        let device = if self.on_device.get().is_some() {
-            2 * self.pixels.len() * 4
-        } else {
-            0
-        };
-        (self.pixels.len(), device)
+    /// What the training set occupies, as `(description, bytes)`: the bytes themselves, plus
+    /// each layout a kernel has built so far (AVX-512 rows on the host; on the device the set
+    /// twice as `f32`, rows for L1 and columns for the L2 matmul).
+    pub fn memory(&self) -> Vec<(&'static str, usize)> {
+        let mut held = vec![("bytes on the host", self.pixels.len())];
+        if let Some(simd) = self.simd.get() {
+            held.push(("AVX-512 layouts on the host", simd.padded.len() * 2));
+        }
+        if self.on_device.get().is_some() {
+            held.push(("f32 on the device", 2 * self.pixels.len() * 4));
+        }
+        held
     }
 
     /// The training set on the device (made on first use).
@@ -256,9 +259,22 @@ impl KnnClassifier {
         })
     }
 
-    /// Uploads the training set to the device now (to measure or report its cost).
-    pub fn upload(&self) {
-        let _ = self.device_train();
+    /// Builds the layout that `metric` with `options` computes on (device tensors or AVX-512
+    /// rows), which otherwise happens on the first query: part of "training".
+    pub fn prepare(&self, metric: Metric, options: &KnnOptions) {
+        let native = options.l1_kernel == L1Kernel::Native;
+        match metric {
+            Metric::L1 if native && crate::dot_u8::available() => {
+                let _ = self.simd_rows();
+            }
+            Metric::L1 if native => {}
+            Metric::L2 if native && crate::dot_u8::available() => {
+                let _ = self.simd_rows();
+            }
+            _ => {
+                let _ = self.device_train();
+            }
+        }
     }
 
     fn check_queries(&self, queries: &[u8], k: usize) -> Result<usize> {
