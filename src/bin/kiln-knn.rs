@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs};
-use kiln_classic::knn::{KnnClassifier, KnnOptions, L1Kernel, Metric, accuracy};
+use kiln_classic::knn::{DistanceKernel, KnnClassifier, KnnOptions, Metric, accuracy};
 use kiln_data::ImageSet;
 use kiln_train::Progress;
 use kiln_train::plot::{LinePlot, Series};
@@ -176,10 +176,10 @@ fn setup(args: &KnnArgs) -> Result<Setup> {
     }
     let options = KnnOptions {
         memory_budget: config.memory_budget_mb << 20,
-        l1_kernel: if kiln::backend::is_cpu(args.common.device.as_deref()) {
-            L1Kernel::Native
+        kernel: if kiln::backend::is_cpu(args.common.device.as_deref()) {
+            DistanceKernel::Native
         } else {
-            L1Kernel::Tensor
+            DistanceKernel::Tensor
         },
     };
     Ok(Setup {

@@ -51,7 +51,7 @@ impl std::fmt::Display for Metric {
 
 /// Where distances are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum L1Kernel {
+pub enum DistanceKernel {
     /// Native multithreaded loops over bytes (CPU backends): sum-of-absolute-differences for
     /// L1, and an exact integer matmul with AVX-512 VNNI for L2 where the CPU has it (else the
     /// device matmul).
@@ -65,15 +65,15 @@ pub enum L1Kernel {
 pub struct KnnOptions {
     /// Largest distance block held at once, in bytes.
     pub memory_budget: usize,
-    /// L1 implementation.
-    pub l1_kernel: L1Kernel,
+    /// Where distances are computed.
+    pub kernel: DistanceKernel,
 }
 
 impl Default for KnnOptions {
     fn default() -> Self {
         Self {
             memory_budget: 1 << 30,
-            l1_kernel: L1Kernel::Native,
+            kernel: DistanceKernel::Native,
         }
     }
 }
@@ -262,7 +262,7 @@ impl KnnClassifier {
     /// Builds the layout that `metric` with `options` computes on (device tensors or AVX-512
     /// rows), which otherwise happens on the first query: part of "training".
     pub fn prepare(&self, metric: Metric, options: &KnnOptions) {
-        let native = options.l1_kernel == L1Kernel::Native;
+        let native = options.kernel == DistanceKernel::Native;
         match metric {
             Metric::L1 if native && crate::dot_u8::available() => {
                 let _ = self.simd_rows();
@@ -315,12 +315,12 @@ impl KnnClassifier {
     ) -> Result<Vec<f32>> {
         let rows = queries.len() / self.dims;
         let n = self.len();
-        match (metric, options.l1_kernel) {
-            (Metric::L1, L1Kernel::Native) if crate::dot_u8::available() => {
+        match (metric, options.kernel) {
+            (Metric::L1, DistanceKernel::Native) if crate::dot_u8::available() => {
                 Ok(self.l1_avx512(queries))
             }
-            (Metric::L1, L1Kernel::Native) => Ok(self.l1_portable(queries)),
-            (Metric::L1, L1Kernel::Tensor) => {
+            (Metric::L1, DistanceKernel::Native) => Ok(self.l1_portable(queries)),
+            (Metric::L1, DistanceKernel::Tensor) => {
                 let train = &self.device_train().rows;
                 let q = self.query_tensor(queries);
                 // Keep [rows, block, D] under the budget.
@@ -341,7 +341,7 @@ impl KnnClassifier {
                 }
                 Self::read(Tensor::cat(parts, 1))
             }
-            (Metric::L2, L1Kernel::Native) if crate::dot_u8::available() => {
+            (Metric::L2, DistanceKernel::Native) if crate::dot_u8::available() => {
                 Ok(self.l2_keys_vnni(queries))
             }
             (Metric::L2, _) => {
@@ -550,16 +550,16 @@ mod tests {
         let labels: Vec<usize> = (0..37).map(|i| i % 3).collect();
         let knn = KnnClassifier::fit(train.clone(), d, labels, 3, &device).unwrap();
         for (metric, kernel) in [
-            (Metric::L1, L1Kernel::Native),
-            (Metric::L1, L1Kernel::Tensor),
-            (Metric::L2, L1Kernel::Native),
-            (Metric::L2, L1Kernel::Tensor),
+            (Metric::L1, DistanceKernel::Native),
+            (Metric::L1, DistanceKernel::Tensor),
+            (Metric::L2, DistanceKernel::Native),
+            (Metric::L2, DistanceKernel::Tensor),
         ] {
             let reference = naive(&train, &queries, d, metric);
             // A tiny budget forces several chunks and blocks.
             let options = KnnOptions {
                 memory_budget: 2_000,
-                l1_kernel: kernel,
+                kernel: kernel,
             };
             let got = knn.distance_chunk(&queries, metric, &options).unwrap();
             for (qi, row) in reference.iter().enumerate() {
