@@ -559,7 +559,7 @@ mod tests {
             // A tiny budget forces several chunks and blocks.
             let options = KnnOptions {
                 memory_budget: 2_000,
-                kernel: kernel,
+                kernel,
             };
             let got = knn.distance_chunk(&queries, metric, &options).unwrap();
             for (qi, row) in reference.iter().enumerate() {
