@@ -152,8 +152,27 @@ impl LinearConfig {
     }
 }
 
-fn resolve(args: &LinearArgs) -> Result<LinearConfig> {
-    let mut config: LinearConfig = cli::load_config(args.common.config.as_deref())?;
+/// The best known settings per dataset (the searches in BENCHMARKS.md), used without --config.
+const BEST_KNOWN: [(&str, &str); 2] = [
+    (
+        "fashion-mnist",
+        include_str!("../../configs/fashion-mnist-linear.toml"),
+    ),
+    ("cifar10", include_str!("../../configs/cifar10-linear.toml")),
+];
+
+/// The best known settings for `dataset` (CIFAR-10's for any other dataset).
+fn best_known(dataset: &str) -> Result<LinearConfig> {
+    let text = BEST_KNOWN
+        .iter()
+        .find(|(name, _)| *name == dataset)
+        .unwrap_or(&BEST_KNOWN[1])
+        .1;
+    Ok(toml::from_str(text)?)
+}
+
+/// Applies the command-line flags to `config` and validates the result.
+fn apply_flags(args: &LinearArgs, mut config: LinearConfig) -> Result<LinearConfig> {
     config.loss = args.loss.parse()?;
     if let Some(seed) = args.common.seed {
         config.seed = seed;
@@ -230,9 +249,21 @@ struct Prepared {
 }
 
 fn prepare(args: &LinearArgs) -> Result<Prepared> {
-    let mut config = resolve(args)?;
     let device = kiln::backend::device(args.common.device.as_deref())?;
-    let (path, data) = cli::open_data(args.common.data.as_deref(), config.data.as_deref(), None)?;
+    let file: Option<LinearConfig> = match &args.common.config {
+        Some(path) => Some(cli::load_config(Some(path))?),
+        None => None,
+    };
+    let data_in_config = file.as_ref().and_then(|c| c.data.clone());
+    let (path, data) =
+        cli::open_data(args.common.data.as_deref(), data_in_config.as_deref(), None)?;
+    let mut config = apply_flags(
+        args,
+        match file {
+            Some(config) => config,
+            None => best_known(&data.name)?,
+        },
+    )?;
     config.data = Some(path.clone());
     let test = cli::require_test(&data, &path)?;
     let splits = Splits::new(data, config.val_images, config.seed)?;
@@ -593,4 +624,17 @@ fn main() -> std::process::ExitCode {
         Some(Command::Search(args)) => search_command(args),
         None => train_command(cli.args),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_known_configs_parse_and_differ_per_dataset() {
+        let cifar = best_known("cifar10").unwrap();
+        let fashion = best_known("fashion-mnist").unwrap();
+        assert_ne!(cifar.softmax, fashion.softmax);
+        assert_eq!(best_known("my-photos").unwrap().softmax, cifar.softmax);
+    }
 }
