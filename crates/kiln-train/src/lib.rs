@@ -10,6 +10,7 @@
 mod checkpoint;
 mod error;
 mod metrics;
+pub mod optim;
 pub mod plot;
 mod progress;
 mod run_dir;
