@@ -3,29 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{run, text};
-
-use rand::{Rng, SeedableRng};
-
-fn colours(root: &Path) -> PathBuf {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let base = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200]];
-    for (split, n) in [("train", 30), ("test", 10)] {
-        for (c, colour) in base.iter().enumerate() {
-            let dir = root.join("colours").join(split).join(format!("class{c}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            for i in 0..n {
-                let img = image::RgbImage::from_fn(8, 8, |_, _| {
-                    image::Rgb(colour.map(|v| v.saturating_add_signed(rng.random_range(-40i8..40))))
-                });
-                img.save(dir.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
-    root.join("colours")
-}
+use common::{colours, run, text};
 
 fn accuracy_in(out: &str, label: &str) -> f64 {
     let at = out

@@ -1,9 +1,12 @@
 //! Helpers shared by the command-line tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
 use std::process::{Command, Output};
 
 /// Runs a kiln binary with `args`, its cache pointed at `cache`.
+#[allow(dead_code)]
 pub fn run(bin: &str, args: &[&str], cache: &Path) -> Output {
     Command::new(bin)
         .args(args)
@@ -19,4 +22,25 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// Writes `root/colours/{train,test}/class{0,1,2}/*.png`: three noisy colour classes of 8×8
+/// images (30 train and 10 test each) and returns the dataset root.
+#[allow(dead_code)] // not every test binary uses it
+pub fn colours(root: &Path) -> PathBuf {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let base = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200]];
+    for (split, n) in [("train", 30), ("test", 10)] {
+        for (c, colour) in base.iter().enumerate() {
+            let dir = root.join("colours").join(split).join(format!("class{c}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_fn(8, 8, |_, _| {
+                    image::Rgb(colour.map(|v| v.saturating_add_signed(rng.random_range(-40i8..40))))
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    root.join("colours")
 }

@@ -125,6 +125,12 @@ impl Mlp {
     }
 }
 
+impl kiln_train::trainer::ImageClassifier for Mlp {
+    fn scores(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_images(images)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ pub mod plot;
 mod progress;
 mod run_dir;
 pub mod search;
+pub mod trainer;
 
 pub use checkpoint::{load_module, save_module};
 pub use error::{Result, TrainError};

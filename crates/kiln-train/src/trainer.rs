@@ -1,0 +1,343 @@
+//! A supervised training loop for image classifiers: per-epoch training and validation loss
+//! and accuracy, images/s, learning-rate schedule, `metrics.jsonl`, curve plots, checkpoints
+//! every epoch (last and best), exact resume, and a clean stop on a non-finite loss.
+
+use std::sync::Arc;
+
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use kiln_data::augment::Sample;
+use kiln_data::{ClassificationBatch, ClassificationBatcher, EpochCounter};
+use serde::{Deserialize, Serialize};
+
+use crate::optim::{LrSchedule, OptimizerConfig, ScheduleConfig};
+use crate::plot::{LinePlot, Series};
+use crate::{Progress, Result, RunDir, TrainError, load_module, save_module, write_atomic};
+
+/// A model the trainer can fit: class scores `[batch, classes]` from images `[batch, c, h, w]`.
+pub trait ImageClassifier: Module + Clone + Send + 'static {
+    /// Class scores.
+    fn scores(&self, images: Tensor<4>) -> Tensor<2>;
+}
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub learning_rate: f64,
+    /// Label smoothing ε (0 disables it).
+    pub label_smoothing: f64,
+    /// Data-loader worker threads. 0 or 1 keep the batch order deterministic (so a resumed
+    /// run repeats an uninterrupted one); more threads deliver batches in completion order.
+    pub workers: usize,
+    /// Update rule.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleConfig,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 128,
+            learning_rate: 0.01,
+            label_smoothing: 0.0,
+            workers: 1,
+            optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+        }
+    }
+}
+
+/// One epoch's numbers, as written to `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy (on augmented batches, in training mode).
+    pub train_accuracy: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+    /// Learning rate at the end of the epoch.
+    pub learning_rate: f64,
+    /// Training images per second.
+    pub images_per_sec: f64,
+}
+
+/// What a resumable run stores next to its checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ResumeState {
+    epoch: usize,
+    iteration: usize,
+    best_val_accuracy: f64,
+    history: Vec<EpochRecord>,
+}
+
+/// Data for [`fit`]: augmented training items, validation items and the shared batcher.
+pub struct FitData<D, V> {
+    /// Training dataset (augmented on access).
+    pub train: D,
+    /// Sets the augmentation epoch of `train`.
+    pub epoch: EpochCounter,
+    /// Validation dataset (not augmented).
+    pub val: V,
+    /// Batcher with the training split's normalisation.
+    pub batcher: ClassificationBatcher,
+}
+
+fn loader<D: Dataset<Sample> + Clone + 'static>(
+    data: &D,
+    batcher: &ClassificationBatcher,
+    batch: usize,
+    shuffle: Option<u64>,
+    workers: usize,
+    device: &Device,
+) -> Arc<dyn DataLoader<ClassificationBatch>> {
+    let mut b = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(batch)
+        .num_workers(workers)
+        .set_device(device.clone());
+    if let Some(seed) = shuffle {
+        b = b.shuffle(seed);
+    }
+    b.build(data.clone())
+}
+
+fn correct(scores: &Tensor<2>, targets: &Tensor<1, burn::tensor::Int>) -> Result<usize> {
+    let hits = scores
+        .clone()
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(targets.clone())
+        .int()
+        .sum()
+        .into_data()
+        .try_to_vec_as::<i64>()
+        .map_err(|e| TrainError::Invalid(format!("reading accuracy: {e:?}")))?;
+    Ok(hits[0] as usize)
+}
+
+/// Loss and accuracy of `model` (in evaluation mode) over `data`.
+pub fn evaluate<M: ImageClassifier, V: Dataset<Sample> + Clone + 'static>(
+    model: &M,
+    data: &V,
+    batcher: &ClassificationBatcher,
+    batch: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let model = model.valid();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss, mut hits, mut n) = (0.0, 0usize, 0usize);
+    for b in loader(data, batcher, batch, None, 1, device).iter() {
+        let b = b.map_err(|e| TrainError::Invalid(format!("reading a batch: {e}")))?;
+        let count = b.targets.dims()[0];
+        let scores = model.scores(b.images);
+        hits += correct(&scores, &b.targets)?;
+        loss += loss_fn.forward(scores, b.targets).into_scalar::<f64>() * count as f64;
+        n += count;
+    }
+    Ok((loss / n.max(1) as f64, hits as f64 / n.max(1) as f64))
+}
+
+/// Trains `model` for `settings.epochs`, writing metrics, plots and checkpoints into `run`.
+/// With `resume`, continues from the run's last checkpoint: same data order and augmentation
+/// as an uninterrupted run with the same seed. Returns the final model and the history.
+pub fn fit<M, D, V>(
+    mut model: M,
+    data: FitData<D, V>,
+    settings: &TrainSettings,
+    seed: u64,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<(M, Vec<EpochRecord>)>
+where
+    M: ImageClassifier,
+    D: Dataset<Sample> + Clone + 'static,
+    V: Dataset<Sample> + Clone + 'static,
+{
+    let train_device = device.clone().autodiff();
+    let per_epoch = data.train.len().div_ceil(settings.batch_size.max(1));
+    if settings.batch_size == 0 || settings.epochs == 0 || data.train.is_empty() {
+        return Err(TrainError::Invalid(
+            "training needs data, epochs > 0 and batch_size > 0".into(),
+        ));
+    }
+    let mut schedule = LrSchedule::new(
+        settings.schedule.clone(),
+        settings.learning_rate,
+        per_epoch * settings.epochs,
+        per_epoch,
+    )?;
+    let mut optim = settings.optimizer.build()?;
+    let checkpoints = run.checkpoints()?;
+    let (model_path, optim_path, state_path) = (
+        checkpoints.join("last.bpk"),
+        checkpoints.join("last-optimizer.bin"),
+        checkpoints.join("state.json"),
+    );
+    let mut state = ResumeState {
+        epoch: 0,
+        iteration: 0,
+        best_val_accuracy: f64::NEG_INFINITY,
+        history: Vec::new(),
+    };
+    if resume {
+        let text =
+            std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
+        state = serde_json::from_str(&text).map_err(|e| TrainError::Format {
+            path: state_path.clone(),
+            reason: e.to_string(),
+        })?;
+        model = load_module(model, &model_path)?;
+        optim = optim.load(&optim_path).map_err(|e| TrainError::Format {
+            path: optim_path.clone(),
+            reason: format!("cannot load optimizer state: {e:?}"),
+        })?;
+        // Replay the plateau schedule's view of the finished epochs.
+        for record in &state.history {
+            schedule.observe_validation(record.val_loss);
+        }
+        eprintln!("resuming after epoch {}", state.epoch);
+    }
+    let mut model = model.train();
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing as f32))
+        .init(&train_device);
+    for epoch in state.epoch..settings.epochs {
+        data.epoch.set(epoch as u64);
+        let shuffle = seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        let batches = loader(
+            &data.train,
+            &data.batcher,
+            settings.batch_size,
+            Some(shuffle),
+            settings.workers,
+            &train_device,
+        );
+        let progress = Progress::new(
+            data.train.len() as u64,
+            &format!("epoch {}", epoch + 1),
+            "img",
+        );
+        let (mut loss_sum, mut hits, mut seen) = (0.0, 0usize, 0usize);
+        let mut lr = settings.learning_rate;
+        for batch in batches.iter() {
+            let b = batch.map_err(|e| TrainError::Invalid(format!("reading a batch: {e}")))?;
+            let count = b.targets.dims()[0];
+            let scores = model.scores(b.images);
+            hits += correct(&scores, &b.targets)?;
+            let loss = loss_fn.forward(scores, b.targets);
+            let value = loss.clone().into_scalar::<f64>();
+            if !value.is_finite() {
+                return Err(TrainError::Invalid(format!(
+                    "loss became {value} in epoch {} (iteration {}); the last good checkpoint is {}; lower the learning rate",
+                    epoch + 1,
+                    state.iteration,
+                    model_path.display()
+                )));
+            }
+            lr = schedule.lr(state.iteration);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            loss_sum += value * count as f64;
+            seen += count;
+            state.iteration += 1;
+            progress.inc(count as u64);
+            progress.status(format!("loss {:.3}", loss_sum / seen as f64));
+        }
+        let secs = progress.finish();
+        let (val_loss, val_accuracy) = evaluate(
+            &model,
+            &data.val,
+            &data.batcher,
+            settings.batch_size,
+            device,
+        )?;
+        schedule.observe_validation(val_loss);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: hits as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            learning_rate: lr,
+            images_per_sec: seen as f64 / secs.max(1e-9),
+        };
+        eprintln!(
+            "epoch {:>3}: train loss {:.4} acc {:.2} %  val loss {:.4} acc {:.2} %  lr {:.2e}  {:.0} img/s",
+            record.epoch,
+            record.train_loss,
+            100.0 * record.train_accuracy,
+            record.val_loss,
+            100.0 * record.val_accuracy,
+            record.learning_rate,
+            record.images_per_sec
+        );
+        run.metrics().append(&record)?;
+        state.history.push(record.clone());
+        state.epoch = epoch + 1;
+        save_module(&model, &model_path)?;
+        if val_accuracy > state.best_val_accuracy {
+            state.best_val_accuracy = val_accuracy;
+            save_module(&model, &checkpoints.join("best.bpk"))?;
+        }
+        let tmp = checkpoints.join(".last-optimizer.tmp");
+        optim.save(&tmp).map_err(|e| TrainError::Format {
+            path: tmp.clone(),
+            reason: format!("cannot save optimizer state: {e:?}"),
+        })?;
+        std::fs::rename(&tmp, &optim_path).map_err(|e| TrainError::io(&optim_path, e))?;
+        write_atomic(
+            &state_path,
+            serde_json::to_string_pretty(&state)
+                .expect("json")
+                .as_bytes(),
+        )?;
+        plot_history(run, &state.history)?;
+    }
+    Ok((model, state.history))
+}
+
+fn plot_history(run: &RunDir, history: &[EpochRecord]) -> Result<()> {
+    let series = |name: &str, f: fn(&EpochRecord) -> f64| {
+        Series::new(
+            name,
+            history.iter().map(|r| (r.epoch as f64, f(r))).collect(),
+        )
+    };
+    LinePlot {
+        title: "loss".into(),
+        x_label: "epoch".into(),
+        y_label: "cross-entropy".into(),
+        series: vec![
+            series("train", |r| r.train_loss),
+            series("validation", |r| r.val_loss),
+        ],
+    }
+    .save_png(&run.file("loss.png"))?;
+    LinePlot {
+        title: "accuracy".into(),
+        x_label: "epoch".into(),
+        y_label: "accuracy".into(),
+        series: vec![
+            series("train", |r| r.train_accuracy),
+            series("validation", |r| r.val_accuracy),
+        ],
+    }
+    .save_png(&run.file("accuracy.png"))
+}

@@ -1,0 +1,85 @@
+//! `kiln-mlp` end to end on a small generated dataset: training, outputs, and resuming.
+
+mod common;
+
+use common::{colours, run, text};
+
+#[test]
+fn mlp_trains_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let config = tmp.path().join("mlp.toml");
+    std::fs::write(
+        &config,
+        "val_images = 9\nhidden = [16]\n[train]\nepochs = 2\nbatch_size = 16\nlearning_rate = 0.05\n\
+         workers = 1\n[train.optimizer]\nname = \"sgd\"\nmomentum = 0.9\nnesterov = true\n\
+         [[augment]]\ntype = \"horizontal-flip\"\n",
+    )
+    .unwrap();
+    let mlp = env!("CARGO_BIN_EXE_kiln-mlp");
+    let dir = tmp.path().join("run");
+    let out = run(
+        mlp,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("test"), "{}", text(&out));
+    for file in [
+        "config.toml",
+        "loss.png",
+        "accuracy.png",
+        "normalization.json",
+        "checkpoints/last.bpk",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    // Resume to four epochs: two more epoch records, then the test record.
+    let out = run(
+        mlp,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--resume",
+            dir.to_str().unwrap(),
+            "--epochs",
+            "4",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("resuming after epoch 2"),
+        "{}",
+        text(&out)
+    );
+    let records = kiln_train::read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<u64> = records.iter().filter_map(|r| r["epoch"].as_u64()).collect();
+    assert_eq!(epochs, vec![1, 2, 3, 4]);
+    let last = records.last().unwrap();
+    assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "{last}");
+
+    let out = run(
+        mlp,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--resume",
+            tmp.path().to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not a kiln run directory"),
+        "{}",
+        text(&out)
+    );
+}
