@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use kiln::cli::{self, CommonArgs};
 use kiln_data::augment::{PaddingMode, Pipeline, Sample, Target, TransformConfig};
 use kiln_data::{
-    ClassificationBatcher, GridOptions, ImageFolderOptions, ImageSet, Normalization,
-    NormalizationKind, TrainTest,
+    ClassificationBatcher, GridOptions, ImageSet, Normalization, NormalizationKind, TrainTest,
 };
 use kiln_train::Progress;
 
@@ -142,16 +141,14 @@ fn load(args: &InspectArgs) -> Result<Loaded> {
     if args.resize.is_some() {
         config.resize = args.resize;
     }
-    let data_path = cli::resolve_data(args.common.data.as_deref(), config.data.as_deref())?;
-    config.data = Some(data_path.clone());
-    let options = ImageFolderOptions {
-        resize: config.resize.map(|[w, h]| (w, h)),
-        ..Default::default()
-    };
-    eprintln!("loading {} …", data_path.display());
     let started = Instant::now();
-    let data = kiln_data::open_dataset(&data_path, &options)?;
+    let (data_path, data) = cli::open_data(
+        args.common.data.as_deref(),
+        config.data.as_deref(),
+        config.resize,
+    )?;
     let load_secs = started.elapsed().as_secs_f64();
+    config.data = Some(data_path.clone());
     if config.augment.is_empty() {
         config.augment = default_augment(data.train.width.min(data.train.height));
     }

@@ -5,25 +5,22 @@ use std::path::Path;
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
-use crate::{Result, TrainError};
+use crate::{Result, TrainError, write_via_temp};
 
 /// Saves `module` to `path` (burnpack) through a temporary file and a rename, so a crash
 /// never leaves a truncated checkpoint under the final name.
 pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| TrainError::Invalid(format!("{} is not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    let mut store = BurnpackStore::from_file(&tmp)
-        .auto_extension(false)
-        .overwrite(true);
-    module
-        .save_into(&mut store)
-        .map_err(|e| TrainError::Format {
-            path: tmp.clone(),
-            reason: format!("cannot write checkpoint: {e:?}"),
-        })?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    write_via_temp(path, "", |tmp| {
+        let mut store = BurnpackStore::from_file(tmp)
+            .auto_extension(false)
+            .overwrite(true);
+        module
+            .save_into(&mut store)
+            .map_err(|e| TrainError::Format {
+                path: tmp.to_path_buf(),
+                reason: format!("cannot write checkpoint: {e:?}"),
+            })
+    })
 }
 
 /// Loads the parameters saved at `path` into `module`; every tensor must match by name and

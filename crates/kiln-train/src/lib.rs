@@ -21,4 +21,4 @@ pub use checkpoint::{load_module, save_module};
 pub use error::{Result, TrainError};
 pub use metrics::{MetricsLog, read_metrics};
 pub use progress::Progress;
-pub use run_dir::{RunDir, timestamp, write_atomic};
+pub use run_dir::{RunDir, timestamp, write_atomic, write_via_temp};

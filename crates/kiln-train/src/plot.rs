@@ -7,7 +7,7 @@ use std::sync::Once;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::{Result, TrainError};
+use crate::{Result, TrainError, write_via_temp};
 
 /// One named curve.
 #[derive(Clone, Debug, Default)]
@@ -98,13 +98,8 @@ fn render(
     draw: impl FnOnce(&mut Chart<'_>) -> Result<()>,
 ) -> Result<()> {
     register_font();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
-    {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+    write_via_temp(path, ".png", |tmp| {
+        let root = BitMapBackend::new(tmp, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_error)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(axes.title, ("sans-serif", 20))
@@ -121,9 +116,8 @@ fn render(
             .draw()
             .map_err(draw_error)?;
         draw(&mut chart)?;
-        root.present().map_err(draw_error)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+        root.present().map_err(draw_error)
+    })
 }
 
 fn nothing_to_plot(path: &Path) -> TrainError {

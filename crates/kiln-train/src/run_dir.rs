@@ -6,17 +6,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{MetricsLog, Result, TrainError};
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that readers see either the old file or the complete new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Produces `path` atomically: `write` fills a temporary sibling (`.NAME.tmp` plus `suffix`,
+/// for writers that pick a format by extension), which is renamed to `path` once complete and
+/// removed on failure. Readers see either the old file or the complete new one.
+pub fn write_via_temp(
+    path: &Path,
+    suffix: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| TrainError::Invalid(format!("{} is not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| {
+    let tmp = path.with_file_name(format!(".{}.tmp{suffix}", name.to_string_lossy()));
+    let result =
+        write(&tmp).and_then(|()| fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e)));
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-        TrainError::io(path, e)
+    }
+    result
+}
+
+/// Writes `bytes` to `path` atomically (see [`write_via_temp`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, "", |tmp| {
+        fs::write(tmp, bytes).map_err(|e| TrainError::io(tmp, e))
     })
 }
 

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::optim::{LrSchedule, OptimizerConfig, ScheduleConfig};
 use crate::plot::{LinePlot, Series};
-use crate::{Progress, Result, RunDir, TrainError, load_module, save_module, write_atomic};
+use crate::{
+    Progress, Result, RunDir, TrainError, load_module, save_module, write_atomic, write_via_temp,
+};
 
 /// A model the trainer can fit: class scores `[batch, classes]` from images `[batch, c, h, w]`.
 pub trait ImageClassifier: Module + Clone + Send + 'static {
@@ -296,12 +298,12 @@ where
             state.best_val_accuracy = val_accuracy;
             save_module(&model, &checkpoints.join("best.bpk"))?;
         }
-        let tmp = checkpoints.join(".last-optimizer.tmp");
-        optim.save(&tmp).map_err(|e| TrainError::Format {
-            path: tmp.clone(),
-            reason: format!("cannot save optimizer state: {e:?}"),
+        write_via_temp(&optim_path, "", |tmp| {
+            optim.save(tmp).map_err(|e| TrainError::Format {
+                path: tmp.to_path_buf(),
+                reason: format!("cannot save optimizer state: {e:?}"),
+            })
         })?;
-        std::fs::rename(&tmp, &optim_path).map_err(|e| TrainError::io(&optim_path, e))?;
         write_atomic(
             &state_path,
             serde_json::to_string_pretty(&state)
