@@ -1,8 +1,27 @@
 //! kiln's neural networks as Burn modules with `Config` + `init`, usable from any Burn project.
 //! Library code never picks a backend: modules live on the device they are initialised on.
+//!
+//! - [`Mlp`]: fully connected networks.
+//! - [`ConvNet`]: plain conv-pool stacks (the course's nets, VGG-style, the speed benchmark).
+//! - [`ResNet`]: residual networks for small images.
+//! - [`AirbenchNet`]: the airbench94 CIFAR-10 network, with [`whitening`] of its first layer.
+//! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
 
 #![warn(missing_docs)]
 
+pub mod airbench;
+pub mod conv_net;
+pub mod cost;
+pub mod design;
+mod init;
 pub mod mlp;
+pub mod residual;
+#[cfg(test)]
+mod test_util;
+pub mod whitening;
 
+pub use airbench::{AirbenchConfig, AirbenchNet};
+pub use conv_net::{ConvNet, ConvNetConfig};
+pub use cost::{ForwardCost, trainable_params};
 pub use mlp::{Mlp, MlpConfig};
+pub use residual::{ResNet, ResNetConfig};

@@ -64,7 +64,7 @@ impl MlpConfig {
                 .with_bias(bias)
                 .init(device);
             Linear {
-                bias: layer.bias.map(|b| b.map(|t| t.zeros_like())),
+                bias: layer.bias.map(crate::init::zeroed),
                 ..layer
             }
         };
@@ -157,6 +157,8 @@ mod tests {
         );
         let bias = values(mlp.layers[0].bias.as_ref().unwrap().val());
         assert!(bias.iter().all(|&b| b == 0.0));
+        let trained = MlpConfig::new(512, vec![256], 10).init(&device.clone().autodiff());
+        assert!(trained.layers[0].bias.as_ref().unwrap().is_require_grad());
         assert!(MlpConfig::new(4, vec![0], 2).validate().is_err());
         assert!(
             MlpConfig::new(4, vec![3], 2)

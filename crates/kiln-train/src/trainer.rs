@@ -24,6 +24,12 @@ use crate::{
 pub trait ImageClassifier: Module + Clone + Send + 'static {
     /// Class scores.
     fn scores(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// Weights `[filters, channels, k, k]` of the first convolution, drawn as `filters.png`
+    /// after training; `None` for networks without one.
+    fn first_conv(&self) -> Option<Tensor<4>> {
+        None
+    }
 }
 
 /// How to train.
