@@ -28,6 +28,12 @@ pub fn text(out: &Output) -> String {
 /// images (30 train and 10 test each) and returns the dataset root.
 #[allow(dead_code)] // not every test binary uses it
 pub fn colours(root: &Path) -> PathBuf {
+    colours_sized(root, 8)
+}
+
+/// [`colours`] with `side`×`side` images.
+#[allow(dead_code)]
+pub fn colours_sized(root: &Path, side: u32) -> PathBuf {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let base = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200]];
     for (split, n) in [("train", 30), ("test", 10)] {
@@ -35,7 +41,7 @@ pub fn colours(root: &Path) -> PathBuf {
             let dir = root.join("colours").join(split).join(format!("class{c}"));
             std::fs::create_dir_all(&dir).unwrap();
             for i in 0..n {
-                let img = image::RgbImage::from_fn(8, 8, |_, _| {
+                let img = image::RgbImage::from_fn(side, side, |_, _| {
                     image::Rgb(colour.map(|v| v.saturating_add_signed(rng.random_range(-40i8..40))))
                 });
                 img.save(dir.join(format!("{i}.png"))).unwrap();

@@ -257,9 +257,17 @@ mod tests {
             .collect();
         let net = net.with_whitening(&images, [4, 3, 32, 32], 5e-4);
         assert!(!net.whiten.weight.is_require_grad());
-        let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(images, [4, 3, 32, 32]), &device);
+        let x = Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(images, [4, 3, 32, 32]),
+            &device,
+        );
         assert_eq!(net.forward(x).dims(), [4, 10]);
-        assert!(AirbenchConfig::new().with_widths(vec![8]).validate().is_err());
+        assert!(
+            AirbenchConfig::new()
+                .with_widths(vec![8])
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

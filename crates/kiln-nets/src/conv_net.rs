@@ -85,7 +85,7 @@ impl ConvNetConfig {
         if self.in_channels == 0 || self.classes == 0 || self.kernel_size == 0 {
             return Err("channels, classes and kernel_size must be positive".into());
         }
-        if self.kernel_size % 2 == 0 {
+        if self.kernel_size.is_multiple_of(2) {
             return Err(format!(
                 "kernel_size {} must be odd for 'same' padding",
                 self.kernel_size
@@ -115,8 +115,8 @@ impl ConvNetConfig {
         Ok(())
     }
 
-    /// Builds the network: He-initialised convolutions (no bias before batch norm) and linear
-    /// layers with zero biases.
+    /// Builds the network: He-initialised convolutions (no bias before batch norm) and hidden
+    /// linear layers, and a classifier with Burn's default initialisation.
     ///
     /// # Panics
     ///
@@ -157,6 +157,9 @@ impl ConvNetConfig {
                 .with_initializer(he.clone())
                 .init(device)
         };
+        // The classifier keeps Burn's (PyTorch's) default, smaller initialisation, so the first
+        // scores are near-uniform and the initial loss near ln(classes).
+        let head = LinearConfig::new(*widths.last().expect("features"), self.classes).init(device);
         ConvNet {
             convs,
             norms,
@@ -165,7 +168,7 @@ impl ConvNetConfig {
             activation: self.activation.init(device),
             hidden: widths.windows(2).map(|p| linear(p[0], p[1])).collect(),
             dropout: DropoutConfig::new(self.dropout).init(),
-            head: linear(*widths.last().expect("features"), self.classes),
+            head,
         }
     }
 }

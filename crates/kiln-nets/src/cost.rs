@@ -1,8 +1,8 @@
 //! What a network costs: trainable parameters and multiply-adds of a forward pass.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::{Linear, PaddingConfig2d};
 use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::Tensor;
 
 struct CountTrainable(usize);
@@ -38,10 +38,7 @@ pub fn conv_macs(conv: &Conv2d, input: [usize; 2]) -> (u64, [usize; 2]) {
     let side = |n: usize, k: usize, s: usize, p: usize| (n + p).saturating_sub(k) / s + 1;
     let h = side(input[0], ekh, conv.stride[0], pad_h);
     let w = side(input[1], ekw, conv.stride[1], pad_w);
-    (
-        (h * w * out_c * in_per_group * kh * kw) as u64,
-        [h, w],
-    )
+    ((h * w * out_c * in_per_group * kh * kw) as u64, [h, w])
 }
 
 /// Multiply-adds of a linear layer on one input vector.
@@ -120,7 +117,11 @@ mod tests {
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
         let (macs, size) = conv_macs(&conv, [17, 13]);
-        let y = conv.forward(Tensor::<4>::random([1, 3, 17, 13], Distribution::Default, &device));
+        let y = conv.forward(Tensor::<4>::random(
+            [1, 3, 17, 13],
+            Distribution::Default,
+            &device,
+        ));
         assert_eq!([y.dims()[2], y.dims()[3]], size);
         assert_eq!(macs, (size[0] * size[1] * 8 * 3 * 25) as u64);
     }
@@ -130,7 +131,10 @@ mod tests {
         let device = Device::flex().autodiff();
         let bench = ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device);
         // 32²·64·27 + 16²·128·576 + 8²·256·1152 + 4096·10
-        assert_eq!(bench.macs([32, 32]), 1_769_472 + 18_874_368 + 18_874_368 + 40_960);
+        assert_eq!(
+            bench.macs([32, 32]),
+            1_769_472 + 18_874_368 + 18_874_368 + 40_960
+        );
         let air = AirbenchConfig::new().init(&device);
         // The whitening weights and batch-norm scales are frozen.
         let convs = 24 * 64 * 9 + 64 * 64 * 9 + 64 * 256 * 9 + 256 * 256 * 9 * 3;

@@ -41,14 +41,14 @@ pub struct DesignBlockConfig {
 impl DesignBlockConfig {
     /// Checks that the rule can build this receptive field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.kernel % 2 == 0 || self.channels == 0 {
+        if self.kernel.is_multiple_of(2) || self.channels == 0 {
             return Err(format!(
                 "kernel {} must be odd and channels positive",
                 self.kernel
             ));
         }
         if let DesignRule::Bottleneck { reduction } = self.rule
-            && (reduction == 0 || self.channels % reduction != 0)
+            && (reduction == 0 || !self.channels.is_multiple_of(reduction))
         {
             return Err(format!(
                 "bottleneck reduction {reduction} must divide {} channels",
@@ -140,7 +140,12 @@ pub struct DesignCost {
 /// Costs of every rule for each receptive field in `kernels`, at `channels` channels on
 /// `size`×`size` feature maps. `device` should be an autodiff device so parameters count as
 /// trainable.
-pub fn compare(channels: usize, size: usize, kernels: &[usize], device: &Device) -> Vec<DesignCost> {
+pub fn compare(
+    channels: usize,
+    size: usize,
+    kernels: &[usize],
+    device: &Device,
+) -> Vec<DesignCost> {
     let rules = [
         DesignRule::Single,
         DesignRule::Stacked3x3,

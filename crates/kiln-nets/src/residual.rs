@@ -200,7 +200,12 @@ mod tests {
         assert!((270_000..285_000).contains(&params), "{params}");
         let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
         assert_eq!(net.forward(x).dims(), [2, 10]);
-        assert!(ResNetConfig::new(3, 10).with_blocks(vec![1]).validate().is_err());
+        assert!(
+            ResNetConfig::new(3, 10)
+                .with_blocks(vec![1])
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

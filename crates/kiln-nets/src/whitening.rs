@@ -144,7 +144,11 @@ mod tests {
             assert!((got - want).abs() < 1e-12, "{values:?}");
         }
         // The top eigenvector is Q's second column up to sign.
-        let dot: f64 = vectors[0].iter().zip([-s, c, 0.0]).map(|(a, b)| a * b).sum();
+        let dot: f64 = vectors[0]
+            .iter()
+            .zip([-s, c, 0.0])
+            .map(|(a, b)| a * b)
+            .sum();
         assert!((dot.abs() - 1.0).abs() < 1e-12);
     }
 

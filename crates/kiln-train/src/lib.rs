@@ -9,8 +9,12 @@
 
 mod checkpoint;
 mod error;
+pub mod filters;
+pub mod lookahead;
 mod metrics;
+pub mod monitor;
 pub mod optim;
+pub mod params;
 pub mod plot;
 mod progress;
 mod run_dir;

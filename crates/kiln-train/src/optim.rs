@@ -9,7 +9,7 @@
 //! grad_clip_norm = 5.0  # optional
 //!
 //! [schedule]
-//! name = "cosine"       # constant | step | cosine | plateau
+//! name = "cosine"       # constant | step | cosine | plateau | piecewise
 //! warmup_iterations = 200
 //! ```
 //!
@@ -169,6 +169,9 @@ pub enum ScheduleName {
     Cosine,
     /// Multiply by `factor` when validation has not improved for `patience` epochs.
     Plateau,
+    /// Linear between `points` `[fraction of the run, factor of the base rate]`, e.g.
+    /// airbench's `[[0, 0.2], [0.23, 1], [1, 0.07]]`.
+    Piecewise,
 }
 
 /// The `[schedule]` table.
@@ -189,6 +192,8 @@ pub struct ScheduleConfig {
     pub patience: usize,
     /// Plateau: decay factor.
     pub factor: f64,
+    /// Piecewise: `[fraction of the run, factor]` corners, fractions rising from 0 to 1.
+    pub points: Vec<[f64; 2]>,
 }
 
 impl Default for ScheduleConfig {
@@ -201,6 +206,7 @@ impl Default for ScheduleConfig {
             min_lr: 0.0,
             patience: 2,
             factor: 0.5,
+            points: Vec::new(),
         }
     }
 }
@@ -238,6 +244,16 @@ impl LrSchedule {
         if config.name == ScheduleName::Plateau && !(config.factor > 0.0 && config.factor < 1.0) {
             return bad("plateau needs 0 < factor < 1");
         }
+        if config.name == ScheduleName::Piecewise {
+            let p = &config.points;
+            let rising = p.windows(2).all(|w| w[0][0] < w[1][0]);
+            if p.len() < 2 || p[0][0] != 0.0 || p[p.len() - 1][0] != 1.0 || !rising {
+                return bad("piecewise points must run from fraction 0 to 1, rising");
+            }
+            if p.iter().any(|q| !(q[1] >= 0.0 && q[1].is_finite())) {
+                return bad("piecewise factors must be finite and >= 0");
+            }
+        }
         if config.min_lr < 0.0 || config.min_lr > base_lr {
             return bad("min_lr must be between 0 and the learning rate");
         }
@@ -266,6 +282,13 @@ impl LrSchedule {
                 c.min_lr + 0.5 * (self.base - c.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
             }
             ScheduleName::Plateau => self.base * self.plateau_scale,
+            ScheduleName::Piecewise => {
+                let t = (iteration as f64 / self.total_iterations as f64).min(1.0);
+                let p = &c.points;
+                let i = p.partition_point(|q| q[0] <= t).clamp(1, p.len() - 1);
+                let ([t0, f0], [t1, f1]) = (p[i - 1], p[i]);
+                self.base * (f0 + (f1 - f0) * (t - t0) / (t1 - t0))
+            }
         };
         if iteration < c.warmup_iterations {
             scheduled * (iteration + 1) as f64 / c.warmup_iterations as f64
@@ -324,6 +347,16 @@ mod tests {
         assert!((cosine.lr(500) - (0.001 + 0.5 * 0.099)).abs() < 1e-12);
         assert!((cosine.lr(1000) - 0.001).abs() < 1e-12);
         assert!(cosine.lr(100) > cosine.lr(600));
+        let triangle = schedule(ScheduleConfig {
+            name: ScheduleName::Piecewise,
+            points: vec![[0.0, 0.2], [0.25, 1.0], [1.0, 0.1]],
+            ..Default::default()
+        });
+        assert!((triangle.lr(0) - 0.02).abs() < 1e-12);
+        assert!((triangle.lr(125) - 0.06).abs() < 1e-12);
+        assert!((triangle.lr(250) - 0.1).abs() < 1e-12);
+        assert!((triangle.lr(625) - 0.055).abs() < 1e-12);
+        assert!((triangle.lr(1000) - 0.01).abs() < 1e-12);
     }
 
     #[test]
@@ -352,6 +385,11 @@ mod tests {
         assert!(bad(ScheduleConfig {
             name: ScheduleName::Step,
             step_epochs: 0,
+            ..Default::default()
+        }));
+        assert!(bad(ScheduleConfig {
+            name: ScheduleName::Piecewise,
+            points: vec![[0.0, 1.0], [0.5, 0.5]],
             ..Default::default()
         }));
         assert!(bad(ScheduleConfig {

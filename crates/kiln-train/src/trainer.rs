@@ -2,6 +2,7 @@
 //! and accuracy, images/s, learning-rate schedule, `metrics.jsonl`, curve plots, checkpoints
 //! every epoch (last and best), exact resume, and a clean stop on a non-finite loss.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
@@ -9,12 +10,17 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
+use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use kiln_data::augment::Sample;
 use kiln_data::{ClassificationBatch, ClassificationBatcher, EpochCounter};
 use serde::{Deserialize, Serialize};
 
+use crate::filters::save_filters;
+use crate::lookahead::{Lookahead, LookaheadSettings};
+use crate::monitor::{UpdateMonitor, flagged};
 use crate::optim::{LrSchedule, OptimizerConfig, ScheduleConfig};
+use crate::params::{drop_gradients, matching, named_params, norm_biases, scale_gradients};
 use crate::plot::{LinePlot, Series};
 use crate::{
     Progress, Result, RunDir, TrainError, load_module, save_module, write_atomic, write_via_temp,
@@ -51,6 +57,69 @@ pub struct TrainSettings {
     pub optimizer: OptimizerConfig,
     /// Learning-rate schedule.
     pub schedule: ScheduleConfig,
+    /// Multiplies the learning rate (not the weight decay) of batch-norm shifts; SGD only.
+    pub norm_bias_lr_scale: f64,
+    /// Parameters to stop training after some epochs.
+    pub freeze: Vec<FreezeRule>,
+    /// Weight-averaging lookahead (off when absent).
+    pub lookahead: Option<LookaheadSettings>,
+    /// Test-time augmentation for [`evaluate_with`] at the end of a run.
+    pub tta: Tta,
+    /// Steps between update-to-weight ratio measurements (0 disables them).
+    pub monitor_every: usize,
+    /// Stop after this epoch, checkpointed, as if the run were killed there (continue it with
+    /// `resume`); set from the command line, never from a config file.
+    #[serde(skip)]
+    pub pause_after: Option<usize>,
+}
+
+/// Stop training the parameters under `param` (a dotted path or its prefix, e.g.
+/// `whiten.bias`) once `after_epochs` epochs are done.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeRule {
+    /// Dotted parameter path or prefix.
+    pub param: String,
+    /// Epochs of training before freezing.
+    pub after_epochs: usize,
+}
+
+/// Test-time augmentation: average the logits over transformed copies of each image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tta {
+    /// The image alone.
+    #[default]
+    None,
+    /// The image and its mirror image.
+    Mirror,
+    /// airbench's six views: half the weight on the image and its mirror, a quarter each on
+    /// both of them shifted one pixel up-left and down-right (reflect padding).
+    MirrorTranslate,
+}
+
+impl TrainSettings {
+    /// Checks what [`fit`] cannot check later.
+    pub fn validate(&self) -> Result<()> {
+        self.optimizer.validate()?;
+        if !(self.norm_bias_lr_scale > 0.0 && self.norm_bias_lr_scale.is_finite()) {
+            return Err(TrainError::Invalid(
+                "[train] norm_bias_lr_scale must be positive".into(),
+            ));
+        }
+        if self.norm_bias_lr_scale != 1.0 && self.optimizer.name != crate::optim::OptimizerName::Sgd
+        {
+            return Err(TrainError::Invalid(
+                "[train] norm_bias_lr_scale scales gradients, which equals a learning-rate scale only for sgd".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(TrainError::Invalid(
+                "[train] label_smoothing must be in [0, 1)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrainSettings {
@@ -63,6 +132,12 @@ impl Default for TrainSettings {
             workers: 1,
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
+            norm_bias_lr_scale: 1.0,
+            freeze: Vec::new(),
+            lookahead: None,
+            tta: Tta::None,
+            monitor_every: 50,
+            pause_after: None,
         }
     }
 }
@@ -84,6 +159,9 @@ pub struct EpochRecord {
     pub learning_rate: f64,
     /// Training images per second.
     pub images_per_sec: f64,
+    /// Geometric-mean update-to-weight ratio of each weight tensor over the epoch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub update_ratios: BTreeMap<String, f64>,
 }
 
 /// What a resumable run stores next to its checkpoints.
@@ -139,6 +217,26 @@ fn correct(scores: &Tensor<2>, targets: &Tensor<1, burn::tensor::Int>) -> Result
     Ok(hits[0] as usize)
 }
 
+/// Class scores of `images` averaged over the views of `tta`.
+pub fn tta_scores<M: ImageClassifier>(model: &M, images: Tensor<4>, tta: Tta) -> Tensor<2> {
+    let mirrored = |x: Tensor<4>| {
+        let flipped = x.clone().flip([3]);
+        (model.scores(x) + model.scores(flipped)).mul_scalar(0.5)
+    };
+    match tta {
+        Tta::None => model.scores(images),
+        Tta::Mirror => mirrored(images),
+        Tta::MirrorTranslate => {
+            let [b, c, h, w] = images.dims();
+            let padded = images.clone().pad((1, 1, 1, 1), PadMode::Reflect);
+            let up_left = padded.clone().slice([0..b, 0..c, 0..h, 0..w]);
+            let down_right = padded.slice([0..b, 0..c, 2..h + 2, 2..w + 2]);
+            let shifted = mirrored(up_left) + mirrored(down_right);
+            mirrored(images).mul_scalar(0.5) + shifted.mul_scalar(0.25)
+        }
+    }
+}
+
 /// Loss and accuracy of `model` (in evaluation mode) over `data`.
 pub fn evaluate<M: ImageClassifier, V: Dataset<Sample> + Clone + 'static>(
     model: &M,
@@ -147,13 +245,25 @@ pub fn evaluate<M: ImageClassifier, V: Dataset<Sample> + Clone + 'static>(
     batch: usize,
     device: &Device,
 ) -> Result<(f64, f64)> {
+    evaluate_with(model, data, batcher, batch, device, Tta::None)
+}
+
+/// [`evaluate`] with test-time augmentation.
+pub fn evaluate_with<M: ImageClassifier, V: Dataset<Sample> + Clone + 'static>(
+    model: &M,
+    data: &V,
+    batcher: &ClassificationBatcher,
+    batch: usize,
+    device: &Device,
+    tta: Tta,
+) -> Result<(f64, f64)> {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss, mut hits, mut n) = (0.0, 0usize, 0usize);
     for b in loader(data, batcher, batch, None, 1, device).iter() {
         let b = b.map_err(|e| TrainError::Invalid(format!("reading a batch: {e}")))?;
         let count = b.targets.dims()[0];
-        let scores = model.scores(b.images);
+        let scores = tta_scores(&model, b.images, tta);
         hits += correct(&scores, &b.targets)?;
         loss += loss_fn.forward(scores, b.targets).into_scalar::<f64>() * count as f64;
         n += count;
@@ -178,6 +288,7 @@ where
     D: Dataset<Sample> + Clone + 'static,
     V: Dataset<Sample> + Clone + 'static,
 {
+    settings.validate()?;
     let train_device = device.clone().autodiff();
     let per_epoch = data.train.len().div_ceil(settings.batch_size.max(1));
     if settings.batch_size == 0 || settings.epochs == 0 || data.train.is_empty() {
@@ -223,6 +334,37 @@ where
         eprintln!("resuming after epoch {}", state.epoch);
     }
     let mut model = model.train();
+    let params = named_params(&model);
+    let scaled = if settings.norm_bias_lr_scale != 1.0 {
+        norm_biases(&params)
+    } else {
+        Vec::new()
+    };
+    let mut freezes = Vec::new();
+    for rule in &settings.freeze {
+        let ids = matching(&params, &rule.param);
+        if ids.is_empty() {
+            let names: Vec<&str> = params
+                .iter()
+                .filter(|p| p.trainable)
+                .map(|p| p.path.as_str())
+                .collect();
+            return Err(TrainError::Invalid(format!(
+                "[[train.freeze]] param '{}' names no trainable parameter; they are: {}",
+                rule.param,
+                names.join(", ")
+            )));
+        }
+        freezes.push((rule.after_epochs, ids));
+    }
+    let total_steps = per_epoch * settings.epochs;
+    let lookahead_path = checkpoints.join("last-lookahead.bpk");
+    let mut lookahead = match &settings.lookahead {
+        Some(la) if resume => Some(Lookahead::load(la.clone(), &model, &lookahead_path)?),
+        Some(la) => Some(Lookahead::new(la.clone(), &model)?),
+        None => None,
+    };
+    let mut monitor = UpdateMonitor::new(&model, settings.monitor_every);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing as f32))
         .init(&train_device);
@@ -260,8 +402,19 @@ where
                 )));
             }
             lr = schedule.lr(state.iteration);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            scale_gradients(&mut grads, &params, &scaled, settings.norm_bias_lr_scale);
+            for (after, ids) in &freezes {
+                if epoch >= *after {
+                    drop_gradients(&mut grads, &params, ids);
+                }
+            }
+            let before = monitor.before(&model, state.iteration);
             model = optim.step(lr, model, grads);
+            monitor.after(&model, before);
+            if let Some(la) = lookahead.as_mut() {
+                model = la.after_step(model, state.iteration + 1, total_steps);
+            }
             loss_sum += value * count as f64;
             seen += count;
             state.iteration += 1;
@@ -269,6 +422,11 @@ where
             progress.status(format!("loss {:.3}", loss_sum / seen as f64));
         }
         let secs = progress.finish();
+        if epoch + 1 == settings.epochs
+            && let Some(la) = lookahead.as_mut()
+        {
+            model = la.finish(model);
+        }
         let (val_loss, val_accuracy) = evaluate(
             &model,
             &data.val,
@@ -285,7 +443,21 @@ where
             val_accuracy,
             learning_rate: lr,
             images_per_sec: seen as f64 / secs.max(1e-9),
+            update_ratios: monitor.take_epoch(),
         };
+        let odd = flagged(&record.update_ratios);
+        if !odd.is_empty() {
+            let list: Vec<String> = odd.iter().map(|(n, r)| format!("{n} {r:.1e}")).collect();
+            eprintln!(
+                "update/weight ratios far from 1e-3 (learning rate too {}?): {}",
+                if odd.iter().any(|(_, r)| *r > 1e-2) {
+                    "high"
+                } else {
+                    "low"
+                },
+                list.join(", ")
+            );
+        }
         eprintln!(
             "epoch {:>3}: train loss {:.4} acc {:.2} %  val loss {:.4} acc {:.2} %  lr {:.2e}  {:.0} img/s",
             record.epoch,
@@ -304,6 +476,9 @@ where
             state.best_val_accuracy = val_accuracy;
             save_module(&model, &checkpoints.join("best.bpk"))?;
         }
+        if let Some(la) = &lookahead {
+            la.save(&model, &lookahead_path)?;
+        }
         write_via_temp(&optim_path, "", |tmp| {
             optim.save(tmp).map_err(|e| TrainError::Format {
                 path: tmp.to_path_buf(),
@@ -317,6 +492,13 @@ where
                 .as_bytes(),
         )?;
         plot_history(run, &state.history)?;
+        if let Some(weights) = model.first_conv() {
+            save_filters(weights, &run.file("filters.png"))?;
+        }
+        if settings.pause_after == Some(state.epoch) && state.epoch < settings.epochs {
+            eprintln!("paused after epoch {}", state.epoch);
+            break;
+        }
     }
     Ok((model, state.history))
 }
@@ -347,5 +529,41 @@ fn plot_history(run: &RunDir, history: &[EpochRecord]) -> Result<()> {
             series("validation", |r| r.val_accuracy),
         ],
     }
-    .save_png(&run.file("accuracy.png"))
+    .save_png(&run.file("accuracy.png"))?;
+    let mut names: Vec<&String> = history
+        .iter()
+        .flat_map(|r| r.update_ratios.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut series: Vec<Series> = names
+        .iter()
+        .map(|&name| {
+            Series::new(
+                name.as_str(),
+                history
+                    .iter()
+                    .filter_map(|r| {
+                        r.update_ratios
+                            .get(name)
+                            .map(|v| (r.epoch as f64, v.log10()))
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    series.push(Series::new(
+        "healthy (1e-3)",
+        history.iter().map(|r| (r.epoch as f64, -3.0)).collect(),
+    ));
+    LinePlot {
+        title: "update / weight ratio".into(),
+        x_label: "epoch".into(),
+        y_label: "log10 ‖Δw‖ / ‖w‖".into(),
+        series,
+    }
+    .save_png(&run.file("update_ratios.png"))
 }

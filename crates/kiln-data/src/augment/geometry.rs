@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{BoundingBox, Mask, Sample, Target, Transform};
+use super::{BoundingBox, Mask, Position, Sample, Target, Transform};
 use crate::Image;
 
 /// How pixels outside the image are filled when a crop hangs over the border.
@@ -266,6 +266,38 @@ impl Transform for HorizontalFlip {
     }
 }
 
+/// Mirrors an image in alternate epochs, starting from a random side per image (see
+/// [`super::TransformConfig::AlternatingFlip`]). Without a position (plain [`Transform::apply`])
+/// it flips with probability ½.
+#[derive(Clone, Copy, Debug)]
+pub struct AlternatingFlip;
+
+impl AlternatingFlip {
+    /// Whether the item `index` is mirrored in `epoch` under `seed`.
+    pub fn flips(seed: u64, epoch: u64, index: u64) -> bool {
+        // SplitMix64 of (seed, index): a fixed coin per image.
+        let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z & 1) == 1) ^ (epoch % 2 == 1)
+    }
+}
+
+impl Transform for AlternatingFlip {
+    fn apply(&self, sample: Sample, rng: &mut ChaCha8Rng) -> Sample {
+        HorizontalFlip { p: 0.5 }.apply(sample, rng)
+    }
+
+    fn apply_at(&self, sample: Sample, _rng: &mut ChaCha8Rng, at: Position) -> Sample {
+        if Self::flips(at.seed, at.epoch, at.index) {
+            HorizontalFlip::flip(sample)
+        } else {
+            sample
+        }
+    }
+}
+
 /// Pads by `padding` on every side and crops `size`×`size` at a uniformly random position.
 #[derive(Clone, Debug)]
 pub struct RandomCrop {
@@ -398,6 +430,15 @@ mod tests {
             }
         );
         assert_eq!(HorizontalFlip::flip(once), sample);
+        // Alternating flip: each image flips in exactly one of two consecutive epochs, and
+        // about half the images flip in any one epoch.
+        let flips: Vec<bool> = (0..1000).map(|i| AlternatingFlip::flips(7, 4, i)).collect();
+        for (i, &f) in flips.iter().enumerate() {
+            assert_ne!(f, AlternatingFlip::flips(7, 5, i as u64));
+            assert_eq!(f, AlternatingFlip::flips(7, 6, i as u64));
+        }
+        let count = flips.iter().filter(|&&f| f).count();
+        assert!((450..550).contains(&count), "{count}");
 
         let masked = Sample {
             image: gradient_image(5, 4),

@@ -20,7 +20,9 @@ use crate::{DataError, Image, Result};
 
 pub use color::ColorJitter;
 pub use erase::Cutout;
-pub use geometry::{HorizontalFlip, PaddingMode, RandomCrop, RandomResizedCrop, Resize};
+pub use geometry::{
+    AlternatingFlip, HorizontalFlip, PaddingMode, RandomCrop, RandomResizedCrop, Resize,
+};
 
 /// An axis-aligned box in pixel coordinates; `(x1, y1)` is the top-left corner and `(x2, y2)`
 /// the bottom-right one, so a box covering the whole W×H image is `(0, 0, W, H)`.
@@ -89,16 +91,37 @@ pub struct Sample {
     pub target: Target,
 }
 
+/// Where a sample is in training: what a transform needs beyond its random generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The pipeline's seed.
+    pub seed: u64,
+    /// 0-based epoch.
+    pub epoch: u64,
+    /// Index of the item in its dataset.
+    pub index: u64,
+}
+
 /// One augmentation step.
 pub trait Transform: Send + Sync + std::fmt::Debug {
     /// Transforms `sample`, drawing any randomness from `rng`.
     fn apply(&self, sample: Sample, rng: &mut ChaCha8Rng) -> Sample;
+
+    /// Transforms the sample at `position`; transforms whose choice depends on the epoch or the
+    /// item (not only on fresh randomness) override this.
+    fn apply_at(&self, sample: Sample, rng: &mut ChaCha8Rng, position: Position) -> Sample {
+        let _ = position;
+        self.apply(sample, rng)
+    }
 }
 
 /// One step of an augmentation config, as written in TOML (`[[augment]]` tables).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TransformConfig {
+    /// airbench's alternating flip: each image gets a fixed random side in even epochs and the
+    /// other side in odd ones, so every image is seen both ways in any two consecutive epochs.
+    AlternatingFlip,
     /// Mirror left–right with probability `p`.
     HorizontalFlip {
         /// Probability of flipping.
@@ -196,6 +219,7 @@ impl TransformConfig {
     /// Validates the settings and builds the transform.
     pub fn build(&self) -> Result<Box<dyn Transform>> {
         Ok(match *self {
+            Self::AlternatingFlip => Box::new(AlternatingFlip),
             Self::HorizontalFlip { p } => {
                 check_probability("horizontal-flip", p)?;
                 Box::new(HorizontalFlip { p })
@@ -297,8 +321,13 @@ impl Pipeline {
             return sample;
         }
         let mut rng = self.rng_for(epoch, index);
+        let position = Position {
+            seed: self.seed,
+            epoch,
+            index,
+        };
         for t in &self.transforms {
-            sample = t.apply(sample, &mut rng);
+            sample = t.apply_at(sample, &mut rng, position);
         }
         sample
     }

@@ -1,0 +1,241 @@
+//! `kiln-cnn` end to end on small generated datasets: the airbench recipe with every training
+//! feature, exact resume, ensembles, sanity checks, the design-rule table and bad configs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{colours, colours_sized, run, text};
+
+const CNN: &str = env!("CARGO_BIN_EXE_kiln-cnn");
+
+const AIRBENCH: &str = r#"
+val_images = 9
+[model]
+type = "airbench"
+widths = [8, 16, 16]
+whiten_images = 30
+[train]
+epochs = 3
+batch_size = 16
+learning_rate = 0.2
+label_smoothing = 0.2
+norm_bias_lr_scale = 8.0
+tta = "mirror-translate"
+monitor_every = 2
+[train.optimizer]
+name = "sgd"
+momentum = 0.85
+nesterov = true
+weight_decay = 1e-3
+[train.schedule]
+name = "piecewise"
+points = [[0.0, 0.2], [0.25, 1.0], [1.0, 0.1]]
+[train.lookahead]
+every = 2
+[[train.freeze]]
+param = "whiten.bias"
+after_epochs = 1
+[[augment]]
+type = "alternating-flip"
+[[augment]]
+type = "random-crop"
+size = 16
+padding = 2
+padding_mode = "reflect"
+"#;
+
+fn train(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let result = run(CNN, &args, out.parent().unwrap());
+    assert!(result.status.success(), "{}", text(&result));
+    text(&result)
+}
+
+fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
+    kiln_train::read_metrics(&run.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.get("epoch").is_some())
+        .collect()
+}
+
+#[test]
+fn airbench_recipe_trains_resumes_exactly_and_ensembles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours_sized(tmp.path(), 16);
+    let config = tmp.path().join("airbench.toml");
+    std::fs::write(&config, AIRBENCH).unwrap();
+
+    let straight = tmp.path().join("straight");
+    let printed = train(&data, &config, &straight, &[]);
+    assert!(printed.contains("MirrorTranslate TTA"), "{printed}");
+    for file in [
+        "loss.png",
+        "accuracy.png",
+        "update_ratios.png",
+        "filters.png",
+        "normalization.json",
+        "checkpoints/best.bpk",
+        "checkpoints/last-lookahead.bpk",
+    ] {
+        assert!(straight.join(file).is_file(), "{file}");
+    }
+    let records = kiln_train::read_metrics(&straight.join("metrics.jsonl")).unwrap();
+    let last = records.last().unwrap();
+    assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "{last}");
+    assert!(last["test_accuracy_tta"].as_f64().is_some(), "{last}");
+    let epochs = epoch_records(&straight);
+    assert_eq!(epochs.len(), 3);
+    assert!(
+        epochs[0]["update_ratios"]["groups.1.conv1.weight"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{}",
+        epochs[0]
+    );
+
+    // Stopped after two epochs, then resumed: the same numbers as the uninterrupted run.
+    let split = tmp.path().join("split");
+    let printed = train(&data, &config, &split, &["--pause-after", "2"]);
+    assert!(printed.contains("paused after epoch 2 of 3"), "{printed}");
+    let resumed = run(
+        CNN,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--resume",
+            split.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let (a, b) = (epoch_records(&straight), epoch_records(&split));
+    assert_eq!(b.len(), 3);
+    for key in ["train_loss", "val_loss", "val_accuracy"] {
+        let (x, y) = (a[2][key].as_f64().unwrap(), b[2][key].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-5, "{key}: {x} vs {y}");
+    }
+
+    // A plain conv net on the same data, then an ensemble of both runs.
+    let convnet = tmp.path().join("convnet.toml");
+    std::fs::write(
+        &convnet,
+        "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n[train]\nepochs = 2\n\
+         batch_size = 16\nlearning_rate = 0.05\n[train.optimizer]\nmomentum = 0.9\n",
+    )
+    .unwrap();
+    let plain = tmp.path().join("plain");
+    train(&data, &convnet, &plain, &[]);
+    let out = run(
+        CNN,
+        &[
+            "ensemble",
+            straight.to_str().unwrap(),
+            plain.to_str().unwrap(),
+            "--out",
+            tmp.path().join("ensemble").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ensemble of 2"), "{}", text(&out));
+}
+
+#[test]
+fn sanity_checks_pass_on_a_learnable_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let config = tmp.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n",
+    )
+    .unwrap();
+    let out = run(
+        CNN,
+        &[
+            "sanity",
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--images",
+            "12",
+            "--out",
+            tmp.path().join("sanity").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("ln(C) = 1.099: PASS"), "{printed}");
+    assert!(printed.contains("overfit 12 images: PASS"), "{printed}");
+    assert!(tmp.path().join("sanity/overfit.png").is_file());
+}
+
+#[test]
+fn params_table_shows_the_design_rules() {
+    let out = run(CNN, &["params", "--channels", "64"], Path::new("."));
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    // 7×7: one conv 49·64² parameters, three 3×3 convs 27·64².
+    assert!(printed.contains("200704"), "{printed}");
+    assert!(printed.contains("110592"), "{printed}");
+    let out = run(
+        CNN,
+        &["bench", "--steps", "1", "--warmup", "0", "--batch", "4"],
+        Path::new("."),
+    );
+    assert!(text(&out).contains("training images/s"), "{}", text(&out));
+}
+
+#[test]
+fn bad_configs_name_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let cases = [
+        ("[model]\ntype = \"vgg\"\n", "invalid config"),
+        (
+            "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[4]]\n[[train.freeze]]\nparam = \"whiten\"\nafter_epochs = 1\n",
+            "names no trainable parameter",
+        ),
+        (
+            "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[4], [4], [4], [4]]\n",
+            "shrink a 8×8 image to nothing",
+        ),
+        (
+            "[train]\nnorm_bias_lr_scale = 4.0\n[train.optimizer]\nname = \"adam\"\n",
+            "only for sgd",
+        ),
+    ];
+    for (i, (toml, expected)) in cases.iter().enumerate() {
+        let config = tmp.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        let out_dir = tmp.path().join(format!("run{i}"));
+        let out = run(
+            CNN,
+            &[
+                "--data",
+                data.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        let printed = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{printed}");
+        assert!(printed.contains(expected), "{expected}: {printed}");
+        assert!(!printed.contains("panicked"), "{printed}");
+    }
+}
