@@ -14,6 +14,7 @@ use kiln_data::{
     AugmentedImages, ClassificationBatcher, ImageSet, Normalization, NormalizationKind, Splits,
 };
 use kiln_nets::{AirbenchConfig, ConvNetConfig, ForwardCost, ResNetConfig};
+use kiln_train::search::SearchSpec;
 use kiln_train::trainer::{ImageClassifier, TrainSettings};
 
 /// Nonlinearities a config can name.
@@ -173,42 +174,14 @@ impl Default for CnnRunConfig {
     }
 }
 
-/// The `[search]` table: a coarse stage over wide log ranges, then a fine stage around the best
-/// coarse trials.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SearchSpec {
-    /// Learning-rate range `[low, high]`.
-    pub learning_rate: [f64; 2],
-    /// Weight-decay range `[low, high]`.
-    pub weight_decay: [f64; 2],
-    /// Coarse trials.
-    pub coarse_trials: usize,
-    /// Epochs of a coarse trial.
-    pub coarse_epochs: usize,
-    /// Fine trials.
-    pub fine_trials: usize,
-    /// Epochs of a fine trial.
-    pub fine_epochs: usize,
-    /// Best coarse trials the fine ranges are drawn around.
-    pub keep: usize,
-    /// Training images per trial (a stratified subset; 0 = all).
-    pub train_images: usize,
-}
-
-impl Default for SearchSpec {
-    fn default() -> Self {
-        Self {
-            learning_rate: [1e-3, 1.0],
-            weight_decay: [1e-5, 1e-2],
-            coarse_trials: 8,
-            coarse_epochs: 1,
-            fine_trials: 4,
-            fine_epochs: 3,
-            keep: 3,
-            train_images: 0,
-        }
+/// The training split cut to `spec.train_images` (stratified, seeded) for search trials.
+pub fn subset_for_search(train: &ImageSet, spec: &SearchSpec, seed: u64) -> Result<ImageSet> {
+    if spec.train_images == 0 || spec.train_images >= train.len() {
+        return Ok(train.clone());
     }
+    let per_class = (spec.train_images / train.classes.len()).max(1);
+    let keep = kiln_data::split::per_class_subset(&train.labels, per_class, seed)?;
+    Ok(train.subset(&keep))
 }
 
 /// A network `kiln-cnn` can train.
@@ -408,6 +381,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(toml::from_str::<CnnRunConfig>("[model]\ntype = \"vgg\"\n").is_err());
+        for (name, text) in [
+            ("cifar10-cnn", include_str!("../configs/cifar10-cnn.toml")),
+            (
+                "cifar10-airbench",
+                include_str!("../configs/cifar10-airbench.toml"),
+            ),
+            (
+                "fashion-mnist-cnn",
+                include_str!("../configs/fashion-mnist-cnn.toml"),
+            ),
+        ] {
+            let config: CnnRunConfig =
+                toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            config.train.validate().unwrap();
+            assert!(config.train.lookahead.is_some(), "{name}");
+            assert_eq!(config.model.init_images(), 5000, "{name}");
+        }
         assert!(toml::from_str::<CnnRunConfig>("[model]\ntype = \"resnet\"\ndepth = 3\n").is_err());
     }
 }

@@ -183,6 +183,38 @@ fn sanity_checks_pass_on_a_learnable_problem() {
 }
 
 #[test]
+fn cnn_search_trains_every_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let config = tmp.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[4]]\n[train]\nbatch_size = 16\n\
+         [search]\ncoarse_trials = 2\nfine_trials = 1\nfine_epochs = 2\ntrain_images = 30\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("search");
+    let out = run(
+        CNN,
+        &[
+            "search",
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("best: learning_rate"), "{printed}");
+    assert!(dir.join("search.png").is_file() && dir.join("trials.json").is_file());
+    assert!(dir.join("fine-02/update_ratios.png").is_file());
+}
+
+#[test]
 fn params_table_shows_the_design_rules() {
     let out = run(CNN, &["params", "--channels", "64"], Path::new("."));
     let printed = text(&out);

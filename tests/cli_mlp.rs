@@ -83,3 +83,40 @@ fn mlp_trains_and_resumes() {
         text(&out)
     );
 }
+
+#[test]
+fn mlp_search_runs_coarse_then_fine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let config = tmp.path().join("mlp.toml");
+    std::fs::write(
+        &config,
+        "val_images = 9\nhidden = [8]\n[train]\nbatch_size = 16\n[search]\n\
+         learning_rate = [0.01, 0.1]\ncoarse_trials = 3\ncoarse_epochs = 1\nfine_trials = 2\n\
+         fine_epochs = 2\nkeep = 2\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("search");
+    let out = run(
+        env!("CARGO_BIN_EXE_kiln-mlp"),
+        &[
+            "search",
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("best: learning_rate"), "{printed}");
+    let trials = kiln_train::read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(trials.len(), 5);
+    assert_eq!(trials[4]["stage"], "fine");
+    assert_eq!(trials[4]["epochs"], 2);
+    assert!(dir.join("search.png").is_file());
+    assert!(dir.join("fine-04/checkpoints/last.bpk").is_file());
+}

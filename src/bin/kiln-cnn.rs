@@ -29,8 +29,8 @@ use kiln_data::{ImageSet, Normalization};
 use kiln_nets::design::{DesignRule, compare};
 use kiln_nets::{AirbenchConfig, ConvNetConfig, trainable_params};
 use kiln_train::optim::{OptimizerConfig, OptimizerName};
-use kiln_train::plot::{LinePlot, ScatterPlot, Series};
-use kiln_train::search::{LogRange, RandomSearch, top_by};
+use kiln_train::plot::{LinePlot, Series};
+use kiln_train::search::lr_weight_decay_search;
 use kiln_train::trainer::{EpochRecord, FitData, Tta, evaluate_with, fit, tta_scores};
 use kiln_train::{Progress, RunDir, load_module};
 
@@ -495,16 +495,6 @@ fn sanity(args: SanityArgs) -> Result<()> {
     Ok(())
 }
 
-/// One search trial.
-#[derive(Clone, Debug, serde::Serialize)]
-struct Trial {
-    stage: &'static str,
-    learning_rate: f64,
-    weight_decay: f64,
-    epochs: usize,
-    val_accuracy: f64,
-}
-
 fn search(args: TrainArgs) -> Result<()> {
     let device = kiln::backend::device(args.common.device.as_deref())?;
     if args.resume.is_some() {
@@ -512,112 +502,18 @@ fn search(args: TrainArgs) -> Result<()> {
     }
     let (mut config, _) = resolve(&args)?;
     let (mut data, _) = load(&args.common, &mut config)?;
-    let s = config.search.clone();
-    if s.train_images > 0 && s.train_images < data.splits.train.len() {
-        let t = &data.splits.train;
-        let per_class = s.train_images / t.classes.len();
-        let keep = kiln_data::split::per_class_subset(&t.labels, per_class.max(1), config.seed)?;
-        data.splits.train = t.subset(&keep);
-    }
+    let spec = config.search.clone();
+    data.splits.train = kiln::cnn::subset_for_search(&data.splits.train, &spec, config.seed)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-search", &config)?;
-    let mut trials: Vec<Trial> = Vec::new();
-    let run_stage = |stage: &'static str,
-                     ranges: (LogRange, LogRange),
-                     count: usize,
-                     epochs: usize,
-                     seed: u64,
-                     trials: &mut Vec<Trial>|
-     -> Result<()> {
-        let mut sampler =
-            RandomSearch::new(vec![("lr".into(), ranges.0), ("wd".into(), ranges.1)], seed);
-        for _ in 0..count {
-            let values = sampler.next_trial();
-            let (lr, wd) = (values[0].1, values[1].1);
-            let mut trial_config = config.clone();
-            trial_config.train.learning_rate = lr;
-            trial_config.train.optimizer.weight_decay = wd;
-            trial_config.train.epochs = epochs;
-            let dir = run.path().join(format!("{stage}-{:02}", trials.len()));
-            let trial_run = RunDir::create(&dir, &cli::to_toml(&trial_config)?)?;
-            eprintln!(
-                "{stage} trial {}: lr {lr:.3e}, weight decay {wd:.3e}",
-                trials.len()
-            );
-            let outcome = train_in(&trial_config, &data, None, &trial_run, &device, false);
-            let val_accuracy = match outcome {
-                Ok(t) => t.history.last().map_or(0.0, |r| r.val_accuracy),
-                Err(e) => {
-                    eprintln!("  trial failed: {e:#}");
-                    0.0
-                }
-            };
-            let trial = Trial {
-                stage,
-                learning_rate: lr,
-                weight_decay: wd,
-                epochs,
-                val_accuracy,
-            };
-            run.metrics().append(&trial)?;
-            trials.push(trial);
-        }
-        Ok(())
-    };
-    run_stage(
-        "coarse",
-        (
-            LogRange::new(s.learning_rate[0], s.learning_rate[1])?,
-            LogRange::new(s.weight_decay[0], s.weight_decay[1])?,
-        ),
-        s.coarse_trials,
-        s.coarse_epochs,
-        config.seed,
-        &mut trials,
-    )?;
-    let best = top_by(&trials, s.keep.max(1), |t| t.val_accuracy);
-    let lrs: Vec<f64> = best.iter().map(|t| t.learning_rate).collect();
-    let wds: Vec<f64> = best.iter().map(|t| t.weight_decay).collect();
-    run_stage(
-        "fine",
-        (LogRange::around(&lrs, 0.3)?, LogRange::around(&wds, 0.3)?),
-        s.fine_trials,
-        s.fine_epochs,
-        config.seed.wrapping_add(1),
-        &mut trials,
-    )?;
-    println!("stage   epochs  learning rate  weight decay  validation");
-    let mut ranked = trials.clone();
-    ranked.sort_by(|a, b| b.val_accuracy.total_cmp(&a.val_accuracy));
-    for t in &ranked {
-        println!(
-            "{:<6} {:>7}  {:>13.3e}  {:>12.3e}  {:>9.2} %",
-            t.stage,
-            t.epochs,
-            t.learning_rate,
-            t.weight_decay,
-            100.0 * t.val_accuracy
-        );
-    }
-    ScatterPlot {
-        title: "validation accuracy".into(),
-        x_label: "log10 learning rate".into(),
-        y_label: "log10 weight decay".into(),
-        points: trials
-            .iter()
-            .map(|t| {
-                (
-                    t.learning_rate.log10(),
-                    t.weight_decay.log10(),
-                    t.val_accuracy,
-                )
-            })
-            .collect(),
-    }
-    .save_png(&run.file("search.png"))?;
-    run.write(
-        "trials.json",
-        serde_json::to_string_pretty(&trials)?.as_bytes(),
-    )?;
+    let ranked = lr_weight_decay_search(&spec, config.seed, &run, |lr, wd, epochs, dir| {
+        let mut trial = config.clone();
+        trial.train.learning_rate = lr;
+        trial.train.optimizer.weight_decay = wd;
+        trial.train.epochs = epochs;
+        let trial_run = RunDir::create(dir, &cli::to_toml(&trial).map_err(invalid)?)?;
+        let trained = train_in(&trial, &data, None, &trial_run, &device, false).map_err(invalid)?;
+        Ok(trained.history.last().map_or(0.0, |r| r.val_accuracy))
+    })?;
     let top = &ranked[0];
     println!(
         "best: learning_rate = {:.3e}, weight_decay = {:.3e} ({:.2} % after {} epochs); run directory {}",
@@ -628,6 +524,10 @@ fn search(args: TrainArgs) -> Result<()> {
         run.path().display()
     );
     Ok(())
+}
+
+fn invalid(e: anyhow::Error) -> kiln_train::TrainError {
+    kiln_train::TrainError::Invalid(format!("{e:#}"))
 }
 
 /// Class probabilities of a trained run's network on the test set.

@@ -2,25 +2,49 @@
 //!
 //! `kiln-mlp --config configs/cifar10-mlp.toml --data DIR [--out RUN]` trains, checkpoints every
 //! epoch and reports validation and test accuracy; `--resume RUN` continues a killed run.
+//! `kiln-mlp search --config …` runs a coarse-then-fine random search of learning rate and
+//! weight decay (the config's `[search]` table).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use clap::Parser;
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs};
 use kiln_data::augment::{Pipeline, TransformConfig};
-use kiln_data::{AugmentedImages, ClassificationBatcher, NormalizationKind, Splits};
+use kiln_data::{
+    AugmentedImages, ClassificationBatcher, ImageSet, Normalization, NormalizationKind, Splits,
+};
 use kiln_nets::MlpConfig;
 use kiln_train::RunDir;
-use kiln_train::trainer::{FitData, TrainSettings, evaluate, fit};
+use kiln_train::search::{SearchSpec, lr_weight_decay_search};
+use kiln_train::trainer::{EpochRecord, FitData, TrainSettings, evaluate, fit};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Train a multilayer perceptron on an image dataset")]
+#[command(
+    version,
+    about = "Train a multilayer perceptron on an image dataset",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Random search (coarse, then fine) of learning rate and weight decay.
+    Search(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// Epochs (overrides the config).
@@ -43,6 +67,7 @@ struct MlpRunConfig {
     dropout: f64,
     train: TrainSettings,
     augment: Vec<TransformConfig>,
+    search: SearchSpec,
 }
 
 impl Default for MlpRunConfig {
@@ -57,12 +82,12 @@ impl Default for MlpRunConfig {
             dropout: 0.0,
             train: TrainSettings::default(),
             augment: Vec::new(),
+            search: SearchSpec::default(),
         }
     }
 }
 
-fn run(args: Cli) -> Result<()> {
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+fn resolve(args: &TrainArgs) -> Result<(MlpRunConfig, Option<RunDir>)> {
     let (mut config, run) = match &args.resume {
         Some(dir) => {
             if args.common.config.is_some() {
@@ -80,56 +105,99 @@ fn run(args: Cli) -> Result<()> {
     if let Some(e) = args.epochs {
         config.train.epochs = e;
     }
+    config.train.validate()?;
+    Ok((config, run))
+}
+
+/// The training and validation sets of a loaded dataset, and its test split.
+struct Data {
+    train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    normalization: Normalization,
+}
+
+fn load(args: &TrainArgs, config: &mut MlpRunConfig) -> Result<Data> {
     let (path, data) = cli::open_data(args.common.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());
     let test = cli::require_test(&data, &path)?;
     let splits = Splits::new(data, config.val_images, config.seed)?;
+    let normalization = splits.fit_normalization(config.normalization)?;
     let Some(val) = splits.val.clone() else {
         bail!("val_images must be positive: validation drives checkpoints and schedules");
     };
-    let t = &splits.train;
+    Ok(Data {
+        train: splits.train,
+        val,
+        test,
+        normalization,
+    })
+}
+
+/// Trains `config` into `run`; with `test`, scores the final network on it.
+fn train_in(
+    config: &MlpRunConfig,
+    data: &Data,
+    test: Option<&ImageSet>,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<(Vec<EpochRecord>, Option<f64>)> {
+    let t = &data.train;
     let mlp = MlpConfig::new(t.image_len(), config.hidden.clone(), t.classes.len())
         .with_batch_norm(config.batch_norm)
         .with_dropout(config.dropout);
     mlp.validate().map_err(anyhow::Error::msg)?;
     let pipeline = Pipeline::from_config(&config.augment, config.seed)?;
+    data.normalization.save(&run.file("normalization.json"))?;
+    let train_device = device.clone().autodiff();
+    train_device.seed(config.seed);
+    let model = mlp.init(&train_device);
+    let train = AugmentedImages::new(Arc::new(t.clone()), Arc::new(pipeline));
+    let epoch = train.epoch_counter();
+    let fit_data = FitData {
+        train,
+        epoch,
+        val: AugmentedImages::new(Arc::new(data.val.clone()), Arc::new(Pipeline::default())),
+        batcher: ClassificationBatcher::new(data.normalization.clone()),
+    };
+    let batcher = fit_data.batcher.clone();
+    let (model, history) = fit(
+        model,
+        fit_data,
+        &config.train,
+        config.seed,
+        run,
+        device,
+        resume,
+    )?;
+    let Some(test) = test else {
+        return Ok((history, None));
+    };
+    let test_set = AugmentedImages::new(Arc::new(test.clone()), Arc::new(Pipeline::default()));
+    let (test_loss, test_accuracy) =
+        evaluate(&model, &test_set, &batcher, config.train.batch_size, device)?;
+    run.metrics()
+        .append(&json!({"test_loss": test_loss, "test_accuracy": test_accuracy}))?;
+    Ok((history, Some(test_accuracy)))
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let (mut config, run) = resolve(&args)?;
+    let data = load(&args, &mut config)?;
     let run = match run {
         Some(run) => run,
         None => cli::create_run(args.common.out.as_deref(), "kiln-mlp", &config)?,
     };
-    let norm = splits.fit_normalization(config.normalization)?;
-    norm.save(&run.file("normalization.json"))?;
-    let train_device = device.clone().autodiff();
-    train_device.seed(config.seed);
-    let model = mlp.init(&train_device);
-    let train = AugmentedImages::new(Arc::new(splits.train.clone()), Arc::new(pipeline));
-    let epoch = train.epoch_counter();
-    let data = FitData {
-        train,
-        epoch,
-        val: AugmentedImages::new(Arc::new(val), Arc::new(Pipeline::default())),
-        batcher: ClassificationBatcher::new(norm),
-    };
-    let batcher = data.batcher.clone();
-    let (model, history) = fit(
-        model,
-        data,
-        &config.train,
-        config.seed,
+    let (history, test_accuracy) = train_in(
+        &config,
+        &data,
+        Some(&data.test),
         &run,
         &device,
         args.resume.is_some(),
     )?;
-    let test_set = AugmentedImages::new(Arc::new(test), Arc::new(Pipeline::default()));
-    let (test_loss, test_accuracy) = evaluate(
-        &model,
-        &test_set,
-        &batcher,
-        config.train.batch_size,
-        &device,
-    )?;
-    run.metrics()
-        .append(&json!({"test_loss": test_loss, "test_accuracy": test_accuracy}))?;
     let last = history.last().expect("at least one epoch");
     let best = history.iter().map(|r| r.val_accuracy).fold(0.0, f64::max);
     println!(
@@ -138,7 +206,7 @@ fn run(args: Cli) -> Result<()> {
         last.epoch,
         100.0 * last.val_accuracy,
         100.0 * best,
-        100.0 * test_accuracy,
+        100.0 * test_accuracy.unwrap_or(f64::NAN),
         last.images_per_sec
     );
     println!(
@@ -148,6 +216,43 @@ fn run(args: Cli) -> Result<()> {
     Ok(())
 }
 
+fn search(args: TrainArgs) -> Result<()> {
+    if args.resume.is_some() {
+        bail!("search does not resume; start a new one");
+    }
+    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let (mut config, _) = resolve(&args)?;
+    let mut data = load(&args, &mut config)?;
+    let spec = config.search.clone();
+    data.train = kiln::cnn::subset_for_search(&data.train, &spec, config.seed)?;
+    let run = cli::create_run(args.common.out.as_deref(), "kiln-mlp-search", &config)?;
+    let ranked = lr_weight_decay_search(&spec, config.seed, &run, |lr, wd, epochs, dir| {
+        let mut trial = config.clone();
+        trial.train.learning_rate = lr;
+        trial.train.optimizer.weight_decay = wd;
+        trial.train.epochs = epochs;
+        let invalid = |e: anyhow::Error| kiln_train::TrainError::Invalid(format!("{e:#}"));
+        let trial_run = RunDir::create(dir, &cli::to_toml(&trial).map_err(invalid)?)?;
+        let (history, _) =
+            train_in(&trial, &data, None, &trial_run, &device, false).map_err(invalid)?;
+        Ok(history.last().map_or(0.0, |r| r.val_accuracy))
+    })?;
+    let top = &ranked[0];
+    println!(
+        "best: learning_rate = {:.3e}, weight_decay = {:.3e} ({:.2} % after {} epochs); run directory {}",
+        top.learning_rate,
+        top.weight_decay,
+        100.0 * top.val_accuracy,
+        top.epochs,
+        run.path().display()
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
-    cli::finish(run(Cli::parse()))
+    let cli = Cli::parse();
+    cli::finish(match cli.command {
+        None => train(cli.train),
+        Some(Command::Search(a)) => search(a),
+    })
 }

@@ -5,7 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, TrainError};
+use crate::plot::ScatterPlot;
+use crate::{Result, RunDir, TrainError};
 
 /// A range sampled uniformly in log space.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,6 +84,167 @@ pub fn top_by<T: Clone>(items: &[T], count: usize, score: impl Fn(&T) -> f64) ->
     sorted.into_iter().take(count).cloned().collect()
 }
 
+/// The `[search]` table of a training config: learning rate and weight decay drawn
+/// log-uniformly, a coarse stage of short trials, then a fine stage around the best ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSpec {
+    /// Learning-rate range `[low, high]`.
+    pub learning_rate: [f64; 2],
+    /// Weight-decay range `[low, high]`.
+    pub weight_decay: [f64; 2],
+    /// Coarse trials.
+    pub coarse_trials: usize,
+    /// Epochs of a coarse trial.
+    pub coarse_epochs: usize,
+    /// Fine trials.
+    pub fine_trials: usize,
+    /// Epochs of a fine trial.
+    pub fine_epochs: usize,
+    /// Best coarse trials the fine ranges are centred on.
+    pub keep: usize,
+    /// Width of the fine ranges in decades.
+    pub fine_width_decades: f64,
+    /// Training images per trial (a stratified subset; 0 = all).
+    pub train_images: usize,
+}
+
+impl Default for SearchSpec {
+    fn default() -> Self {
+        Self {
+            learning_rate: [1e-3, 1.0],
+            weight_decay: [1e-5, 1e-2],
+            coarse_trials: 8,
+            coarse_epochs: 1,
+            fine_trials: 4,
+            fine_epochs: 3,
+            keep: 3,
+            fine_width_decades: 0.6,
+            train_images: 0,
+        }
+    }
+}
+
+/// One finished trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// `coarse` or `fine`.
+    pub stage: String,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Final validation accuracy (0 for a failed trial).
+    pub val_accuracy: f64,
+}
+
+/// Runs the coarse and fine stages of `spec`. `train(learning_rate, weight_decay, epochs,
+/// trial_dir)` trains one trial and returns its validation accuracy; a failing trial scores 0
+/// and the search goes on. Each trial is appended to `run`'s `metrics.jsonl`; the table is
+/// printed and `trials.json` and `search.png` written at the end. Returns the trials, best first.
+pub fn lr_weight_decay_search(
+    spec: &SearchSpec,
+    seed: u64,
+    run: &RunDir,
+    mut train: impl FnMut(f64, f64, usize, &std::path::Path) -> Result<f64>,
+) -> Result<Vec<Trial>> {
+    let mut trials: Vec<Trial> = Vec::new();
+    let mut stage = |name: &str,
+                     lr: LogRange,
+                     wd: LogRange,
+                     count: usize,
+                     epochs: usize,
+                     seed: u64,
+                     trials: &mut Vec<Trial>|
+     -> Result<()> {
+        let mut sampler = RandomSearch::new(vec![("lr".into(), lr), ("wd".into(), wd)], seed);
+        for _ in 0..count {
+            let values = sampler.next_trial();
+            let (lr, wd) = (values[0].1, values[1].1);
+            let dir = run.path().join(format!("{name}-{:02}", trials.len()));
+            eprintln!(
+                "{name} trial {}: lr {lr:.3e}, weight decay {wd:.3e}",
+                trials.len()
+            );
+            let val_accuracy = train(lr, wd, epochs, &dir).unwrap_or_else(|e| {
+                eprintln!("  trial failed: {e}");
+                0.0
+            });
+            let trial = Trial {
+                stage: name.to_string(),
+                learning_rate: lr,
+                weight_decay: wd,
+                epochs,
+                val_accuracy,
+            };
+            run.metrics().append(&trial)?;
+            trials.push(trial);
+        }
+        Ok(())
+    };
+    stage(
+        "coarse",
+        LogRange::new(spec.learning_rate[0], spec.learning_rate[1])?,
+        LogRange::new(spec.weight_decay[0], spec.weight_decay[1])?,
+        spec.coarse_trials,
+        spec.coarse_epochs,
+        seed,
+        &mut trials,
+    )?;
+    let best = top_by(&trials, spec.keep.max(1), |t| t.val_accuracy);
+    let lrs: Vec<f64> = best.iter().map(|t| t.learning_rate).collect();
+    let wds: Vec<f64> = best.iter().map(|t| t.weight_decay).collect();
+    if !lrs.is_empty() {
+        stage(
+            "fine",
+            LogRange::around(&lrs, spec.fine_width_decades)?,
+            LogRange::around(&wds, spec.fine_width_decades)?,
+            spec.fine_trials,
+            spec.fine_epochs,
+            seed.wrapping_add(1),
+            &mut trials,
+        )?;
+    }
+    let mut ranked = trials.clone();
+    ranked.sort_by(|a, b| b.val_accuracy.total_cmp(&a.val_accuracy));
+    println!("stage   epochs  learning rate  weight decay  validation");
+    for t in &ranked {
+        println!(
+            "{:<6} {:>7}  {:>13.3e}  {:>12.3e}  {:>9.2} %",
+            t.stage,
+            t.epochs,
+            t.learning_rate,
+            t.weight_decay,
+            100.0 * t.val_accuracy
+        );
+    }
+    ScatterPlot {
+        title: "validation accuracy".into(),
+        x_label: "log10 learning rate".into(),
+        y_label: "log10 weight decay".into(),
+        points: trials
+            .iter()
+            .map(|t| {
+                (
+                    t.learning_rate.log10(),
+                    t.weight_decay.log10(),
+                    t.val_accuracy,
+                )
+            })
+            .collect(),
+    }
+    .save_png(&run.file("search.png"))?;
+    run.write(
+        "trials.json",
+        serde_json::to_string_pretty(&trials)
+            .expect("trials serialise")
+            .as_bytes(),
+    )?;
+    Ok(ranked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +276,45 @@ mod tests {
         );
         let best = top_by(&[(1, 0.3), (2, f64::NAN), (3, 0.9), (4, 0.5)], 2, |t| t.1);
         assert_eq!(best.iter().map(|t| t.0).collect::<Vec<_>>(), vec![3, 4]);
+    }
+
+    #[test]
+    fn coarse_then_fine_around_the_best() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&dir.path().join("s"), "x = 1\n").unwrap();
+        let spec = SearchSpec {
+            coarse_trials: 12,
+            fine_trials: 6,
+            keep: 2,
+            fine_width_decades: 0.2,
+            ..Default::default()
+        };
+        // Accuracy peaks at lr 0.03, whatever the decay; one trial fails.
+        let mut calls = 0;
+        let ranked = lr_weight_decay_search(&spec, 3, &run, |lr, _, _, _| {
+            calls += 1;
+            if calls == 2 {
+                return Err(TrainError::Invalid("diverged".into()));
+            }
+            Ok(1.0 - (lr.log10() - 0.03f64.log10()).abs() / 4.0)
+        })
+        .unwrap();
+        assert_eq!(ranked.len(), 18);
+        assert!(ranked.iter().any(|t| t.val_accuracy == 0.0));
+        let best_coarse = ranked.iter().find(|t| t.stage == "coarse").unwrap();
+        let fine: Vec<&Trial> = ranked.iter().filter(|t| t.stage == "fine").collect();
+        assert!(fine.iter().all(|t| t.epochs == spec.fine_epochs));
+        // Fine trials sit within 0.1 decade of the kept coarse trials' centre.
+        let spread = fine
+            .iter()
+            .map(|t| t.learning_rate.log10())
+            .fold(f64::NEG_INFINITY, f64::max)
+            - fine
+                .iter()
+                .map(|t| t.learning_rate.log10())
+                .fold(f64::INFINITY, f64::min);
+        assert!(spread <= 0.2, "{spread}");
+        assert!(ranked[0].val_accuracy >= best_coarse.val_accuracy);
+        assert!(run.file("search.png").is_file() && run.file("trials.json").is_file());
     }
 }
