@@ -6,10 +6,12 @@
 //! - [`ResNet`]: residual networks for small images.
 //! - [`AirbenchNet`]: the airbench94 CIFAR-10 network, with [`whitening`] of its first layer.
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
+//! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
 
 #![warn(missing_docs)]
 
 pub mod airbench;
+pub mod conv_algorithms;
 pub mod conv_net;
 pub mod cost;
 pub mod design;
