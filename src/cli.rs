@@ -57,6 +57,25 @@ pub fn load_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result
     toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
 }
 
+/// The config of a new run (`config`, or defaults) or of the run being resumed (its own
+/// `config.toml`; giving `--config` too is an error), with the resumed run's directory.
+pub fn config_or_resume<T: DeserializeOwned + Default>(
+    config: Option<&Path>,
+    resume: Option<&Path>,
+) -> Result<(T, Option<RunDir>)> {
+    match resume {
+        Some(dir) => {
+            if config.is_some() {
+                anyhow::bail!("--resume uses the run's own config.toml; drop --config");
+            }
+            let run = RunDir::open(dir)?;
+            let loaded = load_config(Some(&run.file("config.toml")))?;
+            Ok((loaded, Some(run)))
+        }
+        None => Ok((load_config(config)?, None)),
+    }
+}
+
 /// The resolved config as TOML, as written into the run directory.
 pub fn to_toml(config: &impl Serialize) -> Result<String> {
     toml::to_string_pretty(config).context("cannot serialise the resolved config")

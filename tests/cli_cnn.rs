@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{colours, colours_sized, run, text};
+use common::{colours, colours_sized, run, run_on, text};
 
 const CNN: &str = env!("CARGO_BIN_EXE_kiln-cnn");
 
@@ -46,16 +46,7 @@ padding_mode = "reflect"
 "#;
 
 fn train(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let result = run(CNN, &args, out.parent().unwrap());
+    let result = run_on(CNN, extra, data, config, out);
     assert!(result.status.success(), "{}", text(&result));
     text(&result)
 }
@@ -160,20 +151,12 @@ fn sanity_checks_pass_on_a_learnable_problem() {
         "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n",
     )
     .unwrap();
-    let out = run(
+    let out = run_on(
         CNN,
-        &[
-            "sanity",
-            "--data",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--images",
-            "12",
-            "--out",
-            tmp.path().join("sanity").to_str().unwrap(),
-        ],
-        tmp.path(),
+        &["sanity", "--images", "12"],
+        &data,
+        &config,
+        &tmp.path().join("sanity"),
     );
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
@@ -194,19 +177,7 @@ fn cnn_search_trains_every_trial() {
     )
     .unwrap();
     let dir = tmp.path().join("search");
-    let out = run(
-        CNN,
-        &[
-            "search",
-            "--data",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let out = run_on(CNN, &["search"], &data, &config, &dir);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
     assert!(printed.contains("best: learning_rate"), "{printed}");
@@ -253,18 +224,7 @@ fn bad_configs_name_the_problem() {
         let config = tmp.path().join(format!("bad{i}.toml"));
         std::fs::write(&config, toml).unwrap();
         let out_dir = tmp.path().join(format!("run{i}"));
-        let out = run(
-            CNN,
-            &[
-                "--data",
-                data.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--out",
-                out_dir.to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
+        let out = run_on(CNN, &[], &data, &config, &out_dir);
         let printed = text(&out);
         assert_eq!(out.status.code(), Some(1), "{printed}");
         assert!(printed.contains(expected), "{expected}: {printed}");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{colours, run, text};
+use common::{colours, run, run_on, text};
 
 #[test]
 fn mlp_trains_and_resumes() {
@@ -18,18 +18,7 @@ fn mlp_trains_and_resumes() {
     .unwrap();
     let mlp = env!("CARGO_BIN_EXE_kiln-mlp");
     let dir = tmp.path().join("run");
-    let out = run(
-        mlp,
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let out = run_on(mlp, &[], &data, &config, &dir);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("test"), "{}", text(&out));
     for file in [
@@ -97,18 +86,12 @@ fn mlp_search_runs_coarse_then_fine() {
     )
     .unwrap();
     let dir = tmp.path().join("search");
-    let out = run(
+    let out = run_on(
         env!("CARGO_BIN_EXE_kiln-mlp"),
-        &[
-            "search",
-            "--data",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-        tmp.path(),
+        &["search"],
+        &data,
+        &config,
+        &dir,
     );
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");

@@ -159,17 +159,8 @@ struct ParamsArgs {
 
 /// Loads the config (the run's own on resume) and applies command-line overrides.
 fn resolve(args: &TrainArgs) -> Result<(CnnRunConfig, Option<RunDir>)> {
-    let (mut config, run) = match &args.resume {
-        Some(dir) => {
-            if args.common.config.is_some() {
-                bail!("--resume uses the run's own config.toml; drop --config");
-            }
-            let run = RunDir::open(dir)?;
-            let config: CnnRunConfig = cli::load_config(Some(&run.file("config.toml")))?;
-            (config, Some(run))
-        }
-        None => (cli::load_config(args.common.config.as_deref())?, None),
-    };
+    let (mut config, run): (CnnRunConfig, _) =
+        cli::config_or_resume(args.common.config.as_deref(), args.resume.as_deref())?;
     if let Some(seed) = args.common.seed {
         config.seed = seed;
     }

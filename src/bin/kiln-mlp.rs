@@ -88,17 +88,8 @@ impl Default for MlpRunConfig {
 }
 
 fn resolve(args: &TrainArgs) -> Result<(MlpRunConfig, Option<RunDir>)> {
-    let (mut config, run) = match &args.resume {
-        Some(dir) => {
-            if args.common.config.is_some() {
-                bail!("--resume uses the run's own config.toml; drop --config");
-            }
-            let run = RunDir::open(dir)?;
-            let config: MlpRunConfig = cli::load_config(Some(&run.file("config.toml")))?;
-            (config, Some(run))
-        }
-        None => (cli::load_config(args.common.config.as_deref())?, None),
-    };
+    let (mut config, run): (MlpRunConfig, _) =
+        cli::config_or_resume(args.common.config.as_deref(), args.resume.as_deref())?;
     if let Some(seed) = args.common.seed {
         config.seed = seed;
     }

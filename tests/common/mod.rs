@@ -15,6 +15,22 @@ pub fn run(bin: &str, args: &[&str], cache: &Path) -> Output {
         .expect("binary runs")
 }
 
+/// Runs `bin` with `leading` arguments (a subcommand, say) then `--data DATA --config CONFIG
+/// --out OUT`, its cache pointed at OUT's parent.
+#[allow(dead_code)]
+pub fn run_on(bin: &str, leading: &[&str], data: &Path, config: &Path, out: &Path) -> Output {
+    let mut args = leading.to_vec();
+    args.extend([
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    run(bin, &args, out.parent().unwrap())
+}
+
 /// Everything the run printed, stdout then stderr.
 pub fn text(out: &Output) -> String {
     format!(
