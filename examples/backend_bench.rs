@@ -1,71 +1,15 @@
-//! Compares the compiled CPU backends on a 1024×1024 matmul and on training steps of a small
-//! CNN (three conv3×3-BN-ReLU-maxpool blocks, 64/128/256 channels, linear 4096→10, SGD with
-//! Nesterov momentum, CIFAR-sized inputs).
+//! Compares the compiled CPU backends on a 1024×1024 matmul and on training steps of the
+//! benchmark CNN (`ConvNetConfig::benchmark`: three conv3×3-BN-ReLU-maxpool blocks, 64/128/256
+//! channels, linear 4096→10; SGD with Nesterov momentum, CIFAR-sized inputs).
 //!
 //! `cargo run --release --features ndarray --example backend_bench -- [--batch 64] [--steps 3]`
 
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor};
-
-#[derive(Module, Debug)]
-struct Block {
-    conv: Conv2d,
-    norm: BatchNorm,
-    pool: MaxPool2d,
-    relu: Relu,
-}
-
-impl Block {
-    fn new(input: usize, output: usize, device: &Device) -> Self {
-        Self {
-            conv: Conv2dConfig::new([input, output], [3, 3])
-                .with_padding(PaddingConfig2d::Same)
-                .with_bias(false)
-                .init(device),
-            norm: BatchNormConfig::new(output).init(device),
-            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            relu: Relu::new(),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool
-            .forward(self.relu.forward(self.norm.forward(self.conv.forward(x))))
-    }
-}
-
-#[derive(Module, Debug)]
-struct Net {
-    blocks: Vec<Block>,
-    head: Linear,
-}
-
-impl Net {
-    fn new(device: &Device) -> Self {
-        Self {
-            blocks: vec![
-                Block::new(3, 64, device),
-                Block::new(64, 128, device),
-                Block::new(128, 256, device),
-            ],
-            head: LinearConfig::new(256 * 4 * 4, 10).init(device),
-        }
-    }
-
-    fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
-        for b in &self.blocks {
-            x = b.forward(x);
-        }
-        self.head.forward(x.flatten(1, 3))
-    }
-}
+use kiln_nets::{ConvNet, ConvNetConfig};
 
 fn flag(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -92,7 +36,7 @@ fn matmul_gflops(device: &Device) -> f64 {
 fn cnn_images_per_sec(device: &Device, batch: usize, steps: usize) -> f64 {
     let device = device.clone().autodiff();
     device.seed(0);
-    let mut model = Net::new(&device);
+    let mut model = ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device);
     let mut optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
@@ -103,7 +47,7 @@ fn cnn_images_per_sec(device: &Device, batch: usize, steps: usize) -> f64 {
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let images = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
     let targets = Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 10.0), &device);
-    let mut step = |model: Net| {
+    let mut step = |model: ConvNet| {
         let loss = loss_fn.forward(model.forward(images.clone()), targets.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(0.01, model, grads);
