@@ -8,6 +8,22 @@
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
 //! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
 
+//!
+//! Using a network from another Burn project (the device picks the backend):
+//!
+//! ```ignore
+//! use burn::tensor::Device;
+//! use kiln_nets::{AirbenchConfig, ConvNetConfig, ResNetConfig};
+//!
+//! let device = Device::flex().autodiff();
+//! let vgg = ConvNetConfig::vgg(3, 10, [32, 32], vec![vec![64, 64], vec![128, 128]]).init(&device);
+//! let resnet = ResNetConfig::resnet20(3, 10).init(&device);
+//! let airbench = AirbenchConfig::new()
+//!     .init(&device)
+//!     .with_whitening(&normalised_images, [5000, 3, 32, 32], 5e-4);
+//! let scores = vgg.forward(images); // [batch, 10]
+//! ```
+
 #![warn(missing_docs)]
 
 pub mod airbench;
