@@ -11,14 +11,8 @@ use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use kiln_nets::{ConvNet, ConvNetConfig};
 
-fn flag(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::flag;
 
 fn matmul_gflops(device: &Device) -> f64 {
     let a = Tensor::<2>::random([1024, 1024], Distribution::Default, device);

@@ -16,6 +16,9 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use kiln_nets::conv_algorithms::{ConvAlgorithm, ConvShape};
 
+mod common;
+use common::flag;
+
 /// The system allocator, counting live and peak bytes.
 struct Counting;
 
@@ -58,18 +61,9 @@ fn measure(repeats: usize, mut f: impl FnMut()) -> (f64, usize) {
     (times[times.len() / 2], peak)
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let batch = arg("--batch", 32);
-    let repeats = arg("--repeats", 5).max(1);
+    let batch = flag("--batch", 32);
+    let repeats = flag("--repeats", 5).max(1);
     let device = Device::flex();
     device.seed(0);
     let layers = [

@@ -12,14 +12,8 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 use kiln_nets::{ConvNet, ConvNetConfig};
 use kiln_train::optim::OptimizerConfig;
 
-fn flag(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::flag;
 
 /// Median milliseconds of `f` over `repeats` runs after one warm-up.
 fn millis(repeats: usize, mut f: impl FnMut()) -> f64 {

@@ -76,6 +76,48 @@ pub fn config_or_resume<T: DeserializeOwned + Default>(
     }
 }
 
+/// Flags of a training command: the common ones plus epochs, resume and pause.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TrainArgs {
+    /// Config, data, device, seed and output flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Epochs (overrides the config).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
+    /// Stop after this epoch (checkpointed, as if killed); continue later with --resume.
+    #[arg(long, value_name = "EPOCH")]
+    pub pause_after: Option<usize>,
+}
+
+/// A run config with a seed and training settings that flags can override.
+pub trait TrainConfig: DeserializeOwned + Default {
+    /// The run's seed.
+    fn seed_mut(&mut self) -> &mut u64;
+    /// The training settings.
+    fn train_mut(&mut self) -> &mut kiln_train::trainer::TrainSettings;
+}
+
+/// The config of a new or resumed run (see [`config_or_resume`]) with `--seed`, `--epochs` and
+/// `--pause-after` applied and the training settings validated.
+pub fn resolve_training<T: TrainConfig>(args: &TrainArgs) -> Result<(T, Option<RunDir>)> {
+    let (mut config, run): (T, _) =
+        config_or_resume(args.common.config.as_deref(), args.resume.as_deref())?;
+    if let Some(seed) = args.common.seed {
+        *config.seed_mut() = seed;
+    }
+    let train = config.train_mut();
+    if let Some(epochs) = args.epochs {
+        train.epochs = epochs;
+    }
+    train.pause_after = args.pause_after;
+    train.validate()?;
+    Ok((config, run))
+}
+
 /// The resolved config as TOML, as written into the run directory.
 pub fn to_toml(config: &impl Serialize) -> Result<String> {
     toml::to_string_pretty(config).context("cannot serialise the resolved config")

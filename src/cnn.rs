@@ -184,6 +184,15 @@ pub fn subset_for_search(train: &ImageSet, spec: &SearchSpec, seed: u64) -> Resu
     Ok(train.subset(&keep))
 }
 
+impl crate::cli::TrainConfig for CnnRunConfig {
+    fn seed_mut(&mut self) -> &mut u64 {
+        &mut self.seed
+    }
+    fn train_mut(&mut self) -> &mut TrainSettings {
+        &mut self.train
+    }
+}
+
 /// A network `kiln-cnn` can train.
 pub trait CnnModel: ImageClassifier + ForwardCost {}
 impl<T: ImageClassifier + ForwardCost> CnnModel for T {}

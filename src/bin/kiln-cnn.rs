@@ -23,7 +23,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use kiln::cli::{self, CommonArgs};
+use kiln::cli::{self, CommonArgs, TrainArgs};
 use kiln::cnn::{CnnModel, CnnRunConfig, Geometry, ModelTask, PreparedData};
 use kiln_data::{ImageSet, Normalization};
 use kiln_nets::design::{DesignRule, compare};
@@ -59,21 +59,6 @@ enum Command {
     Bench(BenchArgs),
     /// Parameters and multiply-adds of the design-rule blocks and of a config's network.
     Params(ParamsArgs),
-}
-
-#[derive(Args, Debug, Default)]
-struct TrainArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Epochs (overrides the config).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, value_name = "RUN")]
-    resume: Option<PathBuf>,
-    /// Stop after this epoch (checkpointed, as if killed); continue later with --resume.
-    #[arg(long, value_name = "EPOCH")]
-    pause_after: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -155,21 +140,6 @@ struct ParamsArgs {
     /// Input channels and classes of the config's network.
     #[arg(long, num_args = 2, value_names = ["CHANNELS", "CLASSES"], default_values_t = [3, 10])]
     input: Vec<usize>,
-}
-
-/// Loads the config (the run's own on resume) and applies command-line overrides.
-fn resolve(args: &TrainArgs) -> Result<(CnnRunConfig, Option<RunDir>)> {
-    let (mut config, run): (CnnRunConfig, _) =
-        cli::config_or_resume(args.common.config.as_deref(), args.resume.as_deref())?;
-    if let Some(seed) = args.common.seed {
-        config.seed = seed;
-    }
-    if let Some(e) = args.epochs {
-        config.train.epochs = e;
-    }
-    config.train.pause_after = args.pause_after;
-    config.train.validate()?;
-    Ok((config, run))
 }
 
 fn load(args: &CommonArgs, config: &mut CnnRunConfig) -> Result<(PreparedData, ImageSet)> {
@@ -296,7 +266,7 @@ fn train_in(
 
 fn train(args: TrainArgs) -> Result<()> {
     let device = kiln::backend::device(args.common.device.as_deref())?;
-    let (mut config, run) = resolve(&args)?;
+    let (mut config, run): (CnnRunConfig, _) = cli::resolve_training(&args)?;
     let (data, test) = load(&args.common, &mut config)?;
     let run = match run {
         Some(run) => run,
@@ -491,7 +461,7 @@ fn search(args: TrainArgs) -> Result<()> {
     if args.resume.is_some() {
         bail!("search does not resume; start a new one");
     }
-    let (mut config, _) = resolve(&args)?;
+    let (mut config, _): (CnnRunConfig, _) = cli::resolve_training(&args)?;
     let (mut data, _) = load(&args.common, &mut config)?;
     let spec = config.search.clone();
     data.splits.train = kiln::cnn::subset_for_search(&data.splits.train, &spec, config.seed)?;

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use kiln::cli::{self, CommonArgs};
+use kiln::cli::{self, TrainArgs};
 use kiln_data::augment::{Pipeline, TransformConfig};
 use kiln_data::{
     AugmentedImages, ClassificationBatcher, ImageSet, Normalization, NormalizationKind, Splits,
@@ -41,18 +41,6 @@ struct Cli {
 enum Command {
     /// Random search (coarse, then fine) of learning rate and weight decay.
     Search(TrainArgs),
-}
-
-#[derive(Args, Debug)]
-struct TrainArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Epochs (overrides the config).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, value_name = "RUN")]
-    resume: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,25 +75,21 @@ impl Default for MlpRunConfig {
     }
 }
 
-fn resolve(args: &TrainArgs) -> Result<(MlpRunConfig, Option<RunDir>)> {
-    let (mut config, run): (MlpRunConfig, _) =
-        cli::config_or_resume(args.common.config.as_deref(), args.resume.as_deref())?;
-    if let Some(seed) = args.common.seed {
-        config.seed = seed;
-    }
-    if let Some(e) = args.epochs {
-        config.train.epochs = e;
-    }
-    config.train.validate()?;
-    Ok((config, run))
-}
-
 /// The training and validation sets of a loaded dataset, and its test split.
 struct Data {
     train: ImageSet,
     val: ImageSet,
     test: ImageSet,
     normalization: Normalization,
+}
+
+impl cli::TrainConfig for MlpRunConfig {
+    fn seed_mut(&mut self) -> &mut u64 {
+        &mut self.seed
+    }
+    fn train_mut(&mut self) -> &mut TrainSettings {
+        &mut self.train
+    }
 }
 
 fn load(args: &TrainArgs, config: &mut MlpRunConfig) -> Result<Data> {
@@ -162,7 +146,10 @@ fn train_in(
         device,
         resume,
     )?;
-    let Some(test) = test else {
+    let paused = history
+        .last()
+        .is_some_and(|r| r.epoch < config.train.epochs);
+    let Some(test) = test.filter(|_| !paused) else {
         return Ok((history, None));
     };
     let test_set = AugmentedImages::new(Arc::new(test.clone()), Arc::new(Pipeline::default()));
@@ -175,7 +162,7 @@ fn train_in(
 
 fn train(args: TrainArgs) -> Result<()> {
     let device = kiln::backend::device(args.common.device.as_deref())?;
-    let (mut config, run) = resolve(&args)?;
+    let (mut config, run): (MlpRunConfig, _) = cli::resolve_training(&args)?;
     let data = load(&args, &mut config)?;
     let run = match run {
         Some(run) => run,
@@ -190,6 +177,15 @@ fn train(args: TrainArgs) -> Result<()> {
         args.resume.is_some(),
     )?;
     let last = history.last().expect("at least one epoch");
+    if last.epoch < config.train.epochs {
+        println!(
+            "paused after epoch {} of {}; continue with --resume {}",
+            last.epoch,
+            config.train.epochs,
+            run.path().display()
+        );
+        return Ok(());
+    }
     let best = history.iter().map(|r| r.val_accuracy).fold(0.0, f64::max);
     println!(
         "MLP {:?}: {} epochs, validation {:.2} % (best {:.2} %), test {:.2} %, {:.0} training images/s",
@@ -212,7 +208,7 @@ fn search(args: TrainArgs) -> Result<()> {
         bail!("search does not resume; start a new one");
     }
     let device = kiln::backend::device(args.common.device.as_deref())?;
-    let (mut config, _) = resolve(&args)?;
+    let (mut config, _): (MlpRunConfig, _) = cli::resolve_training(&args)?;
     let mut data = load(&args, &mut config)?;
     let spec = config.search.clone();
     data.train = kiln::cnn::subset_for_search(&data.train, &spec, config.seed)?;
