@@ -466,7 +466,7 @@ fn search(args: TrainArgs) -> Result<()> {
     let spec = config.search.clone();
     data.splits.train = kiln::cnn::subset_for_search(&data.splits.train, &spec, config.seed)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-search", &config)?;
-    let ranked = lr_weight_decay_search(&spec, config.seed, &run, |lr, wd, epochs, dir| {
+    lr_weight_decay_search(&spec, config.seed, &run, |lr, wd, epochs, dir| {
         let mut trial = config.clone();
         trial.train.learning_rate = lr;
         trial.train.optimizer.weight_decay = wd;
@@ -475,15 +475,6 @@ fn search(args: TrainArgs) -> Result<()> {
         let trained = train_in(&trial, &data, None, &trial_run, &device, false).map_err(invalid)?;
         Ok(trained.history.last().map_or(0.0, |r| r.val_accuracy))
     })?;
-    let top = &ranked[0];
-    println!(
-        "best: learning_rate = {:.3e}, weight_decay = {:.3e} ({:.2} % after {} epochs); run directory {}",
-        top.learning_rate,
-        top.weight_decay,
-        100.0 * top.val_accuracy,
-        top.epochs,
-        run.path().display()
-    );
     Ok(())
 }
 

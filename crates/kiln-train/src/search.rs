@@ -143,7 +143,8 @@ pub struct Trial {
 /// Runs the coarse and fine stages of `spec`. `train(learning_rate, weight_decay, epochs,
 /// trial_dir)` trains one trial and returns its validation accuracy; a failing trial scores 0
 /// and the search goes on. Each trial is appended to `run`'s `metrics.jsonl`; the table is
-/// printed and `trials.json` and `search.png` written at the end. Returns the trials, best first.
+/// printed with the best settings, and `trials.json` and `search.png` written at the end.
+/// Returns the trials, best first.
 pub fn lr_weight_decay_search(
     spec: &SearchSpec,
     seed: u64,
@@ -236,6 +237,16 @@ pub fn lr_weight_decay_search(
             .collect(),
     }
     .save_png(&run.file("search.png"))?;
+    if let Some(top) = ranked.first() {
+        println!(
+            "best: learning_rate = {:.3e}, weight_decay = {:.3e} ({:.2} % after {} epochs); run directory {}",
+            top.learning_rate,
+            top.weight_decay,
+            100.0 * top.val_accuracy,
+            top.epochs,
+            run.path().display()
+        );
+    }
     run.write(
         "trials.json",
         serde_json::to_string_pretty(&trials)
