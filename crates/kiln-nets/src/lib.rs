@@ -33,6 +33,7 @@ pub mod cost;
 pub mod design;
 mod init;
 pub mod mlp;
+pub mod pretrained;
 pub mod residual;
 #[cfg(test)]
 mod test_util;
