@@ -16,6 +16,7 @@ pub mod idx;
 mod image;
 pub mod image_folder;
 mod normalize;
+pub mod presets;
 mod source;
 pub mod split;
 

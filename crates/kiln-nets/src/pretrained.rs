@@ -13,7 +13,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PytorchStore};
+use burn::store::{
+    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore,
+};
+use burn::tensor::TensorData;
 
 /// How many names of each kind a mismatch error lists before it summarises the rest.
 const LISTED_NAMES: usize = 12;
@@ -86,7 +89,9 @@ impl KeyMap {
     pub fn map_name(&self, name: &str) -> Result<String, PretrainedError> {
         let mut mapped = name.to_string();
         for (from, to) in &self.rules {
-            mapped = compile(from)?.replace_all(&mapped, to.as_str()).into_owned();
+            mapped = compile(from)?
+                .replace_all(&mapped, to.as_str())
+                .into_owned();
         }
         Ok(mapped)
     }
@@ -162,7 +167,11 @@ pub fn load_pytorch<M: Module>(
         }
     }
     let mut details = Vec::new();
-    let missing: Vec<&str> = result.missing.iter().map(|(path, _)| path.as_str()).collect();
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .collect();
     list_names(&mut details, "missing from the file", &missing);
     let unused: Vec<&str> = result
         .unused
@@ -183,6 +192,48 @@ pub fn load_pytorch<M: Module>(
             details: details.join("\n"),
         })
     }
+}
+
+/// Reads the tensor `name` from a safetensors file (e.g. a reference output saved by PyTorch).
+pub fn read_safetensors(path: &Path, name: &str) -> Result<TensorData, PretrainedError> {
+    let read_error = |message: String| PretrainedError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(read_error("no such file".into()));
+    }
+    let mut store = SafetensorsStore::from_file(path);
+    let tensor = store
+        .get_tensor(name)
+        .map_err(|error| read_error(error.to_string()))?
+        .ok_or_else(|| read_error(format!("it has no tensor named `{name}`")))?
+        .clone();
+    let (_, dtype, shape, _, bytes) = tensor
+        .into_parts()
+        .map_err(|error| read_error(error.to_string()))?;
+    Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype))
+}
+
+/// The largest absolute difference relative to the largest expected magnitude,
+/// `max |actual − expected| / max |expected|`: how reference outputs are compared (a per-element
+/// ratio would be dominated by values that happen to be near zero).
+///
+/// # Panics
+///
+/// When the two slices differ in length.
+pub fn max_relative_error(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "compared tensors differ in size"
+    );
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = actual
+        .iter()
+        .zip(expected)
+        .fold(0f32, |m, (a, e)| m.max((a - e).abs()));
+    if scale == 0.0 { diff } else { diff / scale }
 }
 
 fn describe_apply_error(error: &ApplyError) -> String {
@@ -227,6 +278,13 @@ mod tests {
             "blocks.12.bn1.weight"
         );
         assert_eq!(keys.map_name("_fc.bias").unwrap(), "_fc.bias");
+    }
+
+    #[test]
+    fn relative_error_is_scaled_by_the_largest_expected_value() {
+        assert_eq!(max_relative_error(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        let error = max_relative_error(&[0.001, 4.0], &[0.0, 4.0]);
+        assert!((error - 0.00025).abs() < 1e-9, "{error}");
     }
 
     #[test]
