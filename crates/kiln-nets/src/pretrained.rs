@@ -13,9 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{
-    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore,
-};
+use burn::store::{ApplyError, KeyRemapper, ModuleStore, PytorchStore, SafetensorsStore};
 use burn::tensor::TensorData;
 
 /// How many names of each kind a mismatch error lists before it summarises the rest.

@@ -1,0 +1,182 @@
+//! `kiln-classify`: what an ImageNet-pretrained network sees in photos.
+//!
+//! `kiln-classify --weights FILE|NAME IMAGE…` prints the top-5 ImageNet classes of each image
+//! (short side resized, centre crop, ImageNet normalisation, as the weights expect).
+//! `kiln-classify --weights FILE --reference REF.safetensors` runs the reference file's `input`
+//! and prints the largest relative error against its `logits` (and `features`), exiting non-zero
+//! above the tolerance: the check that a port computes what PyTorch computes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use clap::Parser;
+
+use kiln::backend;
+use kiln::cli::{SHARED_ENV, finish};
+use kiln::pretrained::{PretrainedNet, read_class_names, resolve_weights};
+use kiln_nets::pretrained::{max_relative_error, read_safetensors};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Top-5 ImageNet predictions of a pretrained network")]
+struct Cli {
+    /// Weights: a PyTorch `.pth` state dict (architecture detected), or a published name
+    /// (resnet18, resnet34, resnet50: downloaded once into the cache; efficientnet-lite0:
+    /// from $KILN_SHARED/pretrained).
+    #[arg(long, value_name = "FILE|NAME")]
+    weights: String,
+    /// Images to classify (JPEG or PNG).
+    #[arg(value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    /// Class names, one a line (default: $KILN_SHARED/pretrained/imagenet-classes.txt).
+    #[arg(long, value_name = "FILE")]
+    classes: Option<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Compare with a PyTorch reference (safetensors with `input`, `logits`, optionally
+    /// `features`) instead of classifying images.
+    #[arg(long, value_name = "FILE")]
+    reference: Option<PathBuf>,
+    /// Largest relative error `--reference` accepts.
+    #[arg(long, default_value_t = 1e-4)]
+    tolerance: f32,
+    /// Compute device: auto, flex, ndarray, wgpu or wgpu:N.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    finish(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if cli.reference.is_none() && cli.images.is_empty() {
+        bail!("give images to classify, or --reference FILE to check against PyTorch");
+    }
+    if cli.top == 0 || cli.batch == 0 {
+        bail!("--top and --batch must be positive");
+    }
+    let device = backend::device(cli.device.as_deref())?;
+    let (arch, weights) = resolve_weights(&cli.weights)?;
+    let net = arch.load(&weights, &device)?.valid();
+    eprintln!("{arch} from {}", weights.display());
+    match &cli.reference {
+        Some(reference) => compare(&net, reference, cli.tolerance, &device),
+        None => classify(&cli, &net, arch.preset(), &device),
+    }
+}
+
+fn values(data: burn::tensor::TensorData) -> Result<Vec<f32>> {
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+/// Runs the reference input and reports the largest relative errors.
+fn compare(net: &PretrainedNet, reference: &Path, tolerance: f32, device: &Device) -> Result<()> {
+    let input = read_safetensors(reference, "input")?;
+    let dims = input.shape().as_slice().to_vec();
+    if dims.len() != 4 || dims[1] != 3 {
+        bail!(
+            "{}: `input` has shape {dims:?}, expected [batch, 3, height, width]",
+            reference.display()
+        );
+    }
+    let input = Tensor::<4>::from_data(input, device);
+    let mut worst = 0f32;
+    let expected = values(read_safetensors(reference, "logits")?)?;
+    let logits = values(net.forward(input.clone()).into_data())?;
+    if logits.len() != expected.len() {
+        bail!(
+            "{}: `logits` has {} values, the network gives {}; is it the reference for these \
+             weights?",
+            reference.display(),
+            expected.len(),
+            logits.len()
+        );
+    }
+    let error = max_relative_error(&logits, &expected);
+    println!("logits   max relative error {error:.3e}");
+    worst = worst.max(error);
+    if let PretrainedNet::EfficientNet(efficientnet) = net
+        && let Ok(expected) = read_safetensors(reference, "features")
+    {
+        let expected = values(expected)?;
+        let features = values(efficientnet.forward_features(input).into_data())?;
+        if features.len() == expected.len() {
+            let error = max_relative_error(&features, &expected);
+            println!("features max relative error {error:.3e}");
+            worst = worst.max(error);
+        }
+    }
+    if worst > tolerance {
+        bail!("largest relative error {worst:.3e} is above the tolerance {tolerance:.1e}");
+    }
+    println!("ok: within {tolerance:.1e}");
+    Ok(())
+}
+
+/// Prints the top classes of every image.
+fn classify(
+    cli: &Cli,
+    net: &PretrainedNet,
+    preset: kiln_data::presets::ClassificationPreset,
+    device: &Device,
+) -> Result<()> {
+    let names = class_names(cli.classes.as_deref())?;
+    let side = preset.crop_size;
+    for chunk in cli.images.chunks(cli.batch) {
+        let mut pixels = Vec::with_capacity(chunk.len() * 3 * side * side);
+        for path in chunk {
+            pixels.extend(
+                preset
+                    .load(path)
+                    .with_context(|| format!("cannot classify {}", path.display()))?,
+            );
+        }
+        let images = Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(pixels, [chunk.len(), 3, side, side]),
+            device,
+        );
+        let probabilities = values(softmax(net.forward(images), 1).into_data())?;
+        let classes = probabilities.len() / chunk.len();
+        for (path, row) in chunk.iter().zip(probabilities.chunks(classes)) {
+            println!("{}", path.display());
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            for &class in order.iter().take(cli.top) {
+                let name = names
+                    .as_ref()
+                    .and_then(|n| n.get(class))
+                    .map_or_else(|| format!("class {class}"), Clone::clone);
+                println!("  {:6.2}%  {name}", 100.0 * row[class]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Class names from `--classes`, else the shared ImageNet list when it is there.
+fn class_names(explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
+    if let Some(path) = explicit {
+        return Ok(Some(read_class_names(path)?));
+    }
+    let shared = std::env::var_os(SHARED_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"));
+    let default = shared.join("pretrained/imagenet-classes.txt");
+    if default.is_file() {
+        Ok(Some(read_class_names(&default)?))
+    } else {
+        eprintln!(
+            "note: no class names (pass --classes FILE or set {SHARED_ENV}); printing indices"
+        );
+        Ok(None)
+    }
+}
