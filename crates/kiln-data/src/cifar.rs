@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::download::{self, RemoteFile};
+use crate::download::{self, Checksum, RemoteFile};
 use crate::{DataError, ImageSet, Result, TrainTest};
 
 /// The ten CIFAR-10 classes in label order.
@@ -27,7 +27,7 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
 pub const CIFAR10_BINARY: RemoteFile = RemoteFile {
     url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
     file_name: "cifar-10-binary.tar.gz",
-    md5: "c32a1d4ab5d03f1284b67883e8d87530",
+    checksum: Checksum::Md5("c32a1d4ab5d03f1284b67883e8d87530"),
 };
 
 const SIDE: usize = 32;

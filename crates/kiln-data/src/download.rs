@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use md5::{Digest, Md5};
+use sha2::Sha256;
 
 use crate::{DataError, Result};
 
@@ -24,21 +25,76 @@ pub fn cache_dir() -> PathBuf {
         .join("kiln")
 }
 
-/// A file that can be downloaded: where from, what to call it, and its published MD5.
+/// The published checksum a download is verified against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checksum {
+    /// The full MD5, hex (as datasets such as CIFAR-10 publish it).
+    Md5(&'static str),
+    /// The leading hex digits of the SHA-256. PyTorch Hub and torchvision name weight files
+    /// `<name>-<first 8 hex digits of the SHA-256>.pth` and verify only that prefix.
+    Sha256Prefix(&'static str),
+}
+
+impl Checksum {
+    /// The hash function's name, as error messages print it.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Checksum::Md5(_) => "MD5",
+            Checksum::Sha256Prefix(_) => "SHA-256",
+        }
+    }
+
+    /// Checks the file at `path` against this checksum (case-insensitive hex).
+    ///
+    /// A SHA-256 prefix must be at least 8 hex digits: a shorter one would accept almost
+    /// any file, so it is rejected as [`DataError::Invalid`] before the file is read.
+    pub fn verify(&self, path: &Path) -> Result<()> {
+        let (expected, actual) = match *self {
+            Checksum::Md5(expected) => (expected, md5_file(path)?),
+            Checksum::Sha256Prefix(prefix) => {
+                let is_hex = prefix.chars().all(|c| c.is_ascii_hexdigit());
+                if prefix.len() < 8 || prefix.len() > 64 || !is_hex {
+                    return Err(DataError::invalid(
+                        "SHA-256 prefix",
+                        format!("`{prefix}` must be 8 to 64 hex digits"),
+                    ));
+                }
+                (prefix, sha256_file(path)?)
+            }
+        };
+        let matches = match self {
+            Checksum::Md5(_) => actual.eq_ignore_ascii_case(expected),
+            Checksum::Sha256Prefix(_) => actual
+                .get(..expected.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(expected)),
+        };
+        if !matches {
+            return Err(DataError::Checksum {
+                path: path.to_path_buf(),
+                algorithm: self.algorithm(),
+                expected: expected.to_ascii_lowercase(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A file that can be downloaded: where from, what to call it, and its published checksum.
 #[derive(Clone, Copy, Debug)]
 pub struct RemoteFile {
     /// Download URL.
     pub url: &'static str,
     /// File name in the cache.
     pub file_name: &'static str,
-    /// Published MD5, lowercase hex.
-    pub md5: &'static str,
+    /// Published checksum, verified after every download and on every cache hit.
+    pub checksum: Checksum,
 }
 
-/// Hex MD5 of a file's contents.
-pub fn md5_file(path: &Path) -> Result<String> {
+/// Lowercase hex digest of a file's contents under hasher `D`.
+fn hex_digest<D: Digest>(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Md5::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
@@ -47,15 +103,30 @@ pub fn md5_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+/// Hex MD5 of a file's contents.
+pub fn md5_file(path: &Path) -> Result<String> {
+    hex_digest::<Md5>(path)
+}
+
+/// Hex SHA-256 of a file's contents.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    hex_digest::<Sha256>(path)
 }
 
 /// Checks `path` against an expected MD5.
 pub fn verify_md5(path: &Path, expected: &str) -> Result<()> {
     let actual = md5_file(path)?;
-    if actual != expected {
+    if !actual.eq_ignore_ascii_case(expected) {
         return Err(DataError::Checksum {
             path: path.to_path_buf(),
+            algorithm: "MD5",
             expected: expected.to_string(),
             actual,
         });
@@ -65,11 +136,12 @@ pub fn verify_md5(path: &Path, expected: &str) -> Result<()> {
 
 /// Returns the cached copy of `remote` in `dir`, downloading it first when absent.
 ///
-/// A cached file is re-verified; a download is written to `<name>.part`, verified, then renamed.
+/// A cached file is re-verified against `remote.checksum`; a download is written to
+/// `<name>.part`, verified, then renamed.
 pub fn fetch(remote: &RemoteFile, dir: &Path) -> Result<PathBuf> {
     let dest = dir.join(remote.file_name);
     if dest.exists() {
-        verify_md5(&dest, remote.md5)?;
+        remote.checksum.verify(&dest)?;
         return Ok(dest);
     }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
@@ -111,7 +183,7 @@ pub fn fetch(remote: &RemoteFile, dir: &Path) -> Result<PathBuf> {
         })?;
         out.sync_all().map_err(|e| DataError::io(&part, e))?;
         bar.finish_and_clear();
-        verify_md5(&part, remote.md5)
+        remote.checksum.verify(&part)
     };
     if let Err(e) = download() {
         let _ = fs::remove_file(&part);
@@ -280,6 +352,72 @@ mod tests {
         assert!(matches!(err, DataError::Checksum { .. }));
     }
 
+    #[test]
+    fn sha256_prefix_checks_catch_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights-2cf24dba.pth");
+        fs::write(&path, b"hello").unwrap();
+        // SHA-256("hello") = 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824.
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        Checksum::Sha256Prefix("2cf24dba").verify(&path).unwrap();
+        Checksum::Sha256Prefix("2CF24DBA5FB0A30E")
+            .verify(&path)
+            .unwrap();
+        Checksum::Md5("5d41402abc4b2a76b9719d911017c592")
+            .verify(&path)
+            .unwrap();
+
+        let err = Checksum::Sha256Prefix("2cf24dbb")
+            .verify(&path)
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err}");
+        assert!(
+            message.contains("SHA-256 is 2cf24dba5fb0")
+                && message.contains("expected 2cf24dbb")
+                && message.contains("weights-2cf24dba.pth"),
+            "{message}"
+        );
+        fs::write(&path, b"hello!").unwrap();
+        assert!(matches!(
+            Checksum::Sha256Prefix("2cf24dba").verify(&path),
+            Err(DataError::Checksum { .. })
+        ));
+        // A prefix too short (or not hex) would accept nearly any file: refused outright.
+        for bad in ["", "2cf2", "2cf24dbz"] {
+            let err = Checksum::Sha256Prefix(bad).verify(&path).unwrap_err();
+            assert!(matches!(err, DataError::Invalid { .. }), "{bad}: {err}");
+        }
+        let err = Checksum::Md5("00000000000000000000000000000000")
+            .verify(&path)
+            .unwrap_err();
+        assert!(err.to_string().contains("MD5 is "), "{err}");
+    }
+
+    #[test]
+    fn cached_file_is_verified_by_sha256_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("w-2cf24dba.pth"), b"hello").unwrap();
+        let remote = RemoteFile {
+            url: "http://127.0.0.1:9/unused",
+            file_name: "w-2cf24dba.pth",
+            checksum: Checksum::Sha256Prefix("2cf24dba"),
+        };
+        assert_eq!(
+            fetch(&remote, dir.path()).unwrap(),
+            dir.path().join("w-2cf24dba.pth")
+        );
+        let corrupt = RemoteFile {
+            checksum: Checksum::Sha256Prefix("00000000"),
+            ..remote
+        };
+        let err = fetch(&corrupt, dir.path()).unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err}");
+    }
+
     /// Serves `body` once over HTTP on a loopback port; returns the URL.
     fn serve_once(body: &'static [u8]) -> String {
         use std::io::{BufRead, BufReader};
@@ -310,7 +448,7 @@ mod tests {
         let remote = RemoteFile {
             url,
             file_name: "f.bin",
-            md5: "5d41402abc4b2a76b9719d911017c592",
+            checksum: Checksum::Md5("5d41402abc4b2a76b9719d911017c592"),
         };
         let path = fetch(&remote, dir.path()).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"hello");
@@ -320,7 +458,7 @@ mod tests {
         let bad = RemoteFile {
             url,
             file_name: "g.bin",
-            md5: "5d41402abc4b2a76b9719d911017c592",
+            checksum: Checksum::Md5("5d41402abc4b2a76b9719d911017c592"),
         };
         let err = fetch(&bad, dir.path()).unwrap_err();
         assert!(matches!(err, DataError::Checksum { .. }), "{err}");
@@ -334,7 +472,7 @@ mod tests {
         let remote = RemoteFile {
             url: "http://127.0.0.1:9/unused",
             file_name: "f.bin",
-            md5: "5d41402abc4b2a76b9719d911017c592",
+            checksum: Checksum::Md5("5d41402abc4b2a76b9719d911017c592"),
         };
         assert_eq!(
             fetch(&remote, dir.path()).unwrap(),

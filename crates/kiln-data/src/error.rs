@@ -33,14 +33,17 @@ pub enum DataError {
     },
     /// A downloaded or cached file does not have the published checksum.
     #[error(
-        "{path}: MD5 is {actual}, expected {expected}; the file is corrupt or incomplete, delete it and retry"
+        "{path}: {algorithm} is {actual}, expected {expected}; the file is corrupt or incomplete, delete it and retry"
     )]
     Checksum {
         /// The file whose checksum did not match.
         path: PathBuf,
-        /// The published MD5.
+        /// The hash function, e.g. `MD5` or `SHA-256`.
+        algorithm: &'static str,
+        /// The published checksum (for a SHA-256 prefix, the hex digits the digest must start
+        /// with).
         expected: String,
-        /// The MD5 of the bytes on disk.
+        /// The checksum of the bytes on disk.
         actual: String,
     },
     /// An archive entry would be written outside the extraction directory.

@@ -4,6 +4,8 @@
 //! - [`Mlp`]: fully connected networks.
 //! - [`ConvNet`]: plain conv-pool stacks (the course's nets, VGG-style, the speed benchmark).
 //! - [`ResNet`]: residual networks for small images.
+//! - [`ImageNetResNet`]: torchvision-compatible ResNet-18/34/50 with their published ImageNet
+//!   weights ([`ResNetWeights`]).
 //! - [`AirbenchNet`]: the airbench94 CIFAR-10 network, with [`whitening`] of its first layer.
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
 //! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
@@ -31,6 +33,7 @@ pub mod conv_algorithms;
 pub mod conv_net;
 pub mod cost;
 pub mod design;
+pub mod imagenet_resnet;
 mod init;
 pub mod mlp;
 pub mod pretrained;
@@ -42,5 +45,6 @@ pub mod whitening;
 pub use airbench::{AirbenchConfig, AirbenchNet};
 pub use conv_net::{ConvNet, ConvNetConfig};
 pub use cost::{ForwardCost, trainable_params};
+pub use imagenet_resnet::{ImageNetResNet, ImageNetResNetConfig, ResNetWeights};
 pub use mlp::{Mlp, MlpConfig};
 pub use residual::{ResNet, ResNetConfig};
