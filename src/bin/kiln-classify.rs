@@ -52,6 +52,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
     finish(run(Cli::parse()))
 }
 

@@ -713,6 +713,7 @@ fn params(args: ParamsArgs) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
     let cli = Cli::parse();
     cli::finish(match cli.command {
         None => train(cli.train),

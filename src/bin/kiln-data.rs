@@ -351,6 +351,7 @@ fn bench(args: BenchArgs) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
     let cli = Cli::parse();
     cli::finish(match cli.command {
         Some(Command::Bench(args)) => bench(args),

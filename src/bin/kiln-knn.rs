@@ -369,6 +369,7 @@ fn cross_validate(args: KnnArgs) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
     let cli = Cli::parse();
     cli::finish(match cli.command {
         Some(Command::Cv(args)) => cross_validate(args),

@@ -619,6 +619,7 @@ fn search_command(args: LinearArgs) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
     let cli = Cli::parse();
     cli::finish(match cli.command {
         Some(Command::Search(args)) => search_command(args),

@@ -228,6 +228,7 @@ fn search(args: TrainArgs) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
     let cli = Cli::parse();
     cli::finish(match cli.command {
         None => train(cli.train),

@@ -21,7 +21,7 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
     PaddingConfig2d,
 };
-use burn::tensor::activation::relu6;
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::pretrained::{KeyMap, PretrainedError, load_pytorch};
@@ -236,6 +236,14 @@ fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
         .with_epsilon(BATCH_NORM_EPS)
         .with_momentum(BATCH_NORM_MOMENTUM)
         .init(device)
+}
+
+/// ReLU6, `min(max(x, 0), 6)`, computed as `6 − relu(6 − relu(x))`: Burn's autodiff builds
+/// `clamp` from masks, which on CPU cost more than the convolutions around them, while `relu`
+/// has its own fused kernels forward and backward. Exact at 0 and 6 and outside [0, 6], within
+/// half an ulp of 6 inside.
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    relu(relu(x).neg().add_scalar(6.0)).neg().add_scalar(6.0)
 }
 
 /// TensorFlow "same" padding for one spatial size: `(before, after)` so that the output size is

@@ -49,10 +49,8 @@ use crate::pretrained::{KeyMap, PretrainedError, load_pytorch};
 pub const BN_EPSILON: f64 = 1e-5;
 /// Batch-norm momentum of torchvision's ResNets (PyTorch's default, same convention in Burn).
 pub const BN_MOMENTUM: f64 = 0.1;
-/// Per-channel RGB mean that torchvision's ImageNet weights expect (inputs in `[0, 1]`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// Per-channel RGB standard deviation that torchvision's ImageNet weights expect.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// The per-channel normalisation torchvision's ImageNet weights expect (inputs in `[0, 1]`).
+pub use kiln_data::presets::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// Output channels of the stem and the base width of `layer1`.
 const STEM_WIDTH: usize = 64;

@@ -8,6 +8,8 @@
 //!   weights ([`ResNetWeights`]).
 //! - [`AirbenchNet`]: the airbench94 CIFAR-10 network, with [`whitening`] of its first layer.
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
+//! - [`EfficientNetLite`]: EfficientNet-Lite0 with its ImageNet weights ([`pretrained`] loads
+//!   PyTorch state dicts).
 //! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
 
 //!
@@ -33,6 +35,7 @@ pub mod conv_algorithms;
 pub mod conv_net;
 pub mod cost;
 pub mod design;
+pub mod efficientnet;
 pub mod imagenet_resnet;
 mod init;
 pub mod mlp;
@@ -45,6 +48,7 @@ pub mod whitening;
 pub use airbench::{AirbenchConfig, AirbenchNet};
 pub use conv_net::{ConvNet, ConvNetConfig};
 pub use cost::{ForwardCost, trainable_params};
+pub use efficientnet::{EfficientNetLite, EfficientNetLiteConfig};
 pub use imagenet_resnet::{ImageNetResNet, ImageNetResNetConfig, ResNetWeights};
 pub use mlp::{Mlp, MlpConfig};
 pub use residual::{ResNet, ResNetConfig};
