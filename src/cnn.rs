@@ -147,6 +147,9 @@ pub struct CnnRunConfig {
     pub seed: u64,
     /// Training images held out for validation.
     pub val_images: usize,
+    /// Training images kept per class after the validation split (a seeded stratified subset,
+    /// the same images `kiln-finetune` draws with the same seed; 0 keeps all).
+    pub train_per_class: usize,
     /// Input normalisation, fitted on the training split.
     pub normalization: NormalizationKind,
     /// The network.
@@ -165,6 +168,7 @@ impl Default for CnnRunConfig {
             data: None,
             seed: 0,
             val_images: 1000,
+            train_per_class: 0,
             normalization: NormalizationKind::PerChannel,
             model: ModelSpec::default(),
             train: TrainSettings::default(),
@@ -322,7 +326,9 @@ impl PreparedData {
         if config.val_images == 0 {
             bail!("val_images must be positive: validation drives checkpoints and schedules");
         }
-        let splits = Splits::new(data, config.val_images, config.seed)?;
+        let mut splits = Splits::new(data, config.val_images, config.seed)?;
+        splits.train =
+            kiln_data::split::subset_per_class(&splits.train, config.train_per_class, config.seed)?;
         let normalization = splits.fit_normalization(config.normalization)?;
         Ok(Self {
             splits,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use kiln_data::presets::ClassificationPreset;
 use kiln_nets::pretrained::pytorch_tensor_names;
@@ -229,6 +230,28 @@ impl PretrainedNet {
         match self {
             PretrainedNet::EfficientNet(net) => net.feature_size(),
             PretrainedNet::ResNet(net) => net.feature_size(),
+        }
+    }
+
+    /// The classifier.
+    pub fn head(&self) -> &Linear {
+        match self {
+            PretrainedNet::EfficientNet(net) => &net.fc,
+            PretrainedNet::ResNet(net) => &net.fc,
+        }
+    }
+
+    /// The network with `head` as its classifier (e.g. a trained linear probe).
+    pub fn with_head(self, head: Linear) -> Self {
+        match self {
+            PretrainedNet::EfficientNet(mut net) => {
+                net.fc = head;
+                PretrainedNet::EfficientNet(net)
+            }
+            PretrainedNet::ResNet(mut net) => {
+                net.fc = head;
+                PretrainedNet::ResNet(net)
+            }
         }
     }
 

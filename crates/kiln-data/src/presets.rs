@@ -7,7 +7,7 @@ use std::path::Path;
 use image::imageops::FilterType;
 
 use crate::image_folder::decode_image;
-use crate::{DataError, Image, Result};
+use crate::{DataError, Image, ImageSet, Result};
 
 /// ImageNet's per-channel mean (RGB, pixels scaled to [0, 1]).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -91,6 +91,53 @@ impl ClassificationPreset {
     pub fn load(&self, path: &Path) -> Result<Vec<f32>> {
         Ok(self.apply(&decode_image(path, None)?))
     }
+}
+
+/// Every image of `set` resized to `size`×`size` RGB (antialiased bilinear; grey repeated to three
+/// channels), in parallel: small images such as CIFAR-10's brought to the resolution a pretrained
+/// network works at.
+pub fn resize_set(set: &ImageSet, size: usize) -> Result<ImageSet> {
+    use rayon::prelude::*;
+    if size == 0 {
+        return Err(DataError::invalid("resize", "the size must be positive"));
+    }
+    let per = set.image_len();
+    let out = size * size * 3;
+    let mut pixels = vec![0u8; set.len() * out];
+    pixels
+        .par_chunks_mut(out)
+        .zip(set.pixels.par_chunks(per))
+        .for_each(|(dst, src)| {
+            let image = Image {
+                width: set.width,
+                height: set.height,
+                channels: set.channels,
+                data: src.to_vec(),
+            };
+            let rgb = if image.channels == 3 {
+                image
+            } else {
+                image.to_rgb()
+            };
+            let resized = if (rgb.width, rgb.height) == (size, size) {
+                rgb.data
+            } else {
+                let buffer =
+                    image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+                        .expect("an RGB image holds width × height × 3 bytes");
+                image::imageops::resize(&buffer, size as u32, size as u32, FilterType::Triangle)
+                    .into_raw()
+            };
+            dst.copy_from_slice(&resized);
+        });
+    ImageSet::new(
+        size,
+        size,
+        3,
+        pixels,
+        set.labels.clone(),
+        set.classes.clone(),
+    )
 }
 
 /// Resizes so that the shorter side is `size`, keeping the aspect ratio (the longer side is
@@ -189,6 +236,30 @@ mod tests {
         assert!(out[32..].iter().all(|v| (v - 0.5).abs() < 1e-6));
         // Grey images are repeated to three channels.
         assert_eq!(preset.apply(&Image::filled(5, 4, 1, 255)).len(), 48);
+    }
+
+    #[test]
+    fn sets_are_resized_to_rgb_squares() {
+        let grey = ImageSet::new(
+            2,
+            2,
+            1,
+            vec![0, 255, 0, 255, 9, 9, 9, 9],
+            vec![0, 1],
+            vec!["a".into(), "b".into()],
+        )
+        .unwrap();
+        let big = resize_set(&grey, 6).unwrap();
+        assert_eq!(
+            (big.width, big.height, big.channels, big.len()),
+            (6, 6, 3, 2)
+        );
+        assert_eq!(big.labels, vec![0, 1]);
+        // A constant image stays constant; channels are equal for grey input.
+        assert!(big.pixels[108..].iter().all(|&v| v == 9));
+        let first = &big.pixels[..108];
+        assert!(first.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+        assert!(resize_set(&grey, 0).is_err());
     }
 
     #[test]

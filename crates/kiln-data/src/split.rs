@@ -100,6 +100,20 @@ pub fn per_class_subset(labels: &[usize], per_class: usize, seed: u64) -> Result
     Ok(out)
 }
 
+/// `per_class` images of each class of `set` (seeded, stratified, in dataset order); the whole
+/// set when `per_class` is 0. The same set, count and seed always give the same images.
+pub fn subset_per_class(
+    set: &crate::ImageSet,
+    per_class: usize,
+    seed: u64,
+) -> Result<crate::ImageSet> {
+    if per_class == 0 {
+        return Ok(set.clone());
+    }
+    let keep = per_class_subset(&set.labels, per_class, seed)?;
+    Ok(set.subset(&keep))
+}
+
 /// Stratified k-fold cross-validation: `k` splits whose validation parts are disjoint, cover
 /// every index once, and each keep the class proportions.
 pub fn stratified_k_fold(labels: &[usize], k: usize, seed: u64) -> Result<Vec<Split>> {

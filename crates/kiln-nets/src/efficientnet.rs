@@ -452,6 +452,25 @@ mod tests {
     use burn::tensor::Distribution;
 
     #[test]
+    fn relu6_equals_the_clamp_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let values = vec![-3.0f32, -0.0, 0.0, 1e-3, 2.5, 5.999, 6.0, 6.5, 1e4];
+        let x = Tensor::<1>::from_floats(values.as_slice(), &device).require_grad();
+        let ours = relu6(x.clone());
+        let clamped = x.clone().clamp(0.0, 6.0);
+        let (a, b) = (
+            ours.clone().into_data().try_to_vec::<f32>().unwrap(),
+            clamped.into_data().try_to_vec::<f32>().unwrap(),
+        );
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() <= 3e-7, "{a:?} vs {b:?}");
+        }
+        let grads = ours.sum().backward();
+        let grad = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(grad, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
     fn same_padding_matches_tensorflow() {
         // 224 → 112 with a 3×3 stride-2 kernel: one extra pixel, after.
         assert_eq!(same_padding(224, 3, 2), (0, 1));

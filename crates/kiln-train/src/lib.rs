@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod optim;
 pub mod params;
 pub mod plot;
+pub mod probe;
 mod progress;
 mod run_dir;
 pub mod search;

@@ -183,6 +183,28 @@ mod tests {
     }
 
     #[test]
+    fn lr_groups_take_everything_but_their_exceptions() {
+        use crate::trainer::LrGroup;
+        let device = Device::flex().autodiff();
+        let params = named_params(&net(&device));
+        let id = |path: &str| params.iter().find(|p| p.path == path).unwrap().id;
+        let backbone = LrGroup {
+            param: String::new(),
+            except: vec!["fc".into()],
+            lr_scale: 0.1,
+        };
+        let ids = backbone.ids(&params);
+        assert_eq!(ids.len(), 2, "the norm's gamma and beta (running stats are not trained)");
+        assert!(ids.contains(&id("norm.gamma")) && !ids.contains(&id("fc.weight")));
+        let head = LrGroup {
+            param: "fc".into(),
+            except: Vec::new(),
+            lr_scale: 2.0,
+        };
+        assert_eq!(head.ids(&params), vec![id("fc.weight"), id("fc.bias")]);
+    }
+
+    #[test]
     fn paths_owners_and_matching() {
         let device = Device::flex().autodiff();
         let n = net(&device);

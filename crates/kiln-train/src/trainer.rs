@@ -59,6 +59,9 @@ pub struct TrainSettings {
     pub schedule: ScheduleConfig,
     /// Multiplies the learning rate (not the weight decay) of batch-norm shifts; SGD only.
     pub norm_bias_lr_scale: f64,
+    /// Learning-rate multipliers for groups of parameters (e.g. a pretrained backbone at a
+    /// tenth of the head's rate); SGD only.
+    pub lr_groups: Vec<LrGroup>,
     /// Parameters to stop training after some epochs.
     pub freeze: Vec<FreezeRule>,
     /// Weight-averaging lookahead (off when absent).
@@ -82,6 +85,46 @@ pub struct FreezeRule {
     pub param: String,
     /// Epochs of training before freezing.
     pub after_epochs: usize,
+}
+
+/// A learning-rate multiplier for the parameters under `param` (a dotted path prefix; empty
+/// for every parameter) except those under any of `except`. It scales their gradients, which
+/// with SGD scales their learning rate and leaves their weight decay alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrGroup {
+    /// Dotted parameter path or prefix; `""` matches every parameter.
+    #[serde(default)]
+    pub param: String,
+    /// Prefixes left out of the group (e.g. the classifier head).
+    #[serde(default)]
+    pub except: Vec<String>,
+    /// Multiplier of the base learning rate.
+    pub lr_scale: f64,
+}
+
+impl LrGroup {
+    /// Ids of the trainable parameters in the group.
+    pub fn ids(&self, params: &[crate::params::NamedParam]) -> Vec<burn::module::ParamId> {
+        let excluded: Vec<_> = self
+            .except
+            .iter()
+            .flat_map(|prefix| matching(params, prefix))
+            .collect();
+        let members = if self.param.is_empty() {
+            params
+                .iter()
+                .filter(|p| p.trainable)
+                .map(|p| p.id)
+                .collect()
+        } else {
+            matching(params, &self.param)
+        };
+        members
+            .into_iter()
+            .filter(|id| !excluded.contains(id))
+            .collect()
+    }
 }
 
 /// Test-time augmentation: average the logits over transformed copies of each image.
@@ -113,6 +156,19 @@ impl TrainSettings {
                 "[train] norm_bias_lr_scale scales gradients, which equals a learning-rate scale only for sgd".into(),
             ));
         }
+        for group in &self.lr_groups {
+            if !(group.lr_scale > 0.0 && group.lr_scale.is_finite()) {
+                return Err(TrainError::Invalid(format!(
+                    "[[train.lr_groups]] '{}': lr_scale must be positive",
+                    group.param
+                )));
+            }
+            if group.lr_scale != 1.0 && self.optimizer.name != crate::optim::OptimizerName::Sgd {
+                return Err(TrainError::Invalid(
+                    "[[train.lr_groups]] scale gradients, which equals a learning-rate scale only for sgd".into(),
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(TrainError::Invalid(
                 "[train] label_smoothing must be in [0, 1)".into(),
@@ -133,6 +189,7 @@ impl Default for TrainSettings {
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             norm_bias_lr_scale: 1.0,
+            lr_groups: Vec::new(),
             freeze: Vec::new(),
             lookahead: None,
             tta: Tta::None,
@@ -340,6 +397,17 @@ where
     } else {
         Vec::new()
     };
+    let mut lr_groups = Vec::new();
+    for group in &settings.lr_groups {
+        let ids = group.ids(&params);
+        if ids.is_empty() {
+            return Err(TrainError::Invalid(format!(
+                "[[train.lr_groups]] param '{}' (except {:?}) names no trainable parameter",
+                group.param, group.except
+            )));
+        }
+        lr_groups.push((group.lr_scale, ids));
+    }
     let mut freezes = Vec::new();
     for rule in &settings.freeze {
         let ids = matching(&params, &rule.param);
@@ -404,6 +472,9 @@ where
             lr = schedule.lr(state.iteration);
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             scale_gradients(&mut grads, &params, &scaled, settings.norm_bias_lr_scale);
+            for (scale, ids) in &lr_groups {
+                scale_gradients(&mut grads, &params, ids, *scale);
+            }
             for (after, ids) in &freezes {
                 if epoch >= *after {
                     drop_gradients(&mut grads, &params, ids);
@@ -503,7 +574,7 @@ where
     Ok((model, state.history))
 }
 
-fn plot_history(run: &RunDir, history: &[EpochRecord]) -> Result<()> {
+pub(crate) fn plot_history(run: &RunDir, history: &[EpochRecord]) -> Result<()> {
     let series = |name: &str, f: fn(&EpochRecord) -> f64| {
         Series::new(
             name,

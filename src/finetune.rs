@@ -1,0 +1,425 @@
+//! Transfer learning for `kiln-finetune`: a pretrained ImageNet network adapted to a new, small
+//! labelled set by a linear probe, by training the new head and then the whole network, or by
+//! fine-tuning everything at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::nn::LinearConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use kiln_data::augment::{Pipeline, TransformConfig};
+use kiln_data::presets::{IMAGENET_MEAN, IMAGENET_STD, resize_set};
+use kiln_data::{AugmentedImages, ClassificationBatcher, ImageSet, Normalization, Splits};
+use kiln_train::probe::{FeatureSet, evaluate_probe, fit_linear_probe};
+use kiln_train::trainer::{FitData, LrGroup, TrainSettings, Tta, evaluate_with, fit};
+use kiln_train::{Progress, RunDir};
+
+use crate::pretrained::{Architecture, PretrainedNet, resolve_weights};
+
+/// How the pretrained network is adapted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Backbone frozen: its pooled features are computed once, and only a linear classifier is
+    /// trained on them (`[probe]` settings).
+    LinearProbe,
+    /// The linear probe first, then the whole network (`[train]`), the backbone at
+    /// `backbone_lr_scale` times the head's learning rate.
+    #[default]
+    HeadThenFull,
+    /// The whole network from the start with a fresh head (`[train]`).
+    Full,
+}
+
+/// A `kiln-finetune` run, as written in TOML.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneConfig {
+    /// Dataset path (overridden by `--data`).
+    pub data: Option<PathBuf>,
+    /// Seed for the splits, the subset, initialisation and augmentation.
+    pub seed: u64,
+    /// Architecture, see [`Architecture::name`].
+    pub arch: String,
+    /// Pretrained weights (a `.pth` file or a published name); absent or `"none"` trains the
+    /// architecture from random initialisation.
+    pub weights: Option<String>,
+    /// How to adapt the network.
+    pub strategy: Strategy,
+    /// Side of the square images the network sees (inputs are resized to it).
+    pub image_size: usize,
+    /// Training images kept per class (a seeded stratified subset; 0 keeps all).
+    pub train_per_class: usize,
+    /// Validation images held out of the training split before the subset is drawn.
+    pub val_images: usize,
+    /// Learning-rate multiplier of the backbone relative to the head (SGD).
+    pub backbone_lr_scale: f64,
+    /// The linear probe (and the head phase of `head-then-full`).
+    pub probe: TrainSettings,
+    /// Training of the whole network (`head-then-full`, `full`).
+    pub train: TrainSettings,
+    /// Augmentation of the training images (at `image_size`) for whole-network training.
+    pub augment: Vec<TransformConfig>,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        Self {
+            data: None,
+            seed: 0,
+            arch: Architecture::EfficientNetLite0.name().into(),
+            weights: Some(Architecture::EfficientNetLite0.name().into()),
+            strategy: Strategy::default(),
+            image_size: 224,
+            train_per_class: 0,
+            val_images: 1000,
+            backbone_lr_scale: 0.1,
+            probe: TrainSettings::default(),
+            train: TrainSettings::default(),
+            augment: Vec::new(),
+        }
+    }
+}
+
+impl FinetuneConfig {
+    /// Checks what can be checked before loading anything.
+    pub fn validate(&self) -> Result<()> {
+        Architecture::parse(&self.arch)?;
+        if self.image_size < 32 {
+            bail!("image_size {} is too small (at least 32)", self.image_size);
+        }
+        if self.val_images == 0 {
+            bail!("val_images must be positive: validation picks nothing without it");
+        }
+        if !(self.backbone_lr_scale > 0.0 && self.backbone_lr_scale.is_finite()) {
+            bail!("backbone_lr_scale must be positive");
+        }
+        self.probe.validate().context("in [probe]")?;
+        self.train.validate().context("in [train]")?;
+        Ok(())
+    }
+
+    /// Whether the network starts from pretrained weights.
+    pub fn pretrained(&self) -> bool {
+        self.weights
+            .as_deref()
+            .is_some_and(|w| !w.eq_ignore_ascii_case("none"))
+    }
+}
+
+/// The images of a fine-tuning run, resized for the network and normalised as ImageNet
+/// weights expect.
+pub struct FinetuneData {
+    /// Training images (the per-class subset).
+    pub train: ImageSet,
+    /// Validation images.
+    pub val: ImageSet,
+    /// Test images.
+    pub test: ImageSet,
+}
+
+impl FinetuneData {
+    /// Holds out validation images, draws the per-class training subset (both seeded) and
+    /// resizes every split to `image_size`.
+    pub fn prepare(data: kiln_data::TrainTest, config: &FinetuneConfig) -> Result<Self> {
+        let splits = Splits::new(data, config.val_images, config.seed)?;
+        let train =
+            kiln_data::split::subset_per_class(&splits.train, config.train_per_class, config.seed)?;
+        let val = splits.val.context("no validation split")?;
+        let test = splits
+            .test
+            .context("the dataset has no test split (ImageFolder: add test/<class>/…)")?;
+        let size = config.image_size;
+        eprintln!(
+            "resizing {} training, {} validation and {} test images to {size}x{size} …",
+            train.len(),
+            val.len(),
+            test.len()
+        );
+        Ok(Self {
+            train: resize_set(&train, size)?,
+            val: resize_set(&val, size)?,
+            test: resize_set(&test, size)?,
+        })
+    }
+
+    /// The batcher: ImageNet mean and standard deviation (what the pretrained weights saw).
+    pub fn batcher() -> ClassificationBatcher {
+        ClassificationBatcher::new(Normalization::PerChannel {
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+        })
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.train.classes.len()
+    }
+}
+
+/// Un-augmented items of `set`.
+fn plain(set: &ImageSet) -> AugmentedImages {
+    AugmentedImages::new(Arc::new(set.clone()), Arc::new(Pipeline::default()))
+}
+
+impl FinetuneConfig {
+    /// The weight file to start from (`None` for random initialisation), found (downloaded
+    /// if need be) and checked to hold the config's architecture.
+    pub fn weight_file(&self) -> Result<Option<PathBuf>> {
+        if !self.pretrained() {
+            return Ok(None);
+        }
+        let arch = Architecture::parse(&self.arch)?;
+        let spec = self.weights.as_deref().unwrap_or_default();
+        let (found, path) = resolve_weights(spec)?;
+        if found != arch {
+            bail!(
+                "weights {} hold {found}, but the config's arch is {arch}; make them agree",
+                path.display()
+            );
+        }
+        Ok(Some(path))
+    }
+}
+
+/// The network a run starts from: pretrained (head replaced) or randomly initialised.
+pub fn initial_network(
+    config: &FinetuneConfig,
+    classes: usize,
+    device: &Device,
+) -> Result<PretrainedNet> {
+    let arch = Architecture::parse(&config.arch)?;
+    match config.weight_file()? {
+        None => {
+            eprintln!("{arch} from random initialisation");
+            Ok(arch.init(classes, device))
+        }
+        Some(path) => {
+            eprintln!("{arch} from {}", path.display());
+            Ok(arch.load(&path, device)?.with_classes(classes, device))
+        }
+    }
+}
+
+/// Pooled backbone features of every image of `set` (eval mode, computed once).
+pub fn embed(
+    net: &PretrainedNet,
+    set: &ImageSet,
+    batch: usize,
+    device: &Device,
+    label: &str,
+) -> Result<FeatureSet> {
+    let net = net.valid();
+    let batcher = FinetuneData::batcher();
+    let items = plain(set);
+    let progress = Progress::new(set.len() as u64, label, "img");
+    let mut features = Vec::with_capacity(set.len() * net.feature_size());
+    let order: Vec<usize> = (0..set.len()).collect();
+    for chunk in order.chunks(batch.max(1)) {
+        let samples: Vec<_> = chunk
+            .iter()
+            .map(|&i| burn::data::dataset::Dataset::get(&items, i))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("reading image: {e}"))?;
+        let (values, shape) = batcher.images_to_nchw(&samples);
+        let images = Tensor::<4>::from_data(TensorData::new(values, shape), device);
+        let embedding = net.forward_embedding(images).into_data();
+        features.extend(
+            embedding
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish();
+    Ok(FeatureSet::new(
+        features,
+        set.labels.clone(),
+        net.feature_size(),
+    )?)
+}
+
+/// The dotted path of the classifier head's parameters in `net`.
+pub fn head_path(net: &PretrainedNet) -> String {
+    kiln_train::params::named_params(net)
+        .into_iter()
+        .find_map(|p| {
+            p.path
+                .strip_suffix(".weight")
+                .filter(|prefix| prefix.ends_with(crate::pretrained::HEAD_PATH))
+                .map(str::to_string)
+        })
+        .expect("every pretrained network has an `fc` head")
+}
+
+/// What a fine-tuning run measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinetuneResult {
+    /// Strategy used.
+    pub strategy: Strategy,
+    /// Architecture.
+    pub arch: String,
+    /// Whether it started from pretrained weights.
+    pub pretrained: bool,
+    /// Image side.
+    pub image_size: usize,
+    /// Training images.
+    pub train_images: usize,
+    /// Validation accuracy at the end.
+    pub val_accuracy: f64,
+    /// Test accuracy at the end.
+    pub test_accuracy: f64,
+    /// Test accuracy with the `[train]` TTA (whole-network strategies with TTA on).
+    pub test_accuracy_tta: Option<f64>,
+    /// Wall-clock seconds of the whole run.
+    pub seconds: f64,
+}
+
+/// Runs `config` on prepared `data` into `run`.
+pub fn finetune(
+    config: &FinetuneConfig,
+    data: &FinetuneData,
+    run: &RunDir,
+    device: &Device,
+) -> Result<FinetuneResult> {
+    let started = std::time::Instant::now();
+    let train_device = device.clone().autodiff();
+    let classes = data.classes();
+    let mut net = initial_network(config, classes, &train_device)?;
+    let head_prefix = head_path(&net);
+    let batcher = FinetuneData::batcher();
+
+    if config.strategy != Strategy::Full {
+        let eval_batch = config.probe.batch_size.clamp(1, 64);
+        let train = embed(&net, &data.train, eval_batch, device, "features (train)")?;
+        let val = embed(&net, &data.val, eval_batch, device, "features (val)")?;
+        let probe_run = RunDir::create(
+            &run.path().join("probe"),
+            "# The linear-probe phase of the run in the directory above (see ../config.toml).\n",
+        )?;
+        let head = LinearConfig::new(net.feature_size(), classes).init(device);
+        let (head, history) = fit_linear_probe(
+            head,
+            &train,
+            &val,
+            &config.probe,
+            config.seed,
+            &probe_run,
+            device,
+        )?;
+        net = net.with_head(head.fork(&train_device));
+        if config.strategy == Strategy::LinearProbe {
+            let test = embed(&net, &data.test, eval_batch, device, "features (test)")?;
+            let head = net.head().clone();
+            let (test_loss, test_accuracy) = evaluate_probe(&head, &test, 1024, device)?;
+            kiln_train::save_module(&net, &run.checkpoints()?.join("final.bpk"))?;
+            let result = FinetuneResult {
+                strategy: config.strategy,
+                arch: config.arch.clone(),
+                pretrained: config.pretrained(),
+                image_size: config.image_size,
+                train_images: data.train.len(),
+                val_accuracy: history.last().map_or(f64::NAN, |r| r.val_accuracy),
+                test_accuracy,
+                test_accuracy_tta: None,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            run.metrics().append(
+                &serde_json::json!({"test_loss": test_loss, "test_accuracy": test_accuracy}),
+            )?;
+            return Ok(result);
+        }
+    }
+
+    let mut settings = config.train.clone();
+    if config.backbone_lr_scale != 1.0 {
+        settings.lr_groups.push(LrGroup {
+            param: String::new(),
+            except: vec![head_prefix],
+            lr_scale: config.backbone_lr_scale,
+        });
+    }
+    let pipeline = Pipeline::from_config(&config.augment, config.seed)?;
+    let train = AugmentedImages::new(Arc::new(data.train.clone()), Arc::new(pipeline));
+    let fit_data = FitData {
+        epoch: train.epoch_counter(),
+        train,
+        val: plain(&data.val),
+        batcher: batcher.clone(),
+    };
+    let (net, history) = fit(
+        net,
+        fit_data,
+        &settings,
+        config.seed,
+        run,
+        &train_device,
+        false,
+    )?;
+    let test = plain(&data.test);
+    let eval = |tta| evaluate_with(&net, &test, &batcher, 64, device, tta);
+    let (test_loss, test_accuracy) = eval(Tta::None)?;
+    let test_accuracy_tta = match settings.tta {
+        Tta::None => None,
+        tta => Some(eval(tta)?.1),
+    };
+    run.metrics().append(&serde_json::json!({
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+        "test_accuracy_tta": test_accuracy_tta,
+    }))?;
+    Ok(FinetuneResult {
+        strategy: config.strategy,
+        arch: config.arch.clone(),
+        pretrained: config.pretrained(),
+        image_size: config.image_size,
+        train_images: data.train.len(),
+        val_accuracy: history.last().map_or(f64::NAN, |r| r.val_accuracy),
+        test_accuracy,
+        test_accuracy_tta,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_parse_and_validate() {
+        let config: FinetuneConfig = toml::from_str(
+            "arch = \"resnet18\"\nweights = \"none\"\nstrategy = \"full\"\nimage_size = 64\n\
+             train_per_class = 10\n[train]\nepochs = 2\n",
+        )
+        .unwrap();
+        assert!(!config.pretrained());
+        assert_eq!(config.strategy, Strategy::Full);
+        config.validate().unwrap();
+        let bad = FinetuneConfig {
+            arch: "vgg".into(),
+            ..FinetuneConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let tiny = FinetuneConfig {
+            image_size: 8,
+            ..FinetuneConfig::default()
+        };
+        assert!(tiny.validate().is_err());
+        assert!(toml::from_str::<FinetuneConfig>("strategy = \"half\"\n").is_err());
+    }
+
+    #[test]
+    fn the_head_is_found_in_every_architecture() {
+        let device = Device::flex();
+        for arch in [Architecture::EfficientNetLite0, Architecture::ResNet18] {
+            let net = arch.init(3, &device);
+            let path = head_path(&net);
+            assert!(path.ends_with("fc"), "{path}");
+        }
+    }
+}
