@@ -58,6 +58,10 @@ pub struct FinetuneConfig {
     pub val_images: usize,
     /// Learning-rate multiplier of the backbone relative to the head (SGD).
     pub backbone_lr_scale: f64,
+    /// Batch norms keep the pretrained running statistics while the whole network trains
+    /// (scale and shift still train), as is usual with little data. Only for pretrained
+    /// starts: a randomly initialised network has no statistics to keep.
+    pub freeze_batch_norm: bool,
     /// The linear probe (and the head phase of `head-then-full`).
     pub probe: TrainSettings,
     /// Training of the whole network (`head-then-full`, `full`).
@@ -78,6 +82,7 @@ impl Default for FinetuneConfig {
             train_per_class: 0,
             val_images: 1000,
             backbone_lr_scale: 0.1,
+            freeze_batch_norm: true,
             probe: TrainSettings::default(),
             train: TrainSettings::default(),
             augment: Vec::new(),
@@ -337,6 +342,7 @@ pub fn finetune(
     }
 
     let mut settings = config.train.clone();
+    settings.freeze_batch_norm |= config.freeze_batch_norm && config.pretrained();
     if config.backbone_lr_scale != 1.0 {
         settings.lr_groups.push(LrGroup {
             param: String::new(),

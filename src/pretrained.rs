@@ -192,6 +192,9 @@ pub fn resolve_weights(spec: &str) -> Result<(Architecture, PathBuf)> {
 }
 
 /// A pretrained ImageNet network of any [`Architecture`], as one Burn module.
+// One network per process, moved rarely: the size difference costs nothing, and Burn's
+// `Module` derive needs the variants unboxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum PretrainedNet {
     /// EfficientNet-Lite0.

@@ -466,7 +466,12 @@ mod tests {
             assert!((u - v).abs() <= 3e-7, "{a:?} vs {b:?}");
         }
         let grads = ours.sum().backward();
-        let grad = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let grad = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(grad, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
@@ -123,6 +123,39 @@ pub fn drop_gradients(grads: &mut GradientsParams, params: &[NamedParam], ids: &
     }
 }
 
+/// Puts every batch norm of `module` in inference behaviour while training: it normalises with
+/// its running statistics and stops updating them, and its scale and shift still train. The usual
+/// way to fine-tune a pretrained network on a small set (batch statistics of a few images of
+/// another domain would replace the ones it learned).
+pub fn freeze_batch_norm_statistics<M: Module>(module: M) -> M {
+    #[derive(Default)]
+    struct Statistics {
+        containers: Vec<String>,
+    }
+    impl ModuleMapper for Statistics {
+        fn enter_module(&mut self, _name: &str, container_type: &str) {
+            self.containers.push(container_type.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.containers.pop();
+        }
+        fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
+            let in_batch_norm = self
+                .containers
+                .iter()
+                .rev()
+                .find(|c| c.starts_with("Struct:"))
+                .is_some_and(|c| c.contains("BatchNorm"));
+            if in_batch_norm {
+                flag.with_value(false)
+            } else {
+                flag
+            }
+        }
+    }
+    module.map(&mut Statistics::default())
+}
+
 /// Current values of the given tensors (detached, flattened), keyed by id.
 pub fn snapshot<M: Module>(module: &M, ids: &[ParamId]) -> HashMap<ParamId, Tensor<1>> {
     struct Take<'a> {
@@ -183,6 +216,34 @@ mod tests {
     }
 
     #[test]
+    fn frozen_statistics_normalise_with_running_values_and_keep_scale_trainable() {
+        use burn::tensor::Distribution;
+        let device = Device::flex().autodiff();
+        let frozen = freeze_batch_norm_statistics(net(&device).train());
+        let x = Tensor::<2>::random([8, 2], Distribution::Normal(3.0, 2.0), &device);
+        // Fresh running statistics (mean 0, variance 1): inference behaviour is the identity.
+        let y = frozen.norm.forward(x.clone());
+        let (a, b) = (
+            y.clone().into_data().try_to_vec::<f32>().unwrap(),
+            x.clone().into_data().try_to_vec::<f32>().unwrap(),
+        );
+        assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-4), "{a:?}");
+        let before = frozen.norm.running_mean.value().into_data();
+        let grads = y.sum().backward();
+        assert!(frozen.norm.gamma.grad(&grads).is_some());
+        frozen
+            .norm
+            .running_mean
+            .value()
+            .into_data()
+            .assert_eq(&before, true);
+        // The batch-norm-free parts keep training behaviour; plain training normalises batches.
+        let trained = net(&device).train().norm.forward(x);
+        let mean: f32 = trained.mean().into_scalar();
+        assert!(mean.abs() < 1e-4, "{mean}");
+    }
+
+    #[test]
     fn lr_groups_take_everything_but_their_exceptions() {
         use crate::trainer::LrGroup;
         let device = Device::flex().autodiff();
@@ -194,7 +255,11 @@ mod tests {
             lr_scale: 0.1,
         };
         let ids = backbone.ids(&params);
-        assert_eq!(ids.len(), 2, "the norm's gamma and beta (running stats are not trained)");
+        assert_eq!(
+            ids.len(),
+            2,
+            "the norm's gamma and beta (running stats are not trained)"
+        );
         assert!(ids.contains(&id("norm.gamma")) && !ids.contains(&id("fc.weight")));
         let head = LrGroup {
             param: "fc".into(),

@@ -20,7 +20,10 @@ use crate::filters::save_filters;
 use crate::lookahead::{Lookahead, LookaheadSettings};
 use crate::monitor::{UpdateMonitor, flagged};
 use crate::optim::{LrSchedule, OptimizerConfig, ScheduleConfig};
-use crate::params::{drop_gradients, matching, named_params, norm_biases, scale_gradients};
+use crate::params::{
+    drop_gradients, freeze_batch_norm_statistics, matching, named_params, norm_biases,
+    scale_gradients,
+};
 use crate::plot::{LinePlot, Series};
 use crate::{
     Progress, Result, RunDir, TrainError, load_module, save_module, write_atomic, write_via_temp,
@@ -59,6 +62,9 @@ pub struct TrainSettings {
     pub schedule: ScheduleConfig,
     /// Multiplies the learning rate (not the weight decay) of batch-norm shifts; SGD only.
     pub norm_bias_lr_scale: f64,
+    /// Batch norms normalise with their running statistics and keep them (scale and shift still
+    /// train): for fine-tuning pretrained networks on little data.
+    pub freeze_batch_norm: bool,
     /// Learning-rate multipliers for groups of parameters (e.g. a pretrained backbone at a
     /// tenth of the head's rate); SGD only.
     pub lr_groups: Vec<LrGroup>,
@@ -189,6 +195,7 @@ impl Default for TrainSettings {
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             norm_bias_lr_scale: 1.0,
+            freeze_batch_norm: false,
             lr_groups: Vec::new(),
             freeze: Vec::new(),
             lookahead: None,
@@ -391,6 +398,9 @@ where
         eprintln!("resuming after epoch {}", state.epoch);
     }
     let mut model = model.train();
+    if settings.freeze_batch_norm {
+        model = freeze_batch_norm_statistics(model);
+    }
     let params = named_params(&model);
     let scaled = if settings.norm_bias_lr_scale != 1.0 {
         norm_biases(&params)
