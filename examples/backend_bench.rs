@@ -57,6 +57,7 @@ fn cnn_images_per_sec(device: &Device, batch: usize, steps: usize) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    kiln::alloc::tune_allocator();
     let batch = flag("--batch", 64);
     let steps = flag("--steps", 3);
     println!("backend   matmul 1024² (GFLOP/s)   CNN train (images/s, batch {batch})");

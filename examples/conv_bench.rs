@@ -62,6 +62,7 @@ fn measure(repeats: usize, mut f: impl FnMut()) -> (f64, usize) {
 }
 
 fn main() {
+    kiln::alloc::tune_allocator();
     let batch = flag("--batch", 32);
     let repeats = flag("--repeats", 5).max(1);
     let device = Device::flex();

@@ -49,6 +49,7 @@ fn profile(
 }
 
 fn main() {
+    kiln::alloc::tune_allocator();
     let batch = flag("--batch", 128);
     let repeats = flag("--repeats", 5).max(1);
     let device = Device::flex().autodiff();

@@ -415,4 +415,27 @@ mod tests {
         }
         assert!(toml::from_str::<CnnRunConfig>("[model]\ntype = \"resnet\"\ndepth = 3\n").is_err());
     }
+
+    #[test]
+    fn small_data_configs_keep_100_images_a_class() {
+        for (name, text) in [
+            (
+                "cifar10-cnn-100",
+                include_str!("../configs/cifar10-cnn-100.toml"),
+            ),
+            (
+                "fashion-mnist-cnn-100",
+                include_str!("../configs/fashion-mnist-cnn-100.toml"),
+            ),
+        ] {
+            let config: CnnRunConfig =
+                toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            config.train.validate().unwrap();
+            assert_eq!(
+                (config.train_per_class, config.val_images),
+                (100, 1000),
+                "{name}"
+            );
+        }
+    }
 }

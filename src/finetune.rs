@@ -420,6 +420,34 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_parse_and_validate() {
+        for (name, text) in [
+            (
+                "cifar10",
+                include_str!("../configs/finetune-cifar10-100.toml"),
+            ),
+            (
+                "cifar10-scratch",
+                include_str!("../configs/finetune-cifar10-100-scratch.toml"),
+            ),
+            (
+                "fashion-mnist",
+                include_str!("../configs/finetune-fashion-mnist-100.toml"),
+            ),
+            (
+                "fashion-mnist-scratch",
+                include_str!("../configs/finetune-fashion-mnist-100-scratch.toml"),
+            ),
+        ] {
+            let config: FinetuneConfig =
+                toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            config.validate().unwrap();
+            assert_eq!(config.train_per_class, 100, "{name}");
+            assert_eq!(config.pretrained(), !name.ends_with("scratch"), "{name}");
+        }
+    }
+
+    #[test]
     fn the_head_is_found_in_every_architecture() {
         let device = Device::flex();
         for arch in [Architecture::EfficientNetLite0, Architecture::ResNet18] {
