@@ -323,21 +323,12 @@ pub fn finetune(
             let head = net.head().clone();
             let (test_loss, test_accuracy) = evaluate_probe(&head, &test, 1024, device)?;
             kiln_train::save_module(&net, &run.checkpoints()?.join("final.bpk"))?;
-            let result = FinetuneResult {
-                strategy: config.strategy,
-                arch: config.arch.clone(),
-                pretrained: config.pretrained(),
-                image_size: config.image_size,
-                train_images: data.train.len(),
-                val_accuracy: history.last().map_or(f64::NAN, |r| r.val_accuracy),
-                test_accuracy,
-                test_accuracy_tta: None,
-                seconds: started.elapsed().as_secs_f64(),
+            let test = TestScores {
+                loss: test_loss,
+                accuracy: test_accuracy,
+                accuracy_tta: None,
             };
-            run.metrics().append(
-                &serde_json::json!({"test_loss": test_loss, "test_accuracy": test_accuracy}),
-            )?;
-            return Ok(result);
+            return FinetuneResult::record(config, data, &history, test, run, started);
         }
     }
 
@@ -374,22 +365,48 @@ pub fn finetune(
         Tta::None => None,
         tta => Some(eval(tta)?.1),
     };
-    run.metrics().append(&serde_json::json!({
-        "test_loss": test_loss,
-        "test_accuracy": test_accuracy,
-        "test_accuracy_tta": test_accuracy_tta,
-    }))?;
-    Ok(FinetuneResult {
-        strategy: config.strategy,
-        arch: config.arch.clone(),
-        pretrained: config.pretrained(),
-        image_size: config.image_size,
-        train_images: data.train.len(),
-        val_accuracy: history.last().map_or(f64::NAN, |r| r.val_accuracy),
-        test_accuracy,
-        test_accuracy_tta,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    let test = TestScores {
+        loss: test_loss,
+        accuracy: test_accuracy,
+        accuracy_tta: test_accuracy_tta,
+    };
+    FinetuneResult::record(config, data, &history, test, run, started)
+}
+
+/// A network's scores on the test split.
+struct TestScores {
+    loss: f64,
+    accuracy: f64,
+    accuracy_tta: Option<f64>,
+}
+
+impl FinetuneResult {
+    /// Logs the test scores to `run`'s metrics and sums the run up.
+    fn record(
+        config: &FinetuneConfig,
+        data: &FinetuneData,
+        history: &[kiln_train::trainer::EpochRecord],
+        test: TestScores,
+        run: &RunDir,
+        started: std::time::Instant,
+    ) -> Result<Self> {
+        run.metrics().append(&serde_json::json!({
+            "test_loss": test.loss,
+            "test_accuracy": test.accuracy,
+            "test_accuracy_tta": test.accuracy_tta,
+        }))?;
+        Ok(Self {
+            strategy: config.strategy,
+            arch: config.arch.clone(),
+            pretrained: config.pretrained(),
+            image_size: config.image_size,
+            train_images: data.train.len(),
+            val_accuracy: history.last().map_or(f64::NAN, |r| r.val_accuracy),
+            test_accuracy: test.accuracy,
+            test_accuracy_tta: test.accuracy_tta,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{colours_sized, run, text};
+use common::{colours_sized, run, run_on, text};
 
 const FINETUNE: &str = env!("CARGO_BIN_EXE_kiln-finetune");
 
@@ -44,16 +44,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn finetune(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run(FINETUNE, &args, out.parent().unwrap())
+    run_on(FINETUNE, extra, data, config, out)
 }
 
 fn result(run_dir: &Path) -> serde_json::Value {

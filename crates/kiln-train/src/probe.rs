@@ -11,7 +11,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::optim::LrSchedule;
 use crate::trainer::{EpochRecord, TrainSettings, plot_history};
 use crate::{Progress, Result, RunDir, TrainError};
 
@@ -119,16 +118,9 @@ pub fn fit_linear_probe(
     }
     let train_device = device.clone().autodiff();
     let per_epoch = train.len().div_ceil(settings.batch_size);
-    let mut schedule = LrSchedule::new(
-        settings.schedule.clone(),
-        settings.learning_rate,
-        per_epoch * settings.epochs,
-        per_epoch,
-    )?;
+    let mut schedule = settings.lr_schedule(per_epoch)?;
     let mut optim = settings.optimizer.build()?;
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing as f32))
-        .init(&train_device);
+    let loss_fn = settings.loss(&train_device);
     let mut head = head.fork(&train_device).train();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..train.len()).collect();

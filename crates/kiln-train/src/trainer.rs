@@ -184,6 +184,25 @@ impl TrainSettings {
     }
 }
 
+impl TrainSettings {
+    /// The learning-rate schedule of a run with `per_epoch` steps an epoch.
+    pub fn lr_schedule(&self, per_epoch: usize) -> Result<LrSchedule> {
+        LrSchedule::new(
+            self.schedule.clone(),
+            self.learning_rate,
+            per_epoch * self.epochs,
+            per_epoch,
+        )
+    }
+
+    /// Cross-entropy with the configured label smoothing.
+    pub fn loss(&self, device: &Device) -> burn::nn::loss::CrossEntropyLoss {
+        CrossEntropyLossConfig::new()
+            .with_smoothing((self.label_smoothing > 0.0).then_some(self.label_smoothing as f32))
+            .init(device)
+    }
+}
+
 impl Default for TrainSettings {
     fn default() -> Self {
         Self {
@@ -360,12 +379,7 @@ where
             "training needs data, epochs > 0 and batch_size > 0".into(),
         ));
     }
-    let mut schedule = LrSchedule::new(
-        settings.schedule.clone(),
-        settings.learning_rate,
-        per_epoch * settings.epochs,
-        per_epoch,
-    )?;
+    let mut schedule = settings.lr_schedule(per_epoch)?;
     let mut optim = settings.optimizer.build()?;
     let checkpoints = run.checkpoints()?;
     let (model_path, optim_path, state_path) = (
@@ -443,9 +457,7 @@ where
         None => None,
     };
     let mut monitor = UpdateMonitor::new(&model, settings.monitor_every);
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing as f32))
-        .init(&train_device);
+    let loss_fn = settings.loss(&train_device);
     for epoch in state.epoch..settings.epochs {
         data.epoch.set(epoch as u64);
         let shuffle = seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
