@@ -133,6 +133,7 @@ fn colours_are_learned_from_a_pretrained_probe() {
     assert_eq!(summary["pretrained"], true);
     // Three noisy colours: ImageNet features separate them after five probe epochs.
     let accuracy = summary["test_accuracy"].as_f64().unwrap();
+    eprintln!("pretrained probe on three colours: {summary}");
     assert!(accuracy >= 0.9, "{summary}");
 }
 
