@@ -29,6 +29,12 @@ pub struct GradCheckOptions {
     pub seed: u64,
     /// Disagreement of the one-sided slopes that marks a kink (see the module docs).
     pub kink_tolerance: f64,
+    /// Coordinates are compared relative to at least this fraction of the largest analytic
+    /// gradient of their tensor (0: purely per coordinate). Centred differences keep a fixed
+    /// number of absolute digits, so a coordinate whose gradient is a thousandth of its
+    /// neighbours' would otherwise be judged on noise; a wrong gradient still shows on the
+    /// large ones.
+    pub tensor_scale_floor: f64,
 }
 
 impl Default for GradCheckOptions {
@@ -38,6 +44,7 @@ impl Default for GradCheckOptions {
             samples: None,
             seed: 0,
             kink_tolerance: 1e-3,
+            tensor_scale_floor: 0.0,
         }
     }
 }
@@ -57,7 +64,12 @@ pub struct GradCheckReport {
 
 /// `|a − b| / max(1e-8, |a| + |b|)`.
 pub fn relative_error(a: f64, b: f64) -> f64 {
-    (a - b).abs() / (a.abs() + b.abs()).max(1e-8)
+    relative_error_above(a, b, 0.0)
+}
+
+/// [`relative_error`] with the denominator at least `floor`.
+fn relative_error_above(a: f64, b: f64, floor: f64) -> f64 {
+    (a - b).abs() / (a.abs() + b.abs()).max(floor).max(1e-8)
 }
 
 fn to_f64<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
@@ -88,6 +100,8 @@ fn compare(
     mut eval: impl FnMut(usize, f64) -> Result<f64>,
 ) -> Result<()> {
     let Checked { name, x, analytic } = checked;
+    let scale = analytic.iter().fold(0f64, |m, g| m.max(g.abs()));
+    let floor = options.tensor_scale_floor * scale;
     let mut done = 0;
     for &i in order {
         if done == wanted {
@@ -104,7 +118,7 @@ fn compare(
             continue;
         }
         let numeric = (forward + backward) / 2.0;
-        let err = relative_error(numeric, analytic[i]);
+        let err = relative_error_above(numeric, analytic[i], floor);
         if report.worst.is_none() || err > report.max_relative_error {
             report.max_relative_error = err;
             report.worst = Some((name.to_string(), i, numeric, analytic[i]));
@@ -296,6 +310,32 @@ mod tests {
     fn labels(n: usize, c: usize) -> Tensor<1, Int> {
         let y: Vec<i64> = (0..n).map(|i| ((i * 7) % c) as i64).collect();
         Tensor::from_data(TensorData::new(y, [n]), &device())
+    }
+
+    #[test]
+    fn tensor_scale_floor_forgives_noise_on_tiny_coordinates_only() {
+        let d = device();
+        // f(w) = Σ c ⊙ w²: gradient 2 c w, one coordinate a million times smaller.
+        let c = [1.0, 1e-6, 1.0];
+        let w = make::<2>(vec![1.0, 1.0, 1.0], vec![1, 3], &d);
+        let f = |w: Tensor<2>| {
+            let v = to_f64(w).unwrap();
+            v.iter().zip(c).map(|(x, c)| c * x * x).sum::<f64>()
+        };
+        // The tiny coordinate's analytic value is off by 1e-8 (noise-sized against 2).
+        let slightly_off = make::<2>(vec![2.0, 2e-6 + 1e-8, 2.0], vec![1, 3], &d);
+        let plain = check_function(f, &w, &slightly_off, &GradCheckOptions::default()).unwrap();
+        assert!(plain.max_relative_error > 1e-3, "{plain:?}");
+        let floored = GradCheckOptions {
+            tensor_scale_floor: 1e-2,
+            ..Default::default()
+        };
+        let r = check_function(f, &w, &slightly_off, &floored).unwrap();
+        assert!(r.max_relative_error < 1e-6, "{r:?}");
+        // A wrong large coordinate still fails.
+        let wrong = make::<2>(vec![2.0, 2e-6, 2.5], vec![1, 3], &d);
+        let r = check_function(f, &w, &wrong, &floored).unwrap();
+        assert!(r.max_relative_error > 0.1, "{r:?}");
     }
 
     #[test]

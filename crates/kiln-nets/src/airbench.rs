@@ -281,9 +281,11 @@ mod tests {
         assert_gradients_match(
             &config.init(&Device::flex().autodiff()),
             [8, 2, 16, 16],
-            // Gradients of the middle convolutions are ~1e-7 after three max pools, where
-            // centred differences keep only about four digits.
-            3e-4,
+            // Gradients of the middle convolutions are ~1e-7 after three max pools and can be
+            // ~2e-8 (the initialisation is not seeded: tests share the backend's generator),
+            // where centred differences keep about three digits: one run measured 2.0989e-8
+            // against 2.0948e-8. A wrong gradient is off by its own size, not by 1e-3.
+            1e-3,
             |m, x| m.forward(x),
         );
     }
