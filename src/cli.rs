@@ -13,6 +13,14 @@ use kiln_train::RunDir;
 /// Environment variable naming the shared data directory (`../shared` in CI).
 pub const SHARED_ENV: &str = "KILN_SHARED";
 
+/// The shared data directory: `$KILN_SHARED`, else `../shared` (beside the project).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os(SHARED_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
 /// Flags common to every kiln binary.
 #[derive(Args, Clone, Debug, Default)]
 pub struct CommonArgs {

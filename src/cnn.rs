@@ -184,8 +184,7 @@ pub fn subset_for_search(train: &ImageSet, spec: &SearchSpec, seed: u64) -> Resu
         return Ok(train.clone());
     }
     let per_class = (spec.train_images / train.classes.len()).max(1);
-    let keep = kiln_data::split::per_class_subset(&train.labels, per_class, seed)?;
-    Ok(train.subset(&keep))
+    Ok(kiln_data::split::subset_per_class(train, per_class, seed)?)
 }
 
 impl crate::cli::TrainConfig for CnnRunConfig {

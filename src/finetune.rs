@@ -2,7 +2,7 @@
 //! labelled set by a linear probe, by training the new head and then the whole network, or by
 //! fine-tuning everything at once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -191,21 +191,23 @@ impl FinetuneConfig {
     }
 }
 
-/// The network a run starts from: pretrained (head replaced) or randomly initialised.
+/// The network a run starts from: the config's architecture with the weights at `weights`
+/// (see [`FinetuneConfig::weight_file`]; head replaced), or randomly initialised when `None`.
 pub fn initial_network(
     config: &FinetuneConfig,
+    weights: Option<&Path>,
     classes: usize,
     device: &Device,
 ) -> Result<PretrainedNet> {
     let arch = Architecture::parse(&config.arch)?;
-    match config.weight_file()? {
+    match weights {
         None => {
             eprintln!("{arch} from random initialisation");
             Ok(arch.init(classes, device))
         }
         Some(path) => {
             eprintln!("{arch} from {}", path.display());
-            Ok(arch.load(&path, device)?.with_classes(classes, device))
+            Ok(arch.load(path, device)?.with_classes(classes, device))
         }
     }
 }
@@ -285,9 +287,11 @@ pub struct FinetuneResult {
     pub seconds: f64,
 }
 
-/// Runs `config` on prepared `data` into `run`.
+/// Runs `config` from `weights` (its resolved [`FinetuneConfig::weight_file`]) on prepared
+/// `data` into `run`.
 pub fn finetune(
     config: &FinetuneConfig,
+    weights: Option<&Path>,
     data: &FinetuneData,
     run: &RunDir,
     device: &Device,
@@ -295,7 +299,7 @@ pub fn finetune(
     let started = std::time::Instant::now();
     let train_device = device.clone().autodiff();
     let classes = data.classes();
-    let mut net = initial_network(config, classes, &train_device)?;
+    let mut net = initial_network(config, weights, classes, &train_device)?;
     let head_prefix = head_path(&net);
     let batcher = FinetuneData::batcher();
 

@@ -176,9 +176,7 @@ pub fn resolve_weights(spec: &str) -> Result<(Architecture, PathBuf)> {
             .with_context(|| format!("cannot get {arch}'s published weights"))?;
         return Ok((arch, file));
     }
-    let shared = std::env::var_os(SHARED_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"));
+    let shared = crate::cli::shared_dir();
     let file = shared.join("pretrained").join(EFFICIENTNET_LITE0_FILE);
     if !file.is_file() {
         bail!(

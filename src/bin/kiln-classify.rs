@@ -168,9 +168,7 @@ fn class_names(explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
     if let Some(path) = explicit {
         return Ok(Some(read_class_names(path)?));
     }
-    let shared = std::env::var_os(SHARED_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"));
+    let shared = kiln::cli::shared_dir();
     let default = shared.join("pretrained/imagenet-classes.txt");
     if default.is_file() {
         Ok(Some(read_class_names(&default)?))

@@ -109,14 +109,14 @@ fn train(args: &FinetuneArgs) -> Result<()> {
         config.train.epochs = epochs;
     }
     config.validate()?;
-    config.weight_file()?;
+    let weights = config.weight_file()?;
     let device = backend::device(args.common.device.as_deref())?;
     let (path, data) = cli::open_data(args.common.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path);
     let data = FinetuneData::prepare(data, &config)?;
     let run = cli::create_run(args.common.out.as_deref(), "finetune", &config)?;
     eprintln!("run directory: {}", run.path().display());
-    let result = finetune(&config, &data, &run, &device)?;
+    let result = finetune(&config, weights.as_deref(), &data, &run, &device)?;
     run.write(
         "result.json",
         serde_json::to_string_pretty(&result)?.as_bytes(),
