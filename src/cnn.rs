@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::nn::activation::ActivationConfig;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use kiln_data::{
     AugmentedImages, ClassificationBatcher, ImageSet, Normalization, NormalizationKind, Splits,
 };
 use kiln_nets::{AirbenchConfig, ConvNetConfig, ForwardCost, ResNetConfig};
+use kiln_train::optim::ScheduleName;
 use kiln_train::search::SearchSpec;
 use kiln_train::trainer::{ImageClassifier, TrainSettings};
 
@@ -145,7 +146,10 @@ pub struct CnnRunConfig {
     pub data: Option<PathBuf>,
     /// Seed of the split, initialisation, shuffling and augmentation.
     pub seed: u64,
-    /// Training images held out for validation.
+    /// Training images held out for validation. 0 trains on every training image and monitors
+    /// each epoch on the test set, as airbench and torchvision's reference scripts do: only for
+    /// fixed schedules (the plateau schedule and `search` refuse it), and the "best" checkpoint
+    /// is then picked on test data, so the result to report is the last epoch's.
     pub val_images: usize,
     /// Training images kept per class after the validation split (a seeded stratified subset,
     /// the same images `kiln-finetune` draws with the same seed; 0 keeps all).
@@ -315,22 +319,35 @@ impl ModelSpec {
 pub struct PreparedData {
     /// Training, validation and test images.
     pub splits: Splits,
+    /// Whether the validation split is the test set (`val_images = 0`).
+    pub val_is_test: bool,
     /// Normalisation fitted on the training split.
     pub normalization: Normalization,
 }
 
 impl PreparedData {
     /// Splits `data` (validation held out of training, seeded) and fits the normalisation.
+    /// With `val_images = 0` the whole training split trains and the test set stands in for
+    /// validation.
     pub fn new(data: kiln_data::TrainTest, config: &CnnRunConfig) -> Result<Self> {
-        if config.val_images == 0 {
-            bail!("val_images must be positive: validation drives checkpoints and schedules");
+        let val_is_test = config.val_images == 0;
+        if val_is_test && config.train.schedule.name == ScheduleName::Plateau {
+            bail!(
+                "val_images = 0 monitors on the test set, which must not steer the plateau schedule; hold out validation images (e.g. val_images = 1000) or use a fixed schedule"
+            );
         }
         let mut splits = Splits::new(data, config.val_images, config.seed)?;
+        if val_is_test {
+            splits.val = Some(splits.test.clone().context(
+                "val_images = 0 monitors on the test set, but the dataset has no test split; set val_images > 0",
+            )?);
+        }
         splits.train =
             kiln_data::split::subset_per_class(&splits.train, config.train_per_class, config.seed)?;
         let normalization = splits.fit_normalization(config.normalization)?;
         Ok(Self {
             splits,
+            val_is_test,
             normalization,
         })
     }

@@ -202,6 +202,41 @@ fn params_table_shows_the_design_rules() {
 }
 
 #[test]
+fn val_images_zero_trains_on_everything_and_monitors_the_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let config = tmp.path().join("all.toml");
+    std::fs::write(
+        &config,
+        "val_images = 0\n[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n[train]\nepochs = 2\n\
+         batch_size = 16\nlearning_rate = 0.05\n[train.optimizer]\nmomentum = 0.9\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("all");
+    let printed = train(&data, &config, &out, &[]);
+    assert!(
+        printed.contains("training on all 90 training images"),
+        "{printed}"
+    );
+    assert!(printed.contains("no held-out validation"), "{printed}");
+    // The last epoch's validation pass and the final test pass see the same images and model.
+    let records = kiln_train::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let test = records.last().unwrap()["test_accuracy"].as_f64().unwrap();
+    let epochs = epoch_records(&out);
+    let val = epochs.last().unwrap()["val_accuracy"].as_f64().unwrap();
+    assert!((val - test).abs() < 1e-9, "validation {val} vs test {test}");
+
+    // Search ranks trials on validation accuracy, so it refuses to rank them on test data.
+    let search = run_on(CNN, &["search"], &data, &config, &tmp.path().join("search"));
+    assert_eq!(search.status.code(), Some(1), "{}", text(&search));
+    assert!(
+        text(&search).contains("rank them on the test set"),
+        "{}",
+        text(&search)
+    );
+}
+
+#[test]
 fn bad_configs_name_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let data = colours(tmp.path());
@@ -218,6 +253,10 @@ fn bad_configs_name_the_problem() {
         (
             "[train]\nnorm_bias_lr_scale = 4.0\n[train.optimizer]\nname = \"adam\"\n",
             "only for sgd",
+        ),
+        (
+            "val_images = 0\n[model]\ntype = \"conv-net\"\nstages = [[4]]\n[train.schedule]\nname = \"plateau\"\n",
+            "must not steer the plateau schedule",
         ),
     ];
     for (i, (toml, expected)) in cases.iter().enumerate() {

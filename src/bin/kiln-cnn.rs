@@ -268,6 +268,12 @@ fn train(args: TrainArgs) -> Result<()> {
     let device = kiln::backend::device(args.common.device.as_deref())?;
     let (mut config, run): (CnnRunConfig, _) = cli::resolve_training(&args)?;
     let (data, test) = load(&args.common, &mut config)?;
+    if data.val_is_test {
+        eprintln!(
+            "val_images = 0: training on all {} training images; the per-epoch validation columns are the test set",
+            data.splits.train.len()
+        );
+    }
     let run = match run {
         Some(run) => run,
         None => cli::create_run(args.common.out.as_deref(), "kiln-cnn", &config)?,
@@ -300,14 +306,21 @@ fn train(args: TrainArgs) -> Result<()> {
         .tta_accuracy
         .map(|a| format!(", with {:?} TTA {:.2} %", config.train.tta, 100.0 * a))
         .unwrap_or_default();
+    let validation = if data.val_is_test {
+        "no held-out validation (val_images = 0)".to_string()
+    } else {
+        format!(
+            "validation {:.2} % (best {:.2} %)",
+            100.0 * last.val_accuracy,
+            100.0 * best
+        )
+    };
     println!(
-        "CNN ({:.2} M parameters, {:.0} M multiply-adds): {} epochs in {:.0} s, validation {:.2} % (best {:.2} %), test {:.2} %{tta}, {:.0} training images/s",
+        "CNN ({:.2} M parameters, {:.0} M multiply-adds): {} epochs in {:.0} s, {validation}, test {:.2} %{tta}, {:.0} training images/s",
         trained.params as f64 / 1e6,
         trained.macs as f64 / 1e6,
         last.epoch,
         started.elapsed().as_secs_f64(),
-        100.0 * last.val_accuracy,
-        100.0 * best,
         100.0 * trained.test_accuracy,
         last.images_per_sec
     );
@@ -462,6 +475,15 @@ fn search(args: TrainArgs) -> Result<()> {
         bail!("search does not resume; start a new one");
     }
     let (mut config, _): (CnnRunConfig, _) = cli::resolve_training(&args)?;
+    if config.val_images == 0 {
+        bail!(
+            "search ranks trials by validation accuracy, and val_images = 0 would rank them on the test set; set val_images > 0 in {}",
+            args.common
+                .config
+                .as_deref()
+                .map_or("the config".into(), |p| p.display().to_string())
+        );
+    }
     let (mut data, _) = load(&args.common, &mut config)?;
     let spec = config.search.clone();
     data.splits.train = kiln::cnn::subset_for_search(&data.splits.train, &spec, config.seed)?;
