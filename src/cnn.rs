@@ -394,6 +394,13 @@ impl PreparedData {
 mod tests {
     use super::*;
 
+    /// A shipped config, parsed and with valid training settings.
+    fn parse_valid(name: &str, text: &str) -> CnnRunConfig {
+        let config: CnnRunConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        config.train.validate().unwrap();
+        config
+    }
+
     #[test]
     fn model_tables_parse_with_defaults() {
         let config: CnnRunConfig = toml::from_str(
@@ -423,9 +430,7 @@ mod tests {
                 include_str!("../configs/fashion-mnist-cnn.toml"),
             ),
         ] {
-            let config: CnnRunConfig =
-                toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            config.train.validate().unwrap();
+            let config = parse_valid(name, text);
             assert!(config.train.lookahead.is_some(), "{name}");
             assert_eq!(config.model.init_images(), 5000, "{name}");
         }
@@ -444,9 +449,7 @@ mod tests {
                 include_str!("../configs/fashion-mnist-cnn-100.toml"),
             ),
         ] {
-            let config: CnnRunConfig =
-                toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            config.train.validate().unwrap();
+            let config = parse_valid(name, text);
             assert_eq!(
                 (config.train_per_class, config.val_images),
                 (100, 1000),

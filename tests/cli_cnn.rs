@@ -45,6 +45,10 @@ padding = 2
 padding_mode = "reflect"
 "#;
 
+/// A small plain conv net, completed by a `val_images` line.
+const CONVNET: &str = "[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n[train]\nepochs = 2\n\
+    batch_size = 16\nlearning_rate = 0.05\n[train.optimizer]\nmomentum = 0.9\n";
+
 fn train(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> String {
     let result = run_on(CNN, extra, data, config, out);
     assert!(result.status.success(), "{}", text(&result));
@@ -118,12 +122,7 @@ fn airbench_recipe_trains_resumes_exactly_and_ensembles() {
 
     // A plain conv net on the same data, then an ensemble of both runs.
     let convnet = tmp.path().join("convnet.toml");
-    std::fs::write(
-        &convnet,
-        "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n[train]\nepochs = 2\n\
-         batch_size = 16\nlearning_rate = 0.05\n[train.optimizer]\nmomentum = 0.9\n",
-    )
-    .unwrap();
+    std::fs::write(&convnet, format!("val_images = 9\n{CONVNET}")).unwrap();
     let plain = tmp.path().join("plain");
     train(&data, &convnet, &plain, &[]);
     let out = run(
@@ -206,12 +205,7 @@ fn val_images_zero_trains_on_everything_and_monitors_the_test_set() {
     let tmp = tempfile::tempdir().unwrap();
     let data = colours(tmp.path());
     let config = tmp.path().join("all.toml");
-    std::fs::write(
-        &config,
-        "val_images = 0\n[model]\ntype = \"conv-net\"\nstages = [[8], [16]]\n[train]\nepochs = 2\n\
-         batch_size = 16\nlearning_rate = 0.05\n[train.optimizer]\nmomentum = 0.9\n",
-    )
-    .unwrap();
+    std::fs::write(&config, format!("val_images = 0\n{CONVNET}")).unwrap();
     let out = tmp.path().join("all");
     let printed = train(&data, &config, &out, &[]);
     assert!(
