@@ -10,16 +10,7 @@ use serde::de::DeserializeOwned;
 
 use kiln_train::RunDir;
 
-/// Environment variable naming the shared data directory (`../shared` in CI).
-pub const SHARED_ENV: &str = "KILN_SHARED";
-
-/// The shared data directory: `$KILN_SHARED`, else `../shared` (beside the project).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os(SHARED_ENV)
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"))
-}
+pub use kiln_data::download::{SHARED_ENV, shared_dir};
 
 /// Flags common to every kiln binary.
 #[derive(Args, Clone, Debug, Default)]
@@ -174,6 +165,20 @@ pub fn open_data(
         started.elapsed().as_secs_f64()
     );
     Ok((path, data))
+}
+
+/// Reports a run that stopped early (`--pause-after`) and how to continue it.
+pub fn paused(epoch: usize, epochs: usize, run: &RunDir) -> Result<()> {
+    println!(
+        "paused after epoch {epoch} of {epochs}; continue with --resume {}",
+        run.path().display()
+    );
+    Ok(())
+}
+
+/// A binary's error as kiln-train's, for closures the library calls (search trials).
+pub fn invalid(error: anyhow::Error) -> kiln_train::TrainError {
+    kiln_train::TrainError::Invalid(format!("{error:#}"))
 }
 
 /// The published test split, or an error saying the dataset has none.

@@ -10,5 +10,3 @@ pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod cnn;
-pub mod finetune;
-pub mod pretrained;

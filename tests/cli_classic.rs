@@ -150,7 +150,24 @@ fn linear_trains_searches_and_stops_on_divergence() {
         tmp.path(),
     );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(dir.join("search.png").is_file() && dir.join("search.json").is_file());
+    assert!(dir.join("search.png").is_file() && dir.join("trials.json").is_file());
+    // The one coarse-to-fine search, with the linear classifier's names.
+    let trials: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("trials.json")).unwrap()).unwrap();
+    let trials = trials.as_array().unwrap();
+    assert!(
+        trials.iter().any(|t| t["stage"] == "coarse")
+            && trials.iter().any(|t| t["stage"] == "fine")
+    );
+    for key in [
+        "learning_rate",
+        "reg",
+        "iterations",
+        "val_accuracy",
+        "train_accuracy",
+    ] {
+        assert!(trials[0].get(key).is_some(), "{key}: {}", trials[0]);
+    }
 
     let out = run(
         linear,

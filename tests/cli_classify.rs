@@ -3,22 +3,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::text;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kiln-classify");
-
-fn shared() -> Option<PathBuf> {
-    match std::env::var_os("KILN_SHARED") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
-            eprintln!("SKIPPED: KILN_SHARED is not set, so the pretrained weights were not run");
-            None
-        }
-    }
-}
 
 fn classify(shared: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
@@ -30,7 +19,9 @@ fn classify(shared: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn reference_check_passes_on_the_published_weights() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir("the pretrained weights were not run") else {
+        return;
+    };
     let weights = shared.join("pretrained/efficientnet-lite0-57934424.pth");
     let reference = shared.join("pretrained/efficientnet-lite0-reference.safetensors");
     let out = classify(
@@ -65,7 +56,9 @@ fn reference_check_passes_on_the_published_weights() {
 
 #[test]
 fn prints_top_five_named_classes_for_each_image() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir("the pretrained weights were not run") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // A wide orange-and-black striped picture and a small grey one (upscaled by the preset).
     let stripes = dir.path().join("stripes.png");
@@ -112,7 +105,9 @@ fn prints_top_five_named_classes_for_each_image() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir("the pretrained weights were not run") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.jpg");
     let out = classify(

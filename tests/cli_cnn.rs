@@ -245,8 +245,12 @@ fn bad_configs_name_the_problem() {
             "shrink a 8×8 image to nothing",
         ),
         (
-            "[train]\nnorm_bias_lr_scale = 4.0\n[train.optimizer]\nname = \"adam\"\n",
-            "only for sgd",
+            "[train]\nnorm_bias_lr_scale = 0.0\n",
+            "norm_bias_lr_scale must be positive",
+        ),
+        (
+            "val_images = 9\n[model]\ntype = \"conv-net\"\nstages = [[4]]\n[[train.lr_groups]]\nparam = \"neck\"\nlr_scale = 2.0\n",
+            "[[train.lr_groups]] param 'neck'",
         ),
         (
             "val_images = 0\n[model]\ntype = \"conv-net\"\nstages = [[4]]\n[train.schedule]\nname = \"plateau\"\n",

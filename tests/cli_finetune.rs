@@ -84,8 +84,7 @@ fn every_strategy_runs_and_writes_its_run_directory() {
 
 #[test]
 fn colours_are_learned_from_a_pretrained_probe() {
-    let Some(shared) = std::env::var_os("KILN_SHARED").filter(|s| !s.is_empty()) else {
-        eprintln!("SKIPPED: KILN_SHARED is not set, so the pretrained probe was not run");
+    let Some(shared) = common::shared_dir("the pretrained probe was not run") else {
         return;
     };
     let (dir, data, config) = setup();

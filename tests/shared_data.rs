@@ -2,24 +2,18 @@
 //! set, as `.ci/run` does) and Debian's Fashion-MNIST (when installed). Each test says plainly
 //! when it was skipped.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use kiln_data::{ImageFolderOptions, NormalizationKind, Splits, open_dataset};
 
-fn shared() -> Option<PathBuf> {
-    match std::env::var_os("KILN_SHARED") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            eprintln!("SKIPPED: KILN_SHARED is not set, so the shared CIFAR-10 was not read");
-            None
-        }
-    }
-}
-
 #[test]
 fn shared_cifar10_jpegs_load_fast_and_complete() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir("the shared CIFAR-10 was not read") else {
+        return;
+    };
     let archive = shared.join("datasets/cifar10-jpg.tar.gz");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cifar10-jpg");

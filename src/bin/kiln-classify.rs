@@ -16,8 +16,10 @@ use clap::Parser;
 
 use kiln::backend;
 use kiln::cli::{SHARED_ENV, finish};
-use kiln::pretrained::{PretrainedNet, read_class_names, resolve_weights};
-use kiln_nets::pretrained::{max_relative_error, read_safetensors};
+use kiln_data::presets::{ClassificationPreset, read_class_names};
+use kiln_nets::Network;
+use kiln_nets::download::resolve_weights;
+use kiln_nets::parity::compare_with_reference;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Top-5 ImageNet predictions of a pretrained network")]
@@ -69,7 +71,15 @@ fn run(cli: Cli) -> Result<()> {
     eprintln!("{arch} from {}", weights.display());
     match &cli.reference {
         Some(reference) => compare(&net, reference, cli.tolerance, &device),
-        None => classify(&cli, &net, arch.preset(), &device),
+        None => {
+            let (resize_size, crop_size) = arch.eval_sizes();
+            let preset = ClassificationPreset {
+                resize_size,
+                crop_size,
+                ..ClassificationPreset::imagenet()
+            };
+            classify(&cli, &net, preset, &device)
+        }
     }
 }
 
@@ -79,43 +89,13 @@ fn values(data: burn::tensor::TensorData) -> Result<Vec<f32>> {
         .map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
-/// Runs the reference input and reports the largest relative errors.
-fn compare(net: &PretrainedNet, reference: &Path, tolerance: f32, device: &Device) -> Result<()> {
-    let input = read_safetensors(reference, "input")?;
-    let dims = input.shape().as_slice().to_vec();
-    if dims.len() != 4 || dims[1] != 3 {
-        bail!(
-            "{}: `input` has shape {dims:?}, expected [batch, 3, height, width]",
-            reference.display()
-        );
+fn compare(net: &Network, reference: &Path, tolerance: f32, device: &Device) -> Result<()> {
+    let errors = compare_with_reference(net, reference, device)?;
+    println!("logits   max relative error {:.3e}", errors.logits);
+    if let Some(features) = errors.features {
+        println!("features max relative error {features:.3e}");
     }
-    let input = Tensor::<4>::from_data(input, device);
-    let mut worst = 0f32;
-    let expected = values(read_safetensors(reference, "logits")?)?;
-    let logits = values(net.forward(input.clone()).into_data())?;
-    if logits.len() != expected.len() {
-        bail!(
-            "{}: `logits` has {} values, the network gives {}; is it the reference for these \
-             weights?",
-            reference.display(),
-            expected.len(),
-            logits.len()
-        );
-    }
-    let error = max_relative_error(&logits, &expected);
-    println!("logits   max relative error {error:.3e}");
-    worst = worst.max(error);
-    if let PretrainedNet::EfficientNet(efficientnet) = net
-        && let Ok(expected) = read_safetensors(reference, "features")
-    {
-        let expected = values(expected)?;
-        let features = values(efficientnet.forward_features(input).into_data())?;
-        if features.len() == expected.len() {
-            let error = max_relative_error(&features, &expected);
-            println!("features max relative error {error:.3e}");
-            worst = worst.max(error);
-        }
-    }
+    let worst = errors.worst();
     if worst > tolerance {
         bail!("largest relative error {worst:.3e} is above the tolerance {tolerance:.1e}");
     }
@@ -123,13 +103,7 @@ fn compare(net: &PretrainedNet, reference: &Path, tolerance: f32, device: &Devic
     Ok(())
 }
 
-/// Prints the top classes of every image.
-fn classify(
-    cli: &Cli,
-    net: &PretrainedNet,
-    preset: kiln_data::presets::ClassificationPreset,
-    device: &Device,
-) -> Result<()> {
+fn classify(cli: &Cli, net: &Network, preset: ClassificationPreset, device: &Device) -> Result<()> {
     let names = class_names(cli.classes.as_deref())?;
     let side = preset.crop_size;
     for chunk in cli.images.chunks(cli.batch) {

@@ -15,24 +15,24 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::data::dataloader::DataLoaderBuilder;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
-use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs, TrainArgs};
-use kiln::cnn::{CnnModel, CnnRunConfig, Geometry, ModelTask, PreparedData};
-use kiln_data::{ImageSet, Normalization};
+use kiln::cnn::CnnRunConfig;
+use kiln_data::{ClassificationBatcher, ImageSet, Normalization};
 use kiln_nets::design::{DesignRule, compare};
-use kiln_nets::{AirbenchConfig, ConvNetConfig, trainable_params};
-use kiln_train::optim::{OptimizerConfig, OptimizerName};
-use kiln_train::plot::{LinePlot, Series};
+use kiln_nets::{AirbenchConfig, ConvNetConfig, Geometry, Network, trainable_params};
+use kiln_train::bench::{BenchShape, training_images_per_sec};
+use kiln_train::classify::ensemble::{self, Ensemble};
+use kiln_train::classify::sanity::sanity_check;
+use kiln_train::classify::{
+    ClassifierData, PreparedData, Trained, subset_for_search, train_and_test,
+};
+use kiln_train::optim::OptimizerConfig;
 use kiln_train::search::lr_weight_decay_search;
-use kiln_train::trainer::{EpochRecord, FitData, Tta, evaluate_with, fit, tta_scores};
-use kiln_train::{Progress, RunDir, load_module};
+use kiln_train::{RunDir, load_module};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -146,96 +146,32 @@ fn load(args: &CommonArgs, config: &mut CnnRunConfig) -> Result<(PreparedData, I
     let (path, data) = cli::open_data(args.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());
     let test = cli::require_test(&data, &path)?;
-    Ok((PreparedData::new(data, config)?, test))
+    let prepared = PreparedData::new(data, &config.split_spec(), config.watches_validation())?;
+    Ok((prepared, test))
 }
 
-/// What one training run produced.
-struct Trained {
-    history: Vec<EpochRecord>,
-    test_accuracy: f64,
-    tta_accuracy: Option<f64>,
-    params: usize,
-    macs: u64,
+fn geometry(train: &ImageSet) -> Geometry {
+    Geometry::new(
+        train.channels,
+        train.height,
+        train.width,
+        train.classes.len(),
+    )
 }
 
-struct TrainTask<'a> {
-    config: &'a CnnRunConfig,
-    data: &'a PreparedData,
-    test: Option<&'a ImageSet>,
-    run: &'a RunDir,
-    device: &'a Device,
-    resume: bool,
+/// The config's network, seeded, on the autodiff version of `device`, its whitening (if any)
+/// fitted on the training images.
+fn build_network(config: &CnnRunConfig, data: &PreparedData, device: &Device) -> Result<Network> {
+    let train_device = device.clone().autodiff();
+    train_device.seed(config.seed);
+    let whitening = data.init_images(config.model.init_images(), config.seed)?;
+    let whitening = whitening.as_ref().map(|(v, s)| (v.as_slice(), *s));
+    Ok(config
+        .model
+        .build(geometry(&data.splits.train), whitening, &train_device)?)
 }
 
-impl ModelTask for TrainTask<'_> {
-    type Output = Trained;
-
-    fn run<M: CnnModel>(self, model: M) -> Result<Trained> {
-        let c = self.config;
-        let t = &self.data.splits.train;
-        let params = trainable_params(&model);
-        let macs = model.macs([t.height, t.width]);
-        eprintln!(
-            "model: {:.3} M trainable parameters, {:.1} M multiply-adds per image",
-            params as f64 / 1e6,
-            macs as f64 / 1e6
-        );
-        let val = self
-            .data
-            .splits
-            .val
-            .as_ref()
-            .context("no validation split")?;
-        let train = self.data.train_set(&c.augment, c.seed)?;
-        let fit_data = FitData {
-            epoch: train.epoch_counter(),
-            train,
-            val: PreparedData::plain(val),
-            batcher: self.data.batcher(),
-        };
-        let (model, history) = fit(
-            model,
-            fit_data,
-            &c.train,
-            c.seed,
-            self.run,
-            self.device,
-            self.resume,
-        )?;
-        let paused = history.last().is_some_and(|r| r.epoch < c.train.epochs);
-        let Some(test) = self.test.filter(|_| !paused) else {
-            return Ok(Trained {
-                test_accuracy: f64::NAN,
-                tta_accuracy: None,
-                history,
-                params,
-                macs,
-            });
-        };
-        let test_set = PreparedData::plain(test);
-        let batcher = self.data.batcher();
-        let eval = |tta| evaluate_with(&model, &test_set, &batcher, 500, self.device, tta);
-        let (test_loss, test_accuracy) = eval(Tta::None)?;
-        let tta_accuracy = match c.train.tta {
-            Tta::None => None,
-            tta => Some(eval(tta)?.1),
-        };
-        self.run.metrics().append(&json!({
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "test_accuracy_tta": tta_accuracy,
-        }))?;
-        Ok(Trained {
-            history,
-            test_accuracy,
-            tta_accuracy,
-            params,
-            macs,
-        })
-    }
-}
-
-/// Trains `config` on `data` into `run`.
+/// Trains `config` on `data` into `run`, scoring the test set when given.
 fn train_in(
     config: &CnnRunConfig,
     data: &PreparedData,
@@ -243,25 +179,31 @@ fn train_in(
     run: &RunDir,
     device: &Device,
     resume: bool,
-) -> Result<Trained> {
+) -> Result<Trained<Network>> {
     data.normalization.save(&run.file("normalization.json"))?;
-    let train_device = device.clone().autodiff();
-    train_device.seed(config.seed);
-    let whitening = data.init_images(config.model.init_images(), config.seed)?;
-    let task = TrainTask {
-        config,
-        data,
+    let net = build_network(config, data, device)?;
+    let t = &data.splits.train;
+    eprintln!(
+        "model: {:.3} M trainable parameters, {:.1} M multiply-adds per image",
+        trainable_params(&net) as f64 / 1e6,
+        net.macs([t.height, t.width]).unwrap_or(0) as f64 / 1e6
+    );
+    let classifier_data = ClassifierData {
+        train: data.train_set(&config.augment, config.seed)?,
+        val: data.val()?,
         test,
+        batcher: data.batcher(),
+        eval_batch: 500,
+    };
+    Ok(train_and_test(
+        net,
+        classifier_data,
+        &config.train,
+        config.seed,
         run,
         device,
         resume,
-    };
-    config.model.build(
-        Geometry::of(&data.splits.train),
-        whitening.as_ref().map(|(v, s)| (v.as_slice(), *s)),
-        &train_device,
-        task,
-    )
+    )?)
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -287,23 +229,12 @@ fn train(args: TrainArgs) -> Result<()> {
         &device,
         args.resume.is_some(),
     )?;
-    let last = trained.history.last().context("no epoch ran")?;
-    if last.epoch < config.train.epochs {
-        println!(
-            "paused after epoch {} of {}; continue with --resume {}",
-            last.epoch,
-            config.train.epochs,
-            run.path().display()
-        );
-        return Ok(());
-    }
-    let best = trained
-        .history
-        .iter()
-        .map(|r| r.val_accuracy)
-        .fold(0.0, f64::max);
-    let tta = trained
-        .tta_accuracy
+    let last = trained.last().context("no epoch ran")?;
+    let Some(scores) = trained.test else {
+        return cli::paused(last.epoch, config.train.epochs, &run);
+    };
+    let tta = scores
+        .accuracy_tta
         .map(|a| format!(", with {:?} TTA {:.2} %", config.train.tta, 100.0 * a))
         .unwrap_or_default();
     let validation = if data.val_is_test {
@@ -311,17 +242,18 @@ fn train(args: TrainArgs) -> Result<()> {
     } else {
         format!(
             "validation {:.2} % (best {:.2} %)",
-            100.0 * last.val_accuracy,
-            100.0 * best
+            100.0 * trained.val_accuracy(),
+            100.0 * trained.best_val_accuracy()
         )
     };
+    let t = &data.splits.train;
     println!(
         "CNN ({:.2} M parameters, {:.0} M multiply-adds): {} epochs in {:.0} s, {validation}, test {:.2} %{tta}, {:.0} training images/s",
-        trained.params as f64 / 1e6,
-        trained.macs as f64 / 1e6,
+        trainable_params(&trained.model) as f64 / 1e6,
+        trained.model.macs([t.height, t.width]).unwrap_or(0) as f64 / 1e6,
         last.epoch,
         started.elapsed().as_secs_f64(),
-        100.0 * trained.test_accuracy,
+        100.0 * scores.accuracy,
         last.images_per_sec
     );
     println!(
@@ -329,90 +261,6 @@ fn train(args: TrainArgs) -> Result<()> {
         run.path().display()
     );
     Ok(())
-}
-
-/// Sanity checks on a fresh network: its initial loss and whether it can overfit a subset.
-struct SanityTask<'a> {
-    data: &'a PreparedData,
-    subset: ImageSet,
-    steps: usize,
-    run: &'a RunDir,
-    device: Device,
-}
-
-impl ModelTask for SanityTask<'_> {
-    type Output = (f64, f64, Option<usize>);
-
-    fn run<M: CnnModel>(self, model: M) -> Result<Self::Output> {
-        let batcher = self.data.batcher();
-        let batch_of = |set: &ImageSet| {
-            let items = PreparedData::plain(set);
-            let loader = DataLoaderBuilder::new(batcher.clone())
-                .batch_size(set.len())
-                .set_device(self.device.clone())
-                .build(items);
-            loader
-                .iter()
-                .next()
-                .context("empty subset")?
-                .map_err(|e| anyhow::anyhow!("reading a batch: {e}"))
-        };
-        let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
-        // Initial loss on up to 500 training images, in training mode (batch statistics).
-        let first = self.data.splits.train.len().min(500);
-        let probe = self
-            .data
-            .splits
-            .train
-            .subset(&(0..first).collect::<Vec<_>>());
-        let b = batch_of(&probe)?;
-        let initial: f64 = loss_fn
-            .forward(model.scores(b.images), b.targets)
-            .into_scalar();
-        let classes = self.data.splits.train.classes.len() as f64;
-        // Overfit: full-batch Adam, no regularisation.
-        let b = batch_of(&self.subset)?;
-        let mut optim = OptimizerConfig {
-            name: OptimizerName::Adam,
-            ..Default::default()
-        }
-        .build()?;
-        let mut model = model;
-        let mut curve = Vec::new();
-        let mut reached = None;
-        for step in 1..=self.steps {
-            let scores = model.scores(b.images.clone());
-            let hits: i64 = scores
-                .clone()
-                .argmax(1)
-                .squeeze_dim::<1>(1)
-                .equal(b.targets.clone())
-                .int()
-                .sum()
-                .into_scalar();
-            let loss = loss_fn.forward(scores, b.targets.clone());
-            let value: f64 = loss.clone().into_scalar();
-            let accuracy = hits as f64 / self.subset.len() as f64;
-            curve.push((step as f64, accuracy));
-            self.run.metrics().append(
-                &json!({"overfit_step": step, "loss": value, "train_accuracy": accuracy}),
-            )?;
-            if accuracy == 1.0 {
-                reached = Some(step);
-                break;
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
-        }
-        LinePlot {
-            title: format!("overfitting {} images", self.subset.len()),
-            x_label: "step".into(),
-            y_label: "training accuracy".into(),
-            series: vec![Series::new("train", curve)],
-        }
-        .save_png(&self.run.file("overfit.png"))?;
-        Ok((initial, classes.ln(), reached))
-    }
 }
 
 fn sanity(args: SanityArgs) -> Result<()> {
@@ -427,43 +275,38 @@ fn sanity(args: SanityArgs) -> Result<()> {
     let indices = kiln_data::split::per_class_subset(&t.labels, per_class, config.seed)?;
     let subset = t.subset(&indices[..indices.len().min(args.images)]);
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-sanity", &config)?;
-    let train_device = device.autodiff();
-    train_device.seed(config.seed);
-    let whitening = data.init_images(config.model.init_images(), config.seed)?;
-    let task = SanityTask {
-        data: &data,
-        subset,
-        steps: args.steps,
-        run: &run,
-        device: train_device.clone(),
-    };
-    let (initial, expected, reached) = config.model.build(
-        Geometry::of(t),
-        whitening.as_ref().map(|(v, s)| (v.as_slice(), *s)),
-        &train_device,
-        task,
+    let net = build_network(&config, &data, &device)?;
+    let report = sanity_check(
+        net,
+        t,
+        &subset,
+        &data.batcher(),
+        args.steps,
+        &run,
+        &device.autodiff(),
     )?;
-    let close = (initial - expected).abs() <= 0.25 * expected;
     println!(
-        "initial loss {initial:.3} vs ln(C) = {expected:.3}: {}",
-        if close {
+        "initial loss {:.3} vs ln(C) = {:.3}: {}",
+        report.initial_loss,
+        report.expected_loss,
+        if report.initial_loss_ok() {
             "PASS"
         } else {
             "FAIL (scores are not near-uniform at initialisation: check the init scale)"
         }
     );
-    match reached {
+    match report.overfit_step {
         Some(step) => println!(
             "overfit {} images: PASS (100 % training accuracy after {step} steps)",
-            args.images
+            report.overfit_images
         ),
         None => println!(
             "overfit {} images: FAIL (not 100 % after {} steps)",
-            args.images, args.steps
+            report.overfit_images, args.steps
         ),
     }
     println!("run directory {} (overfit.png)", run.path().display());
-    if !close || reached.is_none() {
+    if !report.passed() {
         bail!("sanity checks failed");
     }
     Ok(())
@@ -486,71 +329,19 @@ fn search(args: TrainArgs) -> Result<()> {
     }
     let (mut data, _) = load(&args.common, &mut config)?;
     let spec = config.search.clone();
-    data.splits.train = kiln::cnn::subset_for_search(&data.splits.train, &spec, config.seed)?;
+    data.splits.train = subset_for_search(&data.splits.train, spec.train_images, config.seed)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-search", &config)?;
     lr_weight_decay_search(&spec, config.seed, &run, |lr, wd, epochs, dir| {
         let mut trial = config.clone();
         trial.train.learning_rate = lr;
         trial.train.optimizer.weight_decay = wd;
         trial.train.epochs = epochs;
-        let trial_run = RunDir::create(dir, &cli::to_toml(&trial).map_err(invalid)?)?;
-        let trained = train_in(&trial, &data, None, &trial_run, &device, false).map_err(invalid)?;
-        Ok(trained.history.last().map_or(0.0, |r| r.val_accuracy))
+        let trial_run = RunDir::create(dir, &cli::to_toml(&trial).map_err(cli::invalid)?)?;
+        let trained =
+            train_in(&trial, &data, None, &trial_run, &device, false).map_err(cli::invalid)?;
+        Ok(trained.val_accuracy())
     })?;
     Ok(())
-}
-
-fn invalid(e: anyhow::Error) -> kiln_train::TrainError {
-    kiln_train::TrainError::Invalid(format!("{e:#}"))
-}
-
-/// Class probabilities of a trained run's network on the test set.
-struct ProbabilitiesTask<'a> {
-    checkpoint: PathBuf,
-    test: &'a ImageSet,
-    normalization: Normalization,
-    tta: Tta,
-    device: Device,
-}
-
-impl ModelTask for ProbabilitiesTask<'_> {
-    type Output = Vec<f32>;
-
-    fn run<M: CnnModel>(self, model: M) -> Result<Vec<f32>> {
-        let model = load_module(model, &self.checkpoint)?.valid();
-        let batcher = kiln_data::ClassificationBatcher::new(self.normalization);
-        let loader = DataLoaderBuilder::new(batcher)
-            .batch_size(500)
-            .set_device(self.device.clone())
-            .build(PreparedData::plain(self.test));
-        let mut out = Vec::with_capacity(self.test.len() * self.test.classes.len());
-        for b in loader.iter() {
-            let b = b.map_err(|e| anyhow::anyhow!("reading a batch: {e}"))?;
-            let p = softmax(tta_scores(&model, b.images, self.tta), 1);
-            out.extend(
-                p.into_data()
-                    .try_to_vec_as::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?,
-            );
-        }
-        Ok(out)
-    }
-}
-
-fn accuracy(probabilities: &[f32], labels: &[usize], classes: usize) -> f64 {
-    let hits = probabilities
-        .chunks_exact(classes)
-        .zip(labels)
-        .filter(|(p, l)| {
-            let best = p
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
-            best == **l
-        })
-        .count();
-    hits as f64 / labels.len().max(1) as f64
 }
 
 fn ensemble(args: EnsembleArgs) -> Result<()> {
@@ -564,13 +355,12 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
     let first_data = configs[0].1.data.clone();
     let (path, data) = cli::open_data(args.data.as_deref(), first_data.as_deref(), None)?;
     let test = cli::require_test(&data, &path)?;
-    let geometry = Geometry::of(&data.train);
-    let classes = geometry.classes;
+    let geometry = geometry(&data.train);
     let name = match args.checkpoint {
         Which::Best => "best.bpk",
         Which::Last => "last.bpk",
     };
-    let mut sum = vec![0f32; test.len() * classes];
+    let mut combined = Ensemble::default();
     let mut members = Vec::new();
     for (run, config) in &configs {
         let checkpoint = run.path().join("checkpoints").join(name);
@@ -581,28 +371,21 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
             );
         }
         let normalization = Normalization::load(&run.file("normalization.json"))?;
-        let task = ProbabilitiesTask {
-            checkpoint,
-            test: &test,
-            normalization,
-            tta: config.train.tta,
-            device: device.clone(),
-        };
         // Whitening filters come from the checkpoint, so none are fitted here.
-        let probabilities = config.model.build(geometry, None, &device, task)?;
-        let acc = accuracy(&probabilities, &test.labels, classes);
+        let net = load_module(config.model.build(geometry, None, &device)?, &checkpoint)?;
+        let batcher = ClassificationBatcher::new(normalization);
+        let p = ensemble::probabilities(&net, &test, &batcher, config.train.tta, &device)?;
+        let acc = ensemble::accuracy(&p, &test.labels, geometry.classes);
         println!("{}: test {:.2} %", run.path().display(), 100.0 * acc);
-        for (s, p) in sum.iter_mut().zip(&probabilities) {
-            *s += p;
-        }
+        combined.add(&p)?;
         members.push(json!({"run": run.path(), "test_accuracy": acc}));
     }
-    let combined = accuracy(&sum, &test.labels, classes);
+    let accuracy = combined.accuracy(&test.labels, geometry.classes);
     println!(
         "ensemble of {} ({} checkpoints, averaged probabilities): test {:.2} %",
         configs.len(),
         name,
-        100.0 * combined
+        100.0 * accuracy
     );
     let out = cli::create_run(
         args.out.as_deref(),
@@ -610,73 +393,46 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
         &json!({"runs": args.runs, "checkpoint": name}),
     )?;
     out.metrics()
-        .append(&json!({"members": members, "ensemble_test_accuracy": combined}))?;
+        .append(&json!({"members": members, "ensemble_test_accuracy": accuracy}))?;
     println!("run directory {}", out.path().display());
     Ok(())
 }
 
-/// Trains a network on random data and reports images per second.
-struct BenchTask {
-    args: BenchArgs,
-    device: Device,
-}
-
-impl ModelTask for BenchTask {
-    type Output = f64;
-
-    fn run<M: CnnModel>(self, model: M) -> Result<f64> {
-        let a = &self.args;
-        let d = &self.device;
-        let images = Tensor::<4>::random([a.batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), d);
-        let labels: Vec<i64> = (0..a.batch as i64).map(|i| i % 10).collect();
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [a.batch]), d);
-        let mut optim = OptimizerConfig {
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 5e-4,
-            ..Default::default()
-        }
-        .build()?;
-        let loss_fn = CrossEntropyLossConfig::new().init(d);
-        let mut model = model;
-        let progress = Progress::new((a.warmup + a.steps) as u64, "bench", "step");
-        let mut started = Instant::now();
-        for step in 0..a.warmup + a.steps {
-            if step == a.warmup {
-                started = Instant::now();
-            }
-            let loss = loss_fn.forward(model.scores(images.clone()), targets.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(0.01, model, grads);
-            // Reading the loss waits for the step to finish on asynchronous backends.
-            let _: f32 = loss.into_scalar();
-            progress.inc(1);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        progress.finish();
-        Ok((a.steps * a.batch) as f64 / secs)
-    }
-}
-
 fn bench(args: BenchArgs) -> Result<()> {
-    if args.batch == 0 || args.steps == 0 {
-        bail!("--batch and --steps must be positive");
-    }
     let name = args.device.clone().unwrap_or_else(|| "auto".into());
     let device = kiln::backend::device(args.device.as_deref())?.autodiff();
     device.seed(0);
-    let net = args.net;
-    let batch = args.batch;
-    let task = BenchTask {
-        args,
-        device: device.clone(),
+    let shape = BenchShape {
+        batch: args.batch,
+        image: [3, 32, 32],
+        classes: 10,
+        warmup: args.warmup,
+        steps: args.steps,
     };
-    let per_sec = match net {
-        BenchNet::Benchmark => task.run(ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device)),
-        BenchNet::Airbench => task.run(AirbenchConfig::new().init(&device)),
+    let nesterov = OptimizerConfig {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 5e-4,
+        ..Default::default()
+    };
+    let per_sec = match args.net {
+        BenchNet::Benchmark => training_images_per_sec(
+            ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device),
+            &nesterov,
+            shape,
+            &device,
+        ),
+        BenchNet::Airbench => training_images_per_sec(
+            AirbenchConfig::new().init(&device),
+            &nesterov,
+            shape,
+            &device,
+        ),
     }?;
     println!(
-        "{net:?} net, batch {batch}, device {name} ({:?}): {per_sec:.0} training images/s",
+        "{:?} net, batch {}, device {name} ({:?}): {per_sec:.0} training images/s",
+        args.net,
+        args.batch,
         kiln::backend::compiled_backends()
     );
     Ok(())
@@ -708,22 +464,10 @@ fn params(args: ParamsArgs) -> Result<()> {
     }
     if let Some(path) = &args.config {
         let config: CnnRunConfig = cli::load_config(Some(path))?;
-        let geometry = Geometry {
-            channels: args.input[0],
-            height: args.size,
-            width: args.size,
-            classes: args.input[1],
-        };
-        struct Summary(usize);
-        impl ModelTask for Summary {
-            type Output = (usize, u64);
-            fn run<M: CnnModel>(self, model: M) -> Result<(usize, u64)> {
-                Ok((trainable_params(&model), model.macs([self.0, self.0])))
-            }
-        }
-        let (p, m) = config
-            .model
-            .build(geometry, None, &device, Summary(args.size))?;
+        let geometry = Geometry::new(args.input[0], args.size, args.size, args.input[1]);
+        let net = config.model.build(geometry, None, &device)?;
+        let p = trainable_params(&net);
+        let m = net.macs([args.size, args.size]).unwrap_or(0);
         println!(
             "{}: {p} trainable parameters, {m} multiply-adds per {}×{} image",
             path.display(),

@@ -5,19 +5,15 @@
 //! accuracy; `--strategy` and `--weights none` switch the strategy or train from scratch.
 //! `kiln-finetune bench` times inference and training steps of a network on random images.
 
-use std::time::Instant;
-
 use anyhow::{Result, bail};
-use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::{Distribution, Int, Tensor};
 use clap::{Args, Parser, Subcommand};
 
 use kiln::backend;
 use kiln::cli::{self, CommonArgs, finish};
-use kiln::finetune::{FinetuneConfig, FinetuneData, Strategy, finetune};
-use kiln::pretrained::Architecture;
+use kiln_nets::Architecture;
+use kiln_train::bench::{BenchShape, inference_images_per_sec, training_images_per_sec};
+use kiln_train::optim::OptimizerConfig;
+use kiln_train::transfer::{FinetuneConfig, FinetuneData, Strategy, finetune};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -146,51 +142,27 @@ fn train(args: &FinetuneArgs) -> Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
-    if args.size < 32 || args.infer_batch == 0 || args.train_batch == 0 || args.steps == 0 {
-        bail!("--size must be at least 32 and the batches and steps positive");
+    if args.size < 32 {
+        bail!("--size must be at least 32");
     }
     let arch = Architecture::parse(&args.arch)?;
     let device = backend::device(args.device.as_deref())?;
-    let random = |batch: usize, device: &burn::tensor::Device| {
-        Tensor::<4>::random(
-            [batch, 3, args.size, args.size],
-            Distribution::Normal(0.0, 1.0),
-            device,
-        )
+    let shape = |batch| BenchShape {
+        batch,
+        image: [3, args.size, args.size],
+        classes: 1000,
+        warmup: args.warmup,
+        steps: args.steps,
     };
-
-    let net = arch.init(1000, &device).valid();
-    let images = random(args.infer_batch, &device);
-    let timed = |work: &mut dyn FnMut()| {
-        for _ in 0..args.warmup {
-            work();
-        }
-        let started = Instant::now();
-        for _ in 0..args.steps {
-            work();
-        }
-        started.elapsed().as_secs_f64()
-    };
-    let secs = timed(&mut || {
-        let _ = net.forward(images.clone()).into_data();
-    });
-    let inference = (args.steps * args.infer_batch) as f64 / secs;
-
+    let inference =
+        inference_images_per_sec(&arch.init(1000, &device), shape(args.infer_batch), &device)?;
     let train_device = device.clone().autodiff();
-    let mut net = Some(arch.init(1000, &train_device));
-    let mut optim = SgdConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
-    let images = random(args.train_batch, &train_device);
-    let targets = Tensor::<1, Int>::zeros([args.train_batch], &train_device);
-    let secs = timed(&mut || {
-        let model = net
-            .take()
-            .expect("the network is put back after every step");
-        let loss = loss_fn.forward(model.forward(images.clone()), targets.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        net = Some(optim.step(0.01, model, grads));
-    });
-    let training = (args.steps * args.train_batch) as f64 / secs;
+    let training = training_images_per_sec(
+        arch.init(1000, &train_device),
+        &OptimizerConfig::default(),
+        shape(args.train_batch),
+        &train_device,
+    )?;
     println!(
         "{arch} at {0}x{0}, device {1}: inference {inference:.1} images/s (batch {2}), \
          training {training:.1} images/s (batch {3})",

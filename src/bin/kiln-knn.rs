@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs};
+use kiln_classic::cross_validation::{CrossValidation, CvProgress, Fold, LabelledRows};
 use kiln_classic::knn::{DistanceKernel, KnnClassifier, KnnOptions, Metric, accuracy};
 use kiln_data::ImageSet;
 use kiln_train::Progress;
@@ -255,103 +256,70 @@ fn classify(args: KnnArgs) -> Result<()> {
     Ok(())
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
+/// Progress bar and per-fold lines while cross-validating.
+struct CvReport<'a> {
+    progress: &'a Progress,
+    run: &'a kiln_train::RunDir,
+    failed: Option<kiln_train::TrainError>,
+}
+
+impl CvProgress for CvReport<'_> {
+    fn queries_done(&mut self, queries: usize) {
+        self.progress.inc(queries as u64);
+    }
+
+    fn fold_done(&mut self, fold: usize, metric: Metric, seconds: f64, scores: &[(usize, f64)]) {
+        for &(k, a) in scores {
+            let record = json!({"fold": fold, "metric": metric, "k": k, "val_accuracy": a});
+            if let Err(e) = self.run.metrics().append(&record) {
+                self.failed.get_or_insert(e);
+            }
+        }
+        self.progress
+            .println(format!("fold {} {metric}: {seconds:.1} s", fold + 1));
+    }
 }
 
 fn cross_validate(args: KnnArgs) -> Result<()> {
     let s = setup(&args)?;
     let cv = &s.config.cv;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-knn-cv", &s.config)?;
-    let folds = kiln_data::split::stratified_k_fold(&s.train.labels, cv.folds, s.config.seed)?;
-    let fold_size = s.train.len().div_ceil(cv.folds);
-    let mut ks = cv.ks.clone();
-    ks.sort_unstable();
-    ks.dedup();
-    let k_max = *ks.last().ok_or_else(|| anyhow::anyhow!("cv.ks is empty"))?;
-    if k_max > s.train.len() - fold_size {
-        bail!(
-            "k = {k_max} exceeds the {} images of a training fold",
-            s.train.len() - fold_size
-        );
-    }
-    let total = (s.train.len() * cv.metrics.len()) as u64;
-    let progress = Progress::new(total, "cv", "img");
-    // accuracy[metric][k index][fold]
-    let mut acc = vec![vec![Vec::new(); ks.len()]; cv.metrics.len()];
-    for (fi, fold) in folds.iter().enumerate() {
-        let train = s.train.subset(&fold.train);
-        let val = s.train.subset(&fold.val);
-        for (mi, &metric) in cv.metrics.iter().enumerate() {
-            let (knn, nb, secs) = neighbours(&train, &val, k_max, metric, &s, &progress)?;
-            for (ki, &k) in ks.iter().enumerate() {
-                let a = accuracy(&knn.vote_k(&nb, k), &val.labels);
-                acc[mi][ki].push(a);
-                run.metrics()
-                    .append(&json!({"fold": fi, "metric": metric, "k": k, "val_accuracy": a}))?;
-            }
-            progress.println(format!("fold {} {metric}: {:.1} s", fi + 1, secs));
-        }
-    }
-    progress.finish();
-
-    println!(
-        "\n{}-fold cross-validation on {} training images",
-        cv.folds,
-        s.train.len()
-    );
-    println!(
-        "{:>5} {}",
-        "k",
-        cv.metrics
-            .iter()
-            .map(|m| format!("{:>18}", m.to_string()))
-            .collect::<String>()
-    );
-    let mut best = (f64::NEG_INFINITY, Metric::L1, 0usize);
-    let mut series: Vec<Series> = Vec::new();
-    for (mi, &metric) in cv.metrics.iter().enumerate() {
-        let mut s_points = Vec::new();
-        let mut s_err = Vec::new();
-        for (ki, &k) in ks.iter().enumerate() {
-            let (m, sd) = mean_std(&acc[mi][ki]);
-            s_points.push((k as f64, m));
-            s_err.push(sd);
-            if m > best.0 {
-                best = (m, metric, k);
-            }
-        }
-        series.push(Series {
-            name: metric.to_string(),
-            points: s_points,
-            errors: Some(s_err),
-        });
-    }
-    for (ki, k) in ks.iter().enumerate() {
-        let row: String = series
-            .iter()
-            .map(|se| {
-                format!(
-                    "{:>11.2} ± {:>4.2}",
-                    100.0 * se.points[ki].1,
-                    100.0 * se.errors.as_ref().unwrap()[ki]
-                )
+    let folds: Vec<Fold> =
+        kiln_data::split::stratified_k_fold(&s.train.labels, cv.folds, s.config.seed)?
+            .into_iter()
+            .map(|split| Fold {
+                train: split.train,
+                val: split.val,
             })
             .collect();
-        println!("{k:>5} {row}");
-    }
-    let plot = LinePlot {
-        title: format!("kNN {}-fold cross-validation", cv.folds),
-        x_label: "k".into(),
-        y_label: "validation accuracy".into(),
-        series,
+    let rows = LabelledRows {
+        pixels: &s.train.pixels,
+        dims: s.train.image_len(),
+        labels: &s.train.labels,
+        classes: s.train.classes.len(),
     };
-    plot.save_png(&run.file("cv_accuracy.png"))?;
+    let progress = Progress::new((s.train.len() * cv.metrics.len()) as u64, "cv", "img");
+    let mut report = CvReport {
+        progress: &progress,
+        run: &run,
+        failed: None,
+    };
+    let result = kiln_classic::cross_validation::cross_validate(
+        rows,
+        &folds,
+        &cv.ks,
+        &cv.metrics,
+        &s.options,
+        &s.device,
+        &mut report,
+    )?;
+    if let Some(e) = report.failed {
+        return Err(e.into());
+    }
+    progress.finish();
+    print_cv_table(&result, cv.folds, s.train.len(), &run)?;
 
-    let (best_acc, metric, k) = best;
+    let (metric, k, best_acc) = result.best();
     let progress = Progress::new(s.test.len() as u64, "test", "img");
     let (knn, nb, secs) = neighbours(&s.train, &s.test, k, metric, &s, &progress)?;
     progress.finish();
@@ -365,6 +333,57 @@ fn cross_validate(args: KnnArgs) -> Result<()> {
     );
     run.metrics().append(&json!({"best_metric": metric, "best_k": k, "cv_accuracy": best_acc, "test_accuracy": test_acc}))?;
     println!("run directory {} (cv_accuracy.png)", run.path().display());
+    Ok(())
+}
+
+/// The table of mean ± standard deviation per k and metric, and `cv_accuracy.png`.
+fn print_cv_table(
+    cv: &CrossValidation,
+    folds: usize,
+    images: usize,
+    run: &kiln_train::RunDir,
+) -> Result<()> {
+    println!("\n{folds}-fold cross-validation on {images} training images");
+    let header: String = cv
+        .metrics
+        .iter()
+        .map(|m| format!("{:>18}", m.to_string()))
+        .collect();
+    println!("{:>5} {header}", "k");
+    for (ki, k) in cv.ks.iter().enumerate() {
+        let row: String = (0..cv.metrics.len())
+            .map(|mi| {
+                let (mean, std) = cv.mean_std(mi, ki);
+                format!("{:>11.2} ± {:>4.2}", 100.0 * mean, 100.0 * std)
+            })
+            .collect();
+        println!("{k:>5} {row}");
+    }
+    let series = cv
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(mi, metric)| {
+            let stats: Vec<(f64, f64)> = (0..cv.ks.len()).map(|ki| cv.mean_std(mi, ki)).collect();
+            Series {
+                name: metric.to_string(),
+                points: cv
+                    .ks
+                    .iter()
+                    .zip(&stats)
+                    .map(|(&k, s)| (k as f64, s.0))
+                    .collect(),
+                errors: Some(stats.iter().map(|s| s.1).collect()),
+            }
+        })
+        .collect();
+    LinePlot {
+        title: format!("kNN {folds}-fold cross-validation"),
+        x_label: "k".into(),
+        y_label: "validation accuracy".into(),
+        series,
+    }
+    .save_png(&run.file("cv_accuracy.png"))?;
     Ok(())
 }
 

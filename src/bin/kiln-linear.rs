@@ -20,9 +20,9 @@ use kiln_classic::linear::{
     with_bias_column,
 };
 use kiln_data::{GridOptions, Image, ImageSet, Normalization, NormalizationKind, Splits};
-use kiln_train::plot::{LinePlot, ScatterPlot, Series};
-use kiln_train::search::{LogRange, RandomSearch, top_by};
-use kiln_train::{Progress, RunDir};
+use kiln_train::plot::{LinePlot, Series};
+use kiln_train::search::{SearchPlan, TrialScore, coarse_to_fine_search};
+use kiln_train::{Progress, TrainError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -448,172 +448,66 @@ fn train_command(args: LinearArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Debug, Serialize)]
-struct Trial {
-    stage: &'static str,
-    learning_rate: f64,
-    reg: f64,
-    iterations: usize,
-    val_accuracy: f64,
-    train_accuracy: f64,
-}
-
-fn run_stage(
-    p: &Prepared,
-    run: &RunDir,
-    stage: &'static str,
-    search: &mut RandomSearch,
-    trials: usize,
-    iterations: usize,
-) -> Result<Vec<Trial>> {
-    let base = p.config.settings().clone();
-    let progress = Progress::new((trials * iterations) as u64, stage, "it");
-    let mut out = Vec::new();
-    for _ in 0..trials {
-        let values = search.next_trial();
-        let settings = SgdSettings {
-            learning_rate: values[0].1,
-            reg: values[1].1,
-            iterations,
-            ..base.clone()
-        };
-        let model = fit(p, &settings, &progress, |_, _| {})?;
-        let (val_accuracy, train_accuracy) = match &model {
-            Some(m) => (accuracy(m, &p.val)?, accuracy(m, &p.train)?),
-            None => (f64::NAN, f64::NAN),
-        };
-        let trial = Trial {
-            stage,
-            learning_rate: settings.learning_rate,
-            reg: settings.reg,
-            iterations,
-            val_accuracy,
-            train_accuracy,
-        };
-        run.metrics().append(&trial)?;
-        progress.println(format!(
-            "{stage} lr {:.3e} reg {:.3e}: val {:.2} %",
-            trial.learning_rate,
-            trial.reg,
-            100.0 * val_accuracy
-        ));
-        out.push(trial);
-    }
-    progress.finish();
-    Ok(out)
-}
-
 fn search_command(args: LinearArgs) -> Result<()> {
     let p = prepare(&args)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-linear-search", &p.config)?;
     let s = &p.config.search;
-    let mut coarse_search = RandomSearch::new(
-        vec![
-            (
-                "learning_rate".into(),
-                LogRange::new(s.learning_rate[0], s.learning_rate[1])?,
-            ),
-            ("reg".into(), LogRange::new(s.reg[0], s.reg[1])?),
-        ],
-        p.config.seed,
-    );
-    let coarse = run_stage(
-        &p,
-        &run,
-        "coarse",
-        &mut coarse_search,
-        s.coarse_trials,
-        s.coarse_iterations,
-    )?;
-    let best = top_by(&coarse, 3, |t| t.val_accuracy);
-    if best.is_empty() {
-        bail!("every coarse trial diverged; lower the learning-rate range in [search]");
-    }
-    let lrs: Vec<f64> = best.iter().map(|t| t.learning_rate).collect();
-    let regs: Vec<f64> = best.iter().map(|t| t.reg).collect();
-    let mut fine_search = RandomSearch::new(
-        vec![
-            (
-                "learning_rate".into(),
-                LogRange::around(&lrs, s.fine_width_decades)?,
-            ),
-            ("reg".into(), LogRange::around(&regs, s.fine_width_decades)?),
-        ],
-        p.config.seed + 1,
-    );
-    let fine = run_stage(
-        &p,
-        &run,
-        "fine",
-        &mut fine_search,
-        s.fine_trials,
-        s.fine_iterations,
-    )?;
-
-    let mut all: Vec<Trial> = coarse.iter().chain(&fine).cloned().collect();
-    all.sort_by(|a, b| b.val_accuracy.total_cmp(&a.val_accuracy));
-    run.write(
-        "search.json",
-        serde_json::to_string_pretty(&all)?.as_bytes(),
-    )?;
-    println!(
-        "\n{:<7} {:>12} {:>12} {:>6} {:>9} {:>9}",
-        "stage", "lr", "reg", "iters", "train %", "val %"
-    );
-    for t in &all {
-        println!(
-            "{:<7} {:>12.3e} {:>12.3e} {:>6} {:>9.2} {:>9.2}",
-            t.stage,
-            t.learning_rate,
-            t.reg,
-            t.iterations,
-            100.0 * t.train_accuracy,
-            100.0 * t.val_accuracy
-        );
-    }
-    ScatterPlot {
-        title: format!("{:?} random search: validation accuracy", p.config.loss),
-        x_label: "log10 learning rate".into(),
-        y_label: "log10 regularisation".into(),
-        points: all
-            .iter()
-            .map(|t| (t.learning_rate.log10(), t.reg.log10(), t.val_accuracy))
-            .collect(),
-    }
-    .save_png(&run.file("search.png"))?;
-
-    let winner = top_by(&fine, 1, |t| t.val_accuracy)
-        .into_iter()
-        .chain(top_by(&coarse, 1, |t| t.val_accuracy))
-        .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
-        .expect("a coarse trial succeeded");
+    let plan = SearchPlan {
+        names: ["learning_rate", "reg"],
+        ranges: [s.learning_rate, s.reg],
+        budget_name: "iterations",
+        coarse: (s.coarse_trials, s.coarse_iterations),
+        fine: (s.fine_trials, s.fine_iterations),
+        keep: 3,
+        fine_width_decades: s.fine_width_decades,
+    };
+    let base = p.config.settings().clone();
+    let ranked = coarse_to_fine_search(&plan, p.config.seed, &run, |[lr, reg], iterations, _| {
+        let settings = SgdSettings {
+            learning_rate: lr,
+            reg,
+            iterations,
+            ..base.clone()
+        };
+        let progress = Progress::new(iterations as u64, "trial", "it");
+        let model = fit(&p, &settings, &progress, |_, _| {}).map_err(cli::invalid)?;
+        progress.finish();
+        let model = model.ok_or_else(|| TrainError::Invalid("diverged".into()))?;
+        Ok(TrialScore {
+            val_accuracy: accuracy(&model, &p.val).map_err(cli::invalid)?,
+            extra: vec![(
+                "train_accuracy",
+                accuracy(&model, &p.train).map_err(cli::invalid)?,
+            )],
+        })
+    })?;
+    let winner = ranked
+        .first()
+        .filter(|t| t.score.val_accuracy > 0.0)
+        .context("every trial diverged; lower the learning-rate range in [search]")?;
     let settings = SgdSettings {
-        learning_rate: winner.learning_rate,
-        reg: winner.reg,
-        iterations: winner.iterations,
-        ..p.config.settings().clone()
+        learning_rate: winner.values[0],
+        reg: winner.values[1],
+        iterations: winner.budget,
+        ..base
     };
     let progress = Progress::new(settings.iterations as u64, "best", "it");
     let model = fit(&p, &settings, &progress, |_, _| {})?
         .context("the best setting diverged when retrained")?;
     progress.finish();
     let (va, te) = (accuracy(&model, &p.val)?, accuracy(&model, &p.test)?);
-    run.metrics().append(&json!({"best_learning_rate": winner.learning_rate, "best_reg": winner.reg, "val_accuracy": va, "test_accuracy": te}))?;
+    run.metrics().append(&json!({"best_learning_rate": settings.learning_rate, "best_reg": settings.reg, "val_accuracy": va, "test_accuracy": te}))?;
     println!(
-        "\nbest: lr {:e}, reg {:e}, {} iterations: validation {:.2} %, test {:.2} %",
-        winner.learning_rate,
-        winner.reg,
-        winner.iterations,
+        "\nbest retrained: lr {:e}, reg {:e}, {} iterations: validation {:.2} %, test {:.2} %",
+        settings.learning_rate,
+        settings.reg,
+        settings.iterations,
         100.0 * va,
         100.0 * te
     );
     println!(
         "put these in the config's [{}] table to train with them",
         format!("{:?}", p.config.loss).to_lowercase()
-    );
-    println!(
-        "run directory {} (search.json, search.png)",
-        run.path().display()
     );
     Ok(())
 }

@@ -5,6 +5,18 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use std::process::{Command, Output};
 
+/// `$KILN_SHARED` (the project's shared data), or `None` after saying that `what` was skipped.
+#[allow(dead_code)]
+pub fn shared_dir(what: &str) -> Option<PathBuf> {
+    match std::env::var_os("KILN_SHARED") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => {
+            eprintln!("SKIPPED: KILN_SHARED is not set, so {what}");
+            None
+        }
+    }
+}
+
 /// Runs a kiln binary with `args`, its cache pointed at `cache`.
 #[allow(dead_code)]
 pub fn run(bin: &str, args: &[&str], cache: &Path) -> Output {
@@ -32,6 +44,7 @@ pub fn run_on(bin: &str, leading: &[&str], data: &Path, config: &Path, out: &Pat
 }
 
 /// Everything the run printed, stdout then stderr.
+#[allow(dead_code)]
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cross_validation;
 mod dot_u8;
 mod error;
 pub mod gradcheck;

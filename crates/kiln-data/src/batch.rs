@@ -47,6 +47,11 @@ impl AugmentedImages {
         }
     }
 
+    /// The images of `set` as they are, without augmentation (validation and test sets).
+    pub fn plain(set: &ImageSet) -> Self {
+        Self::new(Arc::new(set.clone()), Arc::new(Pipeline::default()))
+    }
+
     /// A handle to set the epoch after the dataset has moved into a data loader.
     pub fn epoch_counter(&self) -> EpochCounter {
         self.epoch.clone()

@@ -25,6 +25,18 @@ pub fn cache_dir() -> PathBuf {
         .join("kiln")
 }
 
+/// Environment variable naming the project's shared, read-only data directory (datasets,
+/// pretrained weights and reference outputs; `.ci/run` points it at `../shared`).
+pub const SHARED_ENV: &str = "KILN_SHARED";
+
+/// The shared data directory: `$KILN_SHARED`, else `../shared` (beside the project).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os(SHARED_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
 /// The published checksum a download is verified against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Checksum {

@@ -14,6 +14,17 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's per-channel standard deviation (RGB, pixels scaled to [0, 1]).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// Reads class names, one a line, blank lines skipped (e.g. `imagenet-classes.txt`).
+pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 /// Resize-then-centre-crop preprocessing to a normalised CHW float image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassificationPreset {

@@ -14,6 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::init::{replace_values, zeroed};
 use crate::whitening::whitening_filters;
+use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
 
 /// Configuration of an [`AirbenchNet`].
 #[derive(Config, Debug)]
@@ -198,31 +199,66 @@ impl AirbenchNet {
         }
     }
 
-    /// Feature maps after the last conv group, before the global pool.
-    pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
+    /// Runs the whitening layer and every conv group, handing each group's output to `keep`;
+    /// returns the last.
+    fn groups_forward(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
         let mut x = gelu(self.whiten.forward(images));
         for g in &self.groups {
             x = self.pool.forward(g.conv1.forward(x));
             x = gelu(g.norm1.forward(x));
             x = gelu(g.norm2.forward(g.conv2.forward(x)));
+            keep(&x);
         }
         x
     }
 
+    /// Globally max-pooled last-group features `[batch, channels]` (what the head sees).
+    pub fn forward_embedding(&self, images: Tensor<4>) -> Tensor<2> {
+        self.groups_forward(images, |_| {})
+            .max_dim(3)
+            .max_dim(2)
+            .flatten(1, 3)
+    }
+
+    /// The scaled linear classifier on an embedding.
+    pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.head.forward(embedding).mul_scalar(self.output_scale)
+    }
+
     /// Class scores `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let pooled = self.features(images).max_dim(3).max_dim(2).flatten(1, 3);
-        self.head.forward(pooled).mul_scalar(self.output_scale)
+        self.classify(self.forward_embedding(images))
     }
 }
 
-impl kiln_train::trainer::ImageClassifier for AirbenchNet {
+impl ImageClassifier for AirbenchNet {
     fn scores(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
 
     fn first_conv(&self) -> Option<Tensor<4>> {
         Some(self.whiten.weight.val())
+    }
+}
+
+impl Backbone for AirbenchNet {
+    /// Each conv group's output. The whitening convolution is unpadded (32 → 31 pixels), so
+    /// maps are ⌊(h − 1) / stride⌋ on a side; the nominal strides are 2, 4, 8.
+    fn feature_levels(&self) -> Vec<FeatureLevel> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| FeatureLevel {
+                stride: 2 << i,
+                channels: g.conv2.weight.dims()[0],
+            })
+            .collect()
+    }
+
+    fn feature_maps(&self, images: Tensor<4>) -> FeatureMaps {
+        let mut maps = Vec::new();
+        self.groups_forward(images, |x| maps.push(x.clone()));
+        FeatureMaps::new(self.feature_levels(), maps)
     }
 }
 

@@ -13,6 +13,8 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
+use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
+
 /// Configuration of a [`ConvNet`].
 #[derive(Config, Debug)]
 pub struct ConvNetConfig {
@@ -195,42 +197,77 @@ pub struct ConvNet {
 }
 
 impl ConvNet {
-    /// Feature maps after the last stage, `[batch, channels, h, w]`.
-    pub fn features(&self, mut x: Tensor<4>) -> Tensor<4> {
+    fn conv_block(&self, layer: usize, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.convs[layer].forward(x);
+        if let Some(norm) = self.norms.get(layer) {
+            x = norm.forward(x);
+        }
+        self.activation.forward(x)
+    }
+
+    /// Runs every stage, handing each stage's pooled output to `keep`; returns the last.
+    fn stages(&self, mut x: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
         let mut layer = 0;
         for &n in &self.stage_lengths {
             for _ in 0..n {
-                x = self.convs[layer].forward(x);
-                if let Some(norm) = self.norms.get(layer) {
-                    x = norm.forward(x);
-                }
-                x = self.activation.forward(x);
+                x = self.conv_block(layer, x);
                 layer += 1;
             }
             x = self.pool.forward(x);
+            keep(&x);
+        }
+        x
+    }
+
+    /// What the classifier sees `[batch, head inputs]`: the last stage flattened, through the
+    /// hidden fully connected layers.
+    pub fn forward_embedding(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = self.stages(images, |_| {}).flatten(1, 3);
+        for layer in &self.hidden {
+            x = self
+                .dropout
+                .forward(self.activation.forward(layer.forward(x)));
         }
         x
     }
 
     /// Class scores `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.features(images).flatten(1, 3);
-        for layer in &self.hidden {
-            x = self
-                .dropout
-                .forward(self.activation.forward(layer.forward(x)));
-        }
-        self.head.forward(x)
+        self.head.forward(self.forward_embedding(images))
     }
 }
 
-impl kiln_train::trainer::ImageClassifier for ConvNet {
+impl ImageClassifier for ConvNet {
     fn scores(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
 
     fn first_conv(&self) -> Option<Tensor<4>> {
         self.convs.first().map(|c| c.weight.val())
+    }
+}
+
+impl Backbone for ConvNet {
+    /// Each stage's pooled output: strides 2, 4, 8, …
+    fn feature_levels(&self) -> Vec<FeatureLevel> {
+        let mut last = 0;
+        self.stage_lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                last += n;
+                FeatureLevel {
+                    stride: 2 << i,
+                    channels: self.convs[last - 1].weight.dims()[0],
+                }
+            })
+            .collect()
+    }
+
+    fn feature_maps(&self, images: Tensor<4>) -> FeatureMaps {
+        let mut maps = Vec::new();
+        self.stages(images, |x| maps.push(x.clone()));
+        FeatureMaps::new(self.feature_levels(), maps)
     }
 }
 

@@ -72,14 +72,14 @@ impl ForwardCost for crate::ConvNet {
     }
 }
 
-impl ForwardCost for crate::ResNet {
+impl ForwardCost for crate::CifarResNet {
     fn macs(&self, image_size: [usize; 2]) -> u64 {
-        let (mut total, mut size) = conv_macs(&self.stem.conv, image_size);
+        let (mut total, mut size) = conv_macs(&self.conv1, image_size);
         for block in &self.blocks {
-            let (m1, s1) = conv_macs(&block.first.conv, size);
-            let (m2, s2) = conv_macs(&block.second.conv, s1);
+            let (m1, s1) = conv_macs(&block.conv1, size);
+            let (m2, s2) = conv_macs(&block.conv2, s1);
             total += m1 + m2;
-            if let Some(p) = &block.shortcut {
+            if let Some(p) = &block.downsample {
                 total += conv_macs(&p.conv, size).0;
             }
             size = s2;

@@ -24,7 +24,9 @@ use burn::nn::{
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::backbone::global_average;
 use crate::pretrained::{KeyMap, PretrainedError, load_pytorch};
+use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
 
 /// BatchNorm epsilon of the published weights (TensorFlow's default).
 pub const BATCH_NORM_EPS: f64 = 1e-3;
@@ -242,13 +244,13 @@ fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
 /// `clamp` from masks, which on CPU cost more than the convolutions around them, while `relu`
 /// has its own fused kernels forward and backward. Exact at 0 and 6 and outside [0, 6], within
 /// half an ulp of 6 inside.
-pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     relu(relu(x).neg().add_scalar(6.0)).neg().add_scalar(6.0)
 }
 
 /// TensorFlow "same" padding for one spatial size: `(before, after)` so that the output size is
 /// `ceil(size / stride)`; the extra pixel of an odd total goes after.
-pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
     let out = size.div_ceil(stride);
     let total = ((out - 1) * stride + kernel).saturating_sub(size);
     (total / 2, total - total / 2)
@@ -359,13 +361,6 @@ pub struct EfficientNetLite {
     pub fc: Linear,
 }
 
-/// Feature maps of an [`EfficientNetLite`] at each stride, for detection and segmentation heads.
-#[derive(Debug, Clone)]
-pub struct FeaturePyramid {
-    /// `(stride, map)` pairs, stride 2 first: the last block output at each resolution.
-    pub maps: Vec<(usize, Tensor<4>)>,
-}
-
 impl EfficientNetLite {
     /// The key rules from the `efficientnet-lite-pytorch` names to this module's paths.
     pub fn pytorch_keys() -> KeyMap {
@@ -396,37 +391,24 @@ impl EfficientNetLite {
         relu6(self.bn0.forward(forward_same(&self.conv_stem, images)))
     }
 
-    /// The last block output at each stride (2, 4, 8, 16, 32 for Lite0 at any input size).
-    pub fn forward_pyramid(&self, images: Tensor<4>) -> FeaturePyramid {
-        let mut stride = 2;
+    /// Runs stem, blocks and head, handing `keep` the last block output before each stride
+    /// change and the head's output at the end; returns the head's output.
+    fn stages(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
         let mut x = self.stem(images);
-        let mut maps = Vec::new();
         for block in &self.blocks {
             if block.depthwise_conv.stride[0] > 1 {
-                maps.push((stride, x.clone()));
-                stride *= block.depthwise_conv.stride[0];
+                keep(&x);
             }
             x = block.forward(x);
         }
-        maps.push((stride, x));
-        FeaturePyramid { maps }
-    }
-
-    /// The head's feature maps `[batch, 1280, h/32, w/32]` (conv head + BN + ReLU6).
-    pub fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self
-            .blocks
-            .iter()
-            .fold(self.stem(images), |x, b| b.forward(x));
-        relu6(self.bn1.forward(self.conv_head.forward(x)))
+        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        keep(&x);
+        x
     }
 
     /// Globally averaged head features `[batch, 1280]` (what a linear probe trains on).
     pub fn forward_embedding(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_features(images)
-            .mean_dim(3)
-            .mean_dim(2)
-            .flatten(1, 3)
+        global_average(self.stages(images, |_| {}))
     }
 
     /// Class scores `[batch, classes]`.
@@ -436,13 +418,43 @@ impl EfficientNetLite {
     }
 }
 
-impl kiln_train::trainer::ImageClassifier for EfficientNetLite {
+impl ImageClassifier for EfficientNetLite {
     fn scores(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
 
     fn first_conv(&self) -> Option<Tensor<4>> {
         Some(self.conv_stem.weight.val())
+    }
+}
+
+impl Backbone for EfficientNetLite {
+    /// The last block output at strides 2, 4, 8 and 16 (16, 24, 40 and 112 channels for Lite0)
+    /// and, at stride 32, the head's output (conv head + BN + ReLU6, 1280 channels): the maps
+    /// torchvision's `efficientnet.features` ends its stages with.
+    fn feature_levels(&self) -> Vec<FeatureLevel> {
+        let mut levels = Vec::new();
+        let mut stride = 2;
+        let mut channels = self.conv_stem.weight.dims()[0];
+        for block in &self.blocks {
+            let block_stride = block.depthwise_conv.stride[0];
+            if block_stride > 1 {
+                levels.push(FeatureLevel { stride, channels });
+                stride *= block_stride;
+            }
+            channels = block.project_conv.weight.dims()[0];
+        }
+        levels.push(FeatureLevel {
+            stride,
+            channels: self.conv_head.weight.dims()[0],
+        });
+        levels
+    }
+
+    fn feature_maps(&self, images: Tensor<4>) -> FeatureMaps {
+        let mut maps = Vec::new();
+        self.stages(images, |x| maps.push(x.clone()));
+        FeatureMaps::new(self.feature_levels(), maps)
     }
 }
 
@@ -500,23 +512,27 @@ mod tests {
         let device = Device::flex();
         let net = EfficientNetLiteConfig::lite0(7).init(&device);
         let images = Tensor::<4>::random([2, 3, 72, 72], Distribution::Normal(0.0, 1.0), &device);
-        let pyramid = net.forward_pyramid(images.clone());
-        let found: Vec<(usize, [usize; 4])> = pyramid
-            .maps
+        let maps = net.feature_maps(images.clone());
+        let found: Vec<(usize, usize, [usize; 4])> = maps
             .iter()
-            .map(|(stride, map)| (*stride, map.dims()))
+            .map(|(level, map)| (level.stride, level.channels, map.dims()))
             .collect();
         assert_eq!(
             found,
             vec![
-                (2, [2, 16, 36, 36]),
-                (4, [2, 24, 18, 18]),
-                (8, [2, 40, 9, 9]),
-                (16, [2, 112, 5, 5]),
-                (32, [2, 320, 3, 3]),
+                (2, 16, [2, 16, 36, 36]),
+                (4, 24, [2, 24, 18, 18]),
+                (8, 40, [2, 40, 9, 9]),
+                (16, 112, [2, 112, 5, 5]),
+                (32, 1280, [2, 1280, 3, 3]),
             ]
         );
-        assert_eq!(net.forward_features(images.clone()).dims(), [2, 1280, 3, 3]);
+        assert_eq!(net.feature_levels(), maps.levels());
+        // The classifier pools the stride-32 map.
+        let pooled = global_average(maps.coarsest().clone());
+        net.forward_embedding(images.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&pooled.into_data(), burn::tensor::Tolerance::default());
         assert_eq!(net.forward(images).dims(), [2, 7]);
     }
 

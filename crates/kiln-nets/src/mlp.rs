@@ -125,7 +125,7 @@ impl Mlp {
     }
 }
 
-impl kiln_train::trainer::ImageClassifier for Mlp {
+impl crate::ImageClassifier for Mlp {
     fn scores(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward_images(images)
     }

@@ -3,22 +3,13 @@
 //! Needs the shared files: runs when `KILN_SHARED` points at them (`.ci/run` sets it), and says
 //! it was skipped otherwise.
 
-use std::path::PathBuf;
+mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use kiln_nets::EfficientNetLiteConfig;
+use kiln_nets::parity::compare_with_reference;
 use kiln_nets::pretrained::{PretrainedError, max_relative_error, read_safetensors};
-
-fn shared() -> Option<PathBuf> {
-    match std::env::var_os("KILN_SHARED") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
-            eprintln!("skipped: KILN_SHARED is not set (point it at the shared data directory)");
-            None
-        }
-    }
-}
+use kiln_nets::{Backbone, EfficientNetLiteConfig};
 
 fn values(data: burn::tensor::TensorData) -> Vec<f32> {
     data.convert::<f32>().try_to_vec().unwrap()
@@ -26,7 +17,9 @@ fn values(data: burn::tensor::TensorData) -> Vec<f32> {
 
 #[test]
 fn lite0_reproduces_pytorch_features_and_logits() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
     let weights = shared.join("pretrained/efficientnet-lite0-57934424.pth");
     let reference = shared.join("pretrained/efficientnet-lite0-reference.safetensors");
     let device = Device::flex();
@@ -39,7 +32,11 @@ fn lite0_reproduces_pytorch_features_and_logits() {
     let input = read_safetensors(&reference, "input").unwrap();
     assert_eq!(input.shape().as_slice(), &[4, 3, 224, 224]);
     let input = Tensor::<4>::from_data(input, &device);
-    let features = net.forward_features(input.clone());
+    let features = net
+        .feature_maps(input.clone())
+        .at_stride(32)
+        .expect("a stride-32 map")
+        .clone();
     let pooled: Tensor<2> = features.clone().mean_dim(3).mean_dim(2).flatten(1, 3);
     let logits = net.fc.forward(pooled);
 
@@ -53,11 +50,17 @@ fn lite0_reproduces_pytorch_features_and_logits() {
     // The same through `forward` (dropout is off in eval).
     let through_forward = values(net.forward(input).into_data());
     assert!(max_relative_error(&through_forward, &expected_logits) < 1e-4);
+    // And what `kiln-classify --reference` reports.
+    let errors = compare_with_reference(&net, &reference, &device).unwrap();
+    assert!(errors.logits < 1e-4, "{errors:?}");
+    assert!(errors.features.is_some_and(|f| f < 1e-4), "{errors:?}");
 }
 
 #[test]
 fn weights_of_another_shape_are_refused_with_a_list() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
     let weights = shared.join("pretrained/efficientnet-lite0-57934424.pth");
     let device = Device::flex();
     // A 10-class head and a narrower stem cannot take the ImageNet tensors.
@@ -78,7 +81,9 @@ fn weights_of_another_shape_are_refused_with_a_list() {
 
 #[test]
 fn a_truncated_file_is_a_read_error() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
     let weights = shared.join("pretrained/efficientnet-lite0-57934424.pth");
     let bytes = std::fs::read(&weights).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,12 @@ pub enum TrainError {
     /// The request cannot be carried out as given.
     #[error("{0}")]
     Invalid(String),
+    /// Reading or preparing the data failed.
+    #[error(transparent)]
+    Data(#[from] kiln_data::DataError),
+    /// The network could not be built or its weights loaded.
+    #[error(transparent)]
+    Model(#[from] kiln_nets::zoo::ZooError),
 }
 
 impl TrainError {

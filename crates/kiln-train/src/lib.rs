@@ -1,4 +1,7 @@
-//! Training infrastructure for kiln: run directories, metrics logs, progress bars and plots.
+//! kiln's one training loop and what it needs: a [`task::Task`] says how to batch, what the loss
+//! is and how to evaluate; [`trainer::fit`] trains any task (classification in [`classify`];
+//! detection and segmentation the same way) with schedules, learning-rate groups, lookahead,
+//! freeze rules, the update monitor, checkpoints and exact resume.
 //!
 //! Every kiln command writes a run directory holding its resolved config (`config.toml`), one
 //! JSON object per line of metrics (`metrics.jsonl`), PNG plots and checkpoints. Files are
@@ -7,7 +10,9 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 mod checkpoint;
+pub mod classify;
 mod error;
 pub mod filters;
 pub mod lookahead;
@@ -20,7 +25,9 @@ pub mod probe;
 mod progress;
 mod run_dir;
 pub mod search;
+pub mod task;
 pub mod trainer;
+pub mod transfer;
 
 pub use checkpoint::{load_module, save_module};
 pub use error::{Result, TrainError};

@@ -17,6 +17,7 @@
 //! (Burn's default is 0.1, PyTorch's 0), and Adam/AdamW use ε = 1e-8 (Burn's default 1e-5).
 
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::ParamGroup;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
@@ -121,38 +122,77 @@ impl OptimizerConfig {
 
     /// Builds Burn's optimizer for a whole module.
     pub fn build(&self) -> Result<ModuleOptimizer> {
+        self.build_with_groups(&[])
+    }
+
+    /// Builds Burn's optimizer with one parameter group per `(group, lr_scale)`: the group's
+    /// optimizer divides the weight decay by `lr_scale`, so that at a learning rate scaled by
+    /// `lr_scale` its decay per step stays `learning rate × weight_decay` (airbench's scheme;
+    /// with SGD the update equals scaling the group's gradients by `lr_scale`).
+    pub fn build_with_groups(&self, groups: &[(ParamGroup, f64)]) -> Result<ModuleOptimizer> {
         self.validate()?;
         let clip = self
             .grad_clip_norm
             .map(|c| GradientClippingConfig::Norm(c as f32));
-        let decay =
-            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
-        Ok(match self.name {
-            OptimizerName::Sgd => SgdConfig::new()
-                .with_momentum((self.momentum > 0.0).then(|| {
-                    MomentumConfig::new()
-                        .with_momentum(self.momentum)
-                        .with_dampening(0.0)
-                        .with_nesterov(self.nesterov)
-                }))
-                .with_weight_decay(decay)
-                .with_gradient_clipping(clip)
-                .init(),
-            OptimizerName::Adam => AdamConfig::new()
-                .with_beta_1(self.beta1 as f32)
-                .with_beta_2(self.beta2 as f32)
-                .with_epsilon(self.epsilon as f32)
-                .with_weight_decay(decay)
-                .with_grad_clipping(clip)
-                .init(),
-            OptimizerName::AdamW => AdamWConfig::new()
-                .with_beta_1(self.beta1 as f32)
-                .with_beta_2(self.beta2 as f32)
-                .with_epsilon(self.epsilon as f32)
-                .with_weight_decay(self.weight_decay as f32)
-                .with_grad_clipping(clip)
-                .init(),
-        })
+        let mut optimizer = match self.name {
+            OptimizerName::Sgd => self.sgd(1.0).with_gradient_clipping(clip.clone()).init(),
+            OptimizerName::Adam => self.adam(1.0).with_grad_clipping(clip.clone()).init(),
+            OptimizerName::AdamW => self.adamw(1.0).with_grad_clipping(clip.clone()).init(),
+        };
+        for (group, lr_scale) in groups {
+            if !(*lr_scale > 0.0 && lr_scale.is_finite()) {
+                return Err(invalid(format!(
+                    "learning-rate scale {lr_scale} must be positive"
+                )));
+            }
+            let clipping = clip.as_ref().map(|c| c.init());
+            let group = group.clone();
+            optimizer = match self.name {
+                OptimizerName::Sgd => {
+                    optimizer.with_group(group, self.sgd(*lr_scale).build(), clipping)
+                }
+                OptimizerName::Adam => {
+                    optimizer.with_group(group, self.adam(*lr_scale).build(), clipping)
+                }
+                OptimizerName::AdamW => {
+                    optimizer.with_group(group, self.adamw(*lr_scale).build(), clipping)
+                }
+            };
+        }
+        Ok(optimizer)
+    }
+
+    /// L2 penalty of a group whose learning rate is scaled by `lr_scale`.
+    fn decay(&self, lr_scale: f64) -> Option<WeightDecayConfig> {
+        (self.weight_decay > 0.0)
+            .then(|| WeightDecayConfig::new((self.weight_decay / lr_scale) as f32))
+    }
+
+    fn sgd(&self, lr_scale: f64) -> SgdConfig {
+        SgdConfig::new()
+            .with_momentum((self.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(self.momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(self.nesterov)
+            }))
+            .with_weight_decay(self.decay(lr_scale))
+    }
+
+    fn adam(&self, lr_scale: f64) -> AdamConfig {
+        AdamConfig::new()
+            .with_beta_1(self.beta1 as f32)
+            .with_beta_2(self.beta2 as f32)
+            .with_epsilon(self.epsilon as f32)
+            .with_weight_decay(self.decay(lr_scale))
+    }
+
+    fn adamw(&self, lr_scale: f64) -> AdamWConfig {
+        AdamWConfig::new()
+            .with_beta_1(self.beta1 as f32)
+            .with_beta_2(self.beta2 as f32)
+            .with_epsilon(self.epsilon as f32)
+            .with_weight_decay((self.weight_decay / lr_scale) as f32)
     }
 }
 

@@ -30,13 +30,20 @@ struct Names {
 }
 
 impl ModuleVisitor for Names {
+    // An enum module's variant is not part of a path (`layer1.0.conv1.weight`, not
+    // `layer1.0.Basic.conv1.weight`), as burn-store's PyTorch and safetensors names have it, so
+    // a network wrapped in an enum keeps the paths configs name.
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
-        self.owners.push(container_type.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+            self.owners.push(container_type.to_string());
+        }
     }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.owners.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+            self.owners.pop();
+        }
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         // The container type of the innermost field is the struct that declares the tensor.

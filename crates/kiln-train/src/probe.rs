@@ -156,9 +156,15 @@ pub fn fit_linear_probe(
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / train.len() as f64,
-            train_accuracy: hits as f64 / train.len() as f64,
             val_loss,
-            val_accuracy,
+            metrics: [
+                (
+                    "train_accuracy".to_string(),
+                    hits as f64 / train.len() as f64,
+                ),
+                ("val_accuracy".to_string(), val_accuracy),
+            ]
+            .into(),
             learning_rate: lr,
             images_per_sec: train.len() as f64 / secs.max(1e-9),
             update_ratios: Default::default(),
@@ -174,16 +180,9 @@ pub fn fit_linear_probe(
     }
     progress.finish();
     if let Some(last) = history.last() {
-        eprintln!(
-            "linear probe: {} epochs, train loss {:.4} acc {:.2} %, val loss {:.4} acc {:.2} %",
-            last.epoch,
-            last.train_loss,
-            100.0 * last.train_accuracy,
-            last.val_loss,
-            100.0 * last.val_accuracy
-        );
+        eprintln!("linear probe: {}", last.summary());
     }
-    plot_history(run, &history)?;
+    plot_history(run, &history, "cross-entropy")?;
     Ok((head.valid().fork(device), history))
 }
 

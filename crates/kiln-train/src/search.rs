@@ -125,113 +125,178 @@ impl Default for SearchSpec {
     }
 }
 
-/// One finished trial.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
-    /// `coarse` or `fine`.
-    pub stage: String,
-    /// Learning rate.
-    pub learning_rate: f64,
-    /// Weight decay.
-    pub weight_decay: f64,
-    /// Epochs trained.
-    pub epochs: usize,
-    /// Final validation accuracy (0 for a failed trial).
-    pub val_accuracy: f64,
+/// A coarse-to-fine random search over two log-uniform hyperparameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchPlan {
+    /// Names of the two hyperparameters, as keys of the trial records and axis labels
+    /// (e.g. `learning_rate`, `weight_decay`).
+    pub names: [&'static str; 2],
+    /// Their coarse ranges `[low, high]`.
+    pub ranges: [[f64; 2]; 2],
+    /// What a trial's budget counts (`epochs`, `iterations`).
+    pub budget_name: &'static str,
+    /// Coarse trials and the budget of each.
+    pub coarse: (usize, usize),
+    /// Fine trials and the budget of each.
+    pub fine: (usize, usize),
+    /// Best coarse trials the fine ranges are centred on.
+    pub keep: usize,
+    /// Width of the fine ranges in decades.
+    pub fine_width_decades: f64,
 }
 
-/// Runs the coarse and fine stages of `spec`. `train(learning_rate, weight_decay, epochs,
-/// trial_dir)` trains one trial and returns its validation accuracy; a failing trial scores 0
-/// and the search goes on. Each trial is appended to `run`'s `metrics.jsonl`; the table is
-/// printed with the best settings, and `trials.json` and `search.png` written at the end.
-/// Returns the trials, best first.
-pub fn lr_weight_decay_search(
-    spec: &SearchSpec,
+impl SearchSpec {
+    /// The plan of this `[search]` table: learning rate and weight decay, budgets in epochs.
+    pub fn plan(&self) -> SearchPlan {
+        SearchPlan {
+            names: ["learning_rate", "weight_decay"],
+            ranges: [self.learning_rate, self.weight_decay],
+            budget_name: "epochs",
+            coarse: (self.coarse_trials, self.coarse_epochs),
+            fine: (self.fine_trials, self.fine_epochs),
+            keep: self.keep,
+            fine_width_decades: self.fine_width_decades,
+        }
+    }
+}
+
+/// What one trial measured: its validation accuracy (what trials are ranked by) and any other
+/// numbers worth recording (e.g. `train_accuracy`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrialScore {
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+    /// Further named numbers, recorded beside it.
+    pub extra: Vec<(&'static str, f64)>,
+}
+
+impl From<f64> for TrialScore {
+    fn from(val_accuracy: f64) -> Self {
+        Self {
+            val_accuracy,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// One finished trial.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trial {
+    /// `coarse` or `fine`.
+    pub stage: &'static str,
+    /// The two hyperparameters, in the plan's order.
+    pub values: [f64; 2],
+    /// Its budget (epochs or iterations).
+    pub budget: usize,
+    /// What it measured (validation accuracy 0 for a failed trial).
+    pub score: TrialScore,
+}
+
+impl Trial {
+    /// The trial as a JSON object keyed by the plan's names.
+    pub fn to_json(&self, plan: &SearchPlan) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("stage".into(), self.stage.into());
+        object.insert(plan.names[0].into(), self.values[0].into());
+        object.insert(plan.names[1].into(), self.values[1].into());
+        object.insert(plan.budget_name.into(), self.budget.into());
+        object.insert("val_accuracy".into(), self.score.val_accuracy.into());
+        for (name, value) in &self.score.extra {
+            object.insert((*name).into(), (*value).into());
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+/// Runs the coarse and fine stages of `plan`. `train(values, budget, trial_dir)` trains one
+/// trial; a failing trial scores 0 and the search goes on. Each trial is appended to `run`'s
+/// `metrics.jsonl`; the table is printed with the best settings, and `trials.json` and
+/// `search.png` written at the end. Returns the trials, best first.
+pub fn coarse_to_fine_search<S: Into<TrialScore>>(
+    plan: &SearchPlan,
     seed: u64,
     run: &RunDir,
-    mut train: impl FnMut(f64, f64, usize, &std::path::Path) -> Result<f64>,
+    mut train: impl FnMut([f64; 2], usize, &std::path::Path) -> Result<S>,
 ) -> Result<Vec<Trial>> {
     let mut trials: Vec<Trial> = Vec::new();
-    let mut stage = |name: &str,
-                     lr: LogRange,
-                     wd: LogRange,
-                     count: usize,
-                     epochs: usize,
+    let mut stage = |name: &'static str,
+                     ranges: [LogRange; 2],
+                     (count, budget): (usize, usize),
                      seed: u64,
                      trials: &mut Vec<Trial>|
      -> Result<()> {
-        let mut sampler = RandomSearch::new(vec![("lr".into(), lr), ("wd".into(), wd)], seed);
+        let named = plan
+            .names
+            .iter()
+            .map(|n| n.to_string())
+            .zip(ranges)
+            .collect();
+        let mut sampler = RandomSearch::new(named, seed);
         for _ in 0..count {
-            let values = sampler.next_trial();
-            let (lr, wd) = (values[0].1, values[1].1);
+            let drawn = sampler.next_trial();
+            let values = [drawn[0].1, drawn[1].1];
             let dir = run.path().join(format!("{name}-{:02}", trials.len()));
             eprintln!(
-                "{name} trial {}: lr {lr:.3e}, weight decay {wd:.3e}",
-                trials.len()
+                "{name} trial {}: {} {:.3e}, {} {:.3e}",
+                trials.len(),
+                plan.names[0],
+                values[0],
+                plan.names[1],
+                values[1]
             );
-            let val_accuracy = train(lr, wd, epochs, &dir).unwrap_or_else(|e| {
-                eprintln!("  trial failed: {e}");
-                0.0
-            });
+            let score = train(values, budget, &dir)
+                .map(Into::into)
+                .unwrap_or_else(|e| {
+                    eprintln!("  trial failed: {e}");
+                    TrialScore::from(0.0)
+                });
             let trial = Trial {
-                stage: name.to_string(),
-                learning_rate: lr,
-                weight_decay: wd,
-                epochs,
-                val_accuracy,
+                stage: name,
+                values,
+                budget,
+                score,
             };
-            run.metrics().append(&trial)?;
+            run.metrics().append(&trial.to_json(plan))?;
             trials.push(trial);
         }
         Ok(())
     };
+    let range = |r: [f64; 2]| LogRange::new(r[0], r[1]);
     stage(
         "coarse",
-        LogRange::new(spec.learning_rate[0], spec.learning_rate[1])?,
-        LogRange::new(spec.weight_decay[0], spec.weight_decay[1])?,
-        spec.coarse_trials,
-        spec.coarse_epochs,
+        [range(plan.ranges[0])?, range(plan.ranges[1])?],
+        plan.coarse,
         seed,
         &mut trials,
     )?;
-    let best = top_by(&trials, spec.keep.max(1), |t| t.val_accuracy);
-    let lrs: Vec<f64> = best.iter().map(|t| t.learning_rate).collect();
-    let wds: Vec<f64> = best.iter().map(|t| t.weight_decay).collect();
-    if !lrs.is_empty() {
+    let best = top_by(&trials, plan.keep.max(1), |t| t.score.val_accuracy);
+    if !best.is_empty() {
+        let around = |i: usize| {
+            let values: Vec<f64> = best.iter().map(|t| t.values[i]).collect();
+            LogRange::around(&values, plan.fine_width_decades)
+        };
         stage(
             "fine",
-            LogRange::around(&lrs, spec.fine_width_decades)?,
-            LogRange::around(&wds, spec.fine_width_decades)?,
-            spec.fine_trials,
-            spec.fine_epochs,
+            [around(0)?, around(1)?],
+            plan.fine,
             seed.wrapping_add(1),
             &mut trials,
         )?;
     }
     let mut ranked = trials.clone();
-    ranked.sort_by(|a, b| b.val_accuracy.total_cmp(&a.val_accuracy));
-    println!("stage   epochs  learning rate  weight decay  validation");
-    for t in &ranked {
-        println!(
-            "{:<6} {:>7}  {:>13.3e}  {:>12.3e}  {:>9.2} %",
-            t.stage,
-            t.epochs,
-            t.learning_rate,
-            t.weight_decay,
-            100.0 * t.val_accuracy
-        );
-    }
+    ranked.sort_by(|a, b| b.score.val_accuracy.total_cmp(&a.score.val_accuracy));
+    print_table(plan, &ranked);
     ScatterPlot {
         title: "validation accuracy".into(),
-        x_label: "log10 learning rate".into(),
-        y_label: "log10 weight decay".into(),
+        x_label: format!("log10 {}", plan.names[0]),
+        y_label: format!("log10 {}", plan.names[1]),
         points: trials
             .iter()
             .map(|t| {
                 (
-                    t.learning_rate.log10(),
-                    t.weight_decay.log10(),
-                    t.val_accuracy,
+                    t.values[0].log10(),
+                    t.values[1].log10(),
+                    t.score.val_accuracy,
                 )
             })
             .collect(),
@@ -239,21 +304,65 @@ pub fn lr_weight_decay_search(
     .save_png(&run.file("search.png"))?;
     if let Some(top) = ranked.first() {
         println!(
-            "best: learning_rate = {:.3e}, weight_decay = {:.3e} ({:.2} % after {} epochs); run directory {}",
-            top.learning_rate,
-            top.weight_decay,
-            100.0 * top.val_accuracy,
-            top.epochs,
+            "best: {} = {:.3e}, {} = {:.3e} ({:.2} % after {} {}); run directory {}",
+            plan.names[0],
+            top.values[0],
+            plan.names[1],
+            top.values[1],
+            100.0 * top.score.val_accuracy,
+            top.budget,
+            plan.budget_name,
             run.path().display()
         );
     }
+    let records: Vec<serde_json::Value> = trials.iter().map(|t| t.to_json(plan)).collect();
     run.write(
         "trials.json",
-        serde_json::to_string_pretty(&trials)
+        serde_json::to_string_pretty(&records)
             .expect("trials serialise")
             .as_bytes(),
     )?;
     Ok(ranked)
+}
+
+fn print_table(plan: &SearchPlan, ranked: &[Trial]) {
+    let extras: Vec<&str> = ranked
+        .first()
+        .map(|t| t.score.extra.iter().map(|(n, _)| *n).collect())
+        .unwrap_or_default();
+    let mut header = format!(
+        "stage  {:>10}  {:>14}  {:>14}",
+        plan.budget_name, plan.names[0], plan.names[1]
+    );
+    for name in extras.iter().chain(&["val_accuracy"]) {
+        header += &format!("  {name:>14}");
+    }
+    println!("{header}");
+    for t in ranked {
+        let mut row = format!(
+            "{:<6} {:>10}  {:>14.3e}  {:>14.3e}",
+            t.stage, t.budget, t.values[0], t.values[1]
+        );
+        for (_, value) in &t.score.extra {
+            row += &format!("  {:>12.2} %", 100.0 * value);
+        }
+        row += &format!("  {:>12.2} %", 100.0 * t.score.val_accuracy);
+        println!("{row}");
+    }
+}
+
+/// [`coarse_to_fine_search`] of learning rate and weight decay as `spec` says.
+/// `train(learning_rate, weight_decay, epochs, trial_dir)` trains one trial and returns its
+/// validation accuracy.
+pub fn lr_weight_decay_search(
+    spec: &SearchSpec,
+    seed: u64,
+    run: &RunDir,
+    mut train: impl FnMut(f64, f64, usize, &std::path::Path) -> Result<f64>,
+) -> Result<Vec<Trial>> {
+    coarse_to_fine_search(&spec.plan(), seed, run, |[lr, wd], epochs, dir| {
+        train(lr, wd, epochs, dir)
+    })
 }
 
 #[cfg(test)]
@@ -311,21 +420,33 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ranked.len(), 18);
-        assert!(ranked.iter().any(|t| t.val_accuracy == 0.0));
+        assert!(ranked.iter().any(|t| t.score.val_accuracy == 0.0));
         let best_coarse = ranked.iter().find(|t| t.stage == "coarse").unwrap();
         let fine: Vec<&Trial> = ranked.iter().filter(|t| t.stage == "fine").collect();
-        assert!(fine.iter().all(|t| t.epochs == spec.fine_epochs));
+        assert!(fine.iter().all(|t| t.budget == spec.fine_epochs));
         // Fine trials sit within 0.1 decade of the kept coarse trials' centre.
         let spread = fine
             .iter()
-            .map(|t| t.learning_rate.log10())
+            .map(|t| t.values[0].log10())
             .fold(f64::NEG_INFINITY, f64::max)
             - fine
                 .iter()
-                .map(|t| t.learning_rate.log10())
+                .map(|t| t.values[0].log10())
                 .fold(f64::INFINITY, f64::min);
         assert!(spread <= 0.2, "{spread}");
-        assert!(ranked[0].val_accuracy >= best_coarse.val_accuracy);
+        assert!(ranked[0].score.val_accuracy >= best_coarse.score.val_accuracy);
         assert!(run.file("search.png").is_file() && run.file("trials.json").is_file());
+        // Records use the plan's names.
+        let records = crate::read_metrics(&run.file("metrics.jsonl")).unwrap();
+        assert_eq!(records.len(), 18);
+        for key in [
+            "stage",
+            "learning_rate",
+            "weight_decay",
+            "epochs",
+            "val_accuracy",
+        ] {
+            assert!(records[0].get(key).is_some(), "{key}");
+        }
     }
 }

@@ -4,14 +4,20 @@
 
 use std::sync::Arc;
 
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::InMemDataset;
 use burn::module::Module;
+use burn::nn::loss::{MseLoss, Reduction};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use kiln_data::augment::{Pipeline, TransformConfig};
-use kiln_data::{AugmentedImages, ClassificationBatcher, ImageSet, Normalization};
-use kiln_train::RunDir;
+use kiln_data::{AugmentedImages, ClassificationBatcher, EpochCounter, ImageSet, Normalization};
+use kiln_nets::ImageClassifier;
+use kiln_train::classify::Classification;
 use kiln_train::optim::OptimizerConfig;
-use kiln_train::trainer::{FitData, ImageClassifier, TrainSettings, fit};
+use kiln_train::task::{Evaluation, StepOutput, Task};
+use kiln_train::trainer::{FitData, TrainSettings, fit};
+use kiln_train::{Result, RunDir};
 
 #[derive(Module, Debug)]
 struct Tiny {
@@ -52,8 +58,11 @@ fn data(noise: bool) -> FitData<AugmentedImages, AugmentedImages> {
         epoch: train.epoch_counter(),
         train,
         val: AugmentedImages::new(images(16, false), Arc::new(Pipeline::default())),
-        batcher: ClassificationBatcher::new(Normalization::Symmetric),
     }
+}
+
+fn classification() -> Classification<Tiny> {
+    Classification::new(ClassificationBatcher::new(Normalization::Symmetric))
 }
 
 fn settings(epochs: usize) -> TrainSettings {
@@ -83,7 +92,9 @@ fn learns_writes_the_run_and_resumes_exactly() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let straight = RunDir::create(&dir.path().join("a"), "x = 1\n").unwrap();
+    let task = classification();
     let (_, full) = fit(
+        &task,
         model(&device),
         data(false),
         &settings(4),
@@ -94,7 +105,7 @@ fn learns_writes_the_run_and_resumes_exactly() {
     )
     .unwrap();
     assert!(
-        full[3].val_accuracy == 1.0 && full[3].train_loss < full[0].train_loss,
+        full[3].metric("val_accuracy") == Some(1.0) && full[3].train_loss < full[0].train_loss,
         "{full:?}"
     );
     for file in [
@@ -116,6 +127,7 @@ fn learns_writes_the_run_and_resumes_exactly() {
     // Two epochs, "killed", then resumed to four: the same numbers as the straight run.
     let split = RunDir::create(&dir.path().join("b"), "x = 1\n").unwrap();
     fit(
+        &task,
         model(&device),
         data(false),
         &settings(2),
@@ -126,6 +138,7 @@ fn learns_writes_the_run_and_resumes_exactly() {
     )
     .unwrap();
     let (_, resumed) = fit(
+        &task,
         model(&device),
         data(false),
         &settings(4),
@@ -148,12 +161,164 @@ fn a_diverging_run_stops_with_its_checkpoint_named() {
     let run = RunDir::create(&dir.path().join("nan"), "x = 1\n").unwrap();
     let mut s = settings(3);
     s.learning_rate = 1e38;
-    let err = fit(model(&device), data(true), &s, 7, &run, &device, false).unwrap_err();
+    let err = fit(
+        &classification(),
+        model(&device),
+        data(true),
+        &s,
+        7,
+        &run,
+        &device,
+        false,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("last good checkpoint"), "{err}");
+}
+
+/// A task that is not classification: regress `y = 2·x₀ − x₁ + 0.5` from two inputs.
+#[derive(Clone)]
+struct Regression;
+
+#[derive(Clone, Debug)]
+struct Point {
+    x: [f32; 2],
+    y: f32,
+}
+
+#[derive(Clone, Debug)]
+struct Points {
+    x: Tensor<2>,
+    y: Tensor<2>,
+}
+
+#[derive(Clone)]
+struct PointBatcher;
+
+impl Batcher<Point, Points> for PointBatcher {
+    fn batch(&self, items: Vec<Point>, device: &Device) -> Points {
+        let n = items.len();
+        let x: Vec<f32> = items.iter().flat_map(|p| p.x).collect();
+        let y: Vec<f32> = items.iter().map(|p| p.y).collect();
+        Points {
+            x: Tensor::from_data(TensorData::new(x, [n, 2]), device),
+            y: Tensor::from_data(TensorData::new(y, [n, 1]), device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+struct Line {
+    linear: Linear,
+}
+
+impl Task for Regression {
+    type Model = Line;
+    type Item = Point;
+    type Batch = Points;
+    type Batcher = PointBatcher;
+    const SCORE: &'static str = "close";
+    const LOSS_NAME: &'static str = "squared error";
+
+    fn batcher(&self) -> PointBatcher {
+        PointBatcher
+    }
+
+    fn train_step(&self, model: &Line, batch: Points) -> Result<StepOutput> {
+        let items = batch.y.dims()[0];
+        let loss = MseLoss::new().forward(model.linear.forward(batch.x), batch.y, Reduction::Mean);
+        Ok(StepOutput {
+            loss,
+            items,
+            sums: vec![],
+        })
+    }
+
+    fn evaluate(
+        &self,
+        model: &Line,
+        batches: &mut dyn Iterator<Item = Result<Points>>,
+    ) -> Result<Evaluation> {
+        let (mut loss, mut close, mut n) = (0.0, 0.0, 0usize);
+        for batch in batches {
+            let batch = batch?;
+            let count = batch.y.dims()[0];
+            let error = (model.linear.forward(batch.x) - batch.y).abs();
+            loss += error.clone().powf_scalar(2.0).sum().into_scalar::<f64>();
+            close += error.lower_elem(0.05).int().sum().into_scalar::<f64>();
+            n += count;
+        }
+        Ok(Evaluation {
+            loss: loss / n as f64,
+            metrics: vec![("close", close / n as f64)],
+        })
+    }
+}
+
+fn points(n: usize, offset: usize) -> Arc<InMemDataset<Point>> {
+    Arc::new(InMemDataset::new(
+        (0..n)
+            .map(|i| {
+                let t = (i + offset) as f32;
+                let x = [(t * 0.37).sin(), (t * 0.91).cos()];
+                Point {
+                    x,
+                    y: 2.0 * x[0] - x[1] + 0.5,
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn any_task_trains_through_the_same_loop() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(&dir.path().join("regression"), "x = 1\n").unwrap();
+    let line = Line {
+        linear: LinearConfig::new(2, 1)
+            .with_initializer(Initializer::Constant { value: 0.0 })
+            .init(&device.clone().autodiff()),
+    };
+    let data = FitData {
+        train: points(96, 0),
+        epoch: EpochCounter::default(),
+        val: points(32, 1000),
+    };
+    let settings = TrainSettings {
+        epochs: 30,
+        batch_size: 16,
+        learning_rate: 0.1,
+        workers: 0,
+        optimizer: OptimizerConfig {
+            momentum: 0.9,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (trained, history) =
+        fit(&Regression, line, data, &settings, 1, &run, &device, false).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.metric("val_close"), Some(1.0), "{last:?}");
+    assert!(last.val_loss < 1e-3 && !last.metrics.contains_key("train_close"));
+    let w: Vec<f32> = trained
+        .linear
+        .weight
+        .val()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert!(
+        (w[0] - 2.0).abs() < 0.05 && (w[1] + 1.0).abs() < 0.05,
+        "{w:?}"
+    );
+    // The task's metric gets its own plot; the best checkpoint follows it.
+    for file in ["loss.png", "close.png", "checkpoints/best.bpk"] {
+        assert!(run.file(file).is_file(), "{file}");
+    }
 }
 
 #[test]
 fn training_loop_scenarios() {
     learns_writes_the_run_and_resumes_exactly();
     a_diverging_run_stops_with_its_checkpoint_named();
+    any_task_trains_through_the_same_loop();
 }

@@ -1,24 +1,29 @@
-//! Transfer learning for `kiln-finetune`: a pretrained ImageNet network adapted to a new, small
-//! labelled set by a linear probe, by training the new head and then the whole network, or by
-//! fine-tuning everything at once.
+//! Transfer learning: a pretrained ImageNet network adapted to a new, small labelled set by a
+//! linear probe, by training the new head and then the whole network, or by fine-tuning
+//! everything at once (`kiln-finetune`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use kiln_data::augment::{Pipeline, TransformConfig};
-use kiln_data::presets::{IMAGENET_MEAN, IMAGENET_STD, resize_set};
+use kiln_data::presets::resize_set;
 use kiln_data::{AugmentedImages, ClassificationBatcher, ImageSet, Normalization, Splits};
-use kiln_train::probe::{FeatureSet, evaluate_probe, fit_linear_probe};
-use kiln_train::trainer::{FitData, LrGroup, TrainSettings, Tta, evaluate_with, fit};
-use kiln_train::{Progress, RunDir};
+use kiln_nets::download::resolve_weights;
+use kiln_nets::{Architecture, IMAGENET_MEAN, IMAGENET_STD, Network};
 
-use crate::pretrained::{Architecture, PretrainedNet, resolve_weights};
+use crate::classify::{ClassifierData, TestScores, train_and_test};
+use crate::probe::{FeatureSet, evaluate_probe, fit_linear_probe};
+use crate::trainer::{EpochRecord, LrGroup, TrainSettings};
+use crate::{Progress, Result, RunDir, TrainError};
+
+fn invalid(message: impl Into<String>) -> TrainError {
+    TrainError::Invalid(message.into())
+}
 
 /// How the pretrained network is adapted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +61,7 @@ pub struct FinetuneConfig {
     pub train_per_class: usize,
     /// Validation images held out of the training split before the subset is drawn.
     pub val_images: usize,
-    /// Learning-rate multiplier of the backbone relative to the head (SGD).
+    /// Learning-rate multiplier of the backbone relative to the head.
     pub backbone_lr_scale: f64,
     /// Batch norms keep the pretrained running statistics while the whole network trains
     /// (scale and shift still train), as is usual with little data. Only for pretrained
@@ -95,16 +100,22 @@ impl FinetuneConfig {
     pub fn validate(&self) -> Result<()> {
         Architecture::parse(&self.arch)?;
         if self.image_size < 32 {
-            bail!("image_size {} is too small (at least 32)", self.image_size);
+            return Err(invalid(format!(
+                "image_size {} is too small (at least 32)",
+                self.image_size
+            )));
         }
         if self.val_images == 0 {
-            bail!("val_images must be positive: validation picks nothing without it");
+            return Err(invalid(
+                "val_images must be positive: validation picks nothing without it",
+            ));
         }
         if !(self.backbone_lr_scale > 0.0 && self.backbone_lr_scale.is_finite()) {
-            bail!("backbone_lr_scale must be positive");
+            return Err(invalid("backbone_lr_scale must be positive"));
         }
-        self.probe.validate().context("in [probe]")?;
-        self.train.validate().context("in [train]")?;
+        let in_table = |table: &str, e: TrainError| invalid(format!("in [{table}]: {e}"));
+        self.probe.validate().map_err(|e| in_table("probe", e))?;
+        self.train.validate().map_err(|e| in_table("train", e))?;
         Ok(())
     }
 
@@ -134,10 +145,10 @@ impl FinetuneData {
         let splits = Splits::new(data, config.val_images, config.seed)?;
         let train =
             kiln_data::split::subset_per_class(&splits.train, config.train_per_class, config.seed)?;
-        let val = splits.val.context("no validation split")?;
-        let test = splits
-            .test
-            .context("the dataset has no test split (ImageFolder: add test/<class>/…)")?;
+        let val = splits.val.ok_or_else(|| invalid("no validation split"))?;
+        let test = splits.test.ok_or_else(|| {
+            invalid("the dataset has no test split (ImageFolder: add test/<class>/…)")
+        })?;
         let size = config.image_size;
         eprintln!(
             "resizing {} training, {} validation and {} test images to {size}x{size} …",
@@ -166,11 +177,6 @@ impl FinetuneData {
     }
 }
 
-/// Un-augmented items of `set`.
-fn plain(set: &ImageSet) -> AugmentedImages {
-    AugmentedImages::new(Arc::new(set.clone()), Arc::new(Pipeline::default()))
-}
-
 impl FinetuneConfig {
     /// The weight file to start from (`None` for random initialisation), found (downloaded
     /// if need be) and checked to hold the config's architecture.
@@ -180,12 +186,12 @@ impl FinetuneConfig {
         }
         let arch = Architecture::parse(&self.arch)?;
         let spec = self.weights.as_deref().unwrap_or_default();
-        let (found, path) = resolve_weights(spec)?;
+        let (found, path) = resolve_weights(spec).map_err(|e| invalid(e.to_string()))?;
         if found != arch {
-            bail!(
+            return Err(invalid(format!(
                 "weights {} hold {found}, but the config's arch is {arch}; make them agree",
                 path.display()
-            );
+            )));
         }
         Ok(Some(path))
     }
@@ -198,7 +204,7 @@ pub fn initial_network(
     weights: Option<&Path>,
     classes: usize,
     device: &Device,
-) -> Result<PretrainedNet> {
+) -> Result<Network> {
     let arch = Architecture::parse(&config.arch)?;
     match weights {
         None => {
@@ -214,7 +220,7 @@ pub fn initial_network(
 
 /// Pooled backbone features of every image of `set` (eval mode, computed once).
 pub fn embed(
-    net: &PretrainedNet,
+    net: &Network,
     set: &ImageSet,
     batch: usize,
     device: &Device,
@@ -222,7 +228,7 @@ pub fn embed(
 ) -> Result<FeatureSet> {
     let net = net.valid();
     let batcher = FinetuneData::batcher();
-    let items = plain(set);
+    let items = AugmentedImages::plain(set);
     let progress = Progress::new(set.len() as u64, label, "img");
     let mut features = Vec::with_capacity(set.len() * net.feature_size());
     let order: Vec<usize> = (0..set.len()).collect();
@@ -231,7 +237,7 @@ pub fn embed(
             .iter()
             .map(|&i| burn::data::dataset::Dataset::get(&items, i))
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("reading image: {e}"))?;
+            .map_err(|e| invalid(format!("reading image: {e}")))?;
         let (values, shape) = batcher.images_to_nchw(&samples);
         let images = Tensor::<4>::from_data(TensorData::new(values, shape), device);
         let embedding = net.forward_embedding(images).into_data();
@@ -239,29 +245,12 @@ pub fn embed(
             embedding
                 .convert::<f32>()
                 .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+                .map_err(|e| invalid(format!("reading features: {e:?}")))?,
         );
         progress.inc(chunk.len() as u64);
     }
     progress.finish();
-    Ok(FeatureSet::new(
-        features,
-        set.labels.clone(),
-        net.feature_size(),
-    )?)
-}
-
-/// The dotted path of the classifier head's parameters in `net`.
-pub fn head_path(net: &PretrainedNet) -> String {
-    kiln_train::params::named_params(net)
-        .into_iter()
-        .find_map(|p| {
-            p.path
-                .strip_suffix(".weight")
-                .filter(|prefix| prefix.ends_with(crate::pretrained::HEAD_PATH))
-                .map(str::to_string)
-        })
-        .expect("every pretrained network has an `fc` head")
+    FeatureSet::new(features, set.labels.clone(), net.feature_size())
 }
 
 /// What a fine-tuning run measured.
@@ -300,7 +289,7 @@ pub fn finetune(
     let train_device = device.clone().autodiff();
     let classes = data.classes();
     let mut net = initial_network(config, weights, classes, &train_device)?;
-    let head_prefix = head_path(&net);
+    let head_prefix = net.head_path().to_string();
     let batcher = FinetuneData::batcher();
 
     if config.strategy != Strategy::Full {
@@ -326,13 +315,18 @@ pub fn finetune(
             let test = embed(&net, &data.test, eval_batch, device, "features (test)")?;
             let head = net.head().clone();
             let (test_loss, test_accuracy) = evaluate_probe(&head, &test, 1024, device)?;
-            kiln_train::save_module(&net, &run.checkpoints()?.join("final.bpk"))?;
+            crate::save_module(&net, &run.checkpoints()?.join("final.bpk"))?;
             let test = TestScores {
                 loss: test_loss,
                 accuracy: test_accuracy,
                 accuracy_tta: None,
             };
-            return FinetuneResult::record(config, data, &history, test, run, started);
+            run.metrics().append(&serde_json::json!({
+                "test_loss": test.loss,
+                "test_accuracy": test.accuracy,
+                "test_accuracy_tta": test.accuracy_tta,
+            }))?;
+            return FinetuneResult::record(config, data, &history, test, started);
         }
     }
 
@@ -347,65 +341,46 @@ pub fn finetune(
     }
     let pipeline = Pipeline::from_config(&config.augment, config.seed)?;
     let train = AugmentedImages::new(Arc::new(data.train.clone()), Arc::new(pipeline));
-    let fit_data = FitData {
-        epoch: train.epoch_counter(),
-        train,
-        val: plain(&data.val),
-        batcher: batcher.clone(),
-    };
-    let (net, history) = fit(
+    let trained = train_and_test(
         net,
-        fit_data,
+        ClassifierData {
+            train,
+            val: &data.val,
+            test: Some(&data.test),
+            batcher,
+            eval_batch: 64,
+        },
         &settings,
         config.seed,
         run,
-        &train_device,
+        device,
         false,
     )?;
-    let test = plain(&data.test);
-    let eval = |tta| evaluate_with(&net, &test, &batcher, 64, device, tta);
-    let (test_loss, test_accuracy) = eval(Tta::None)?;
-    let test_accuracy_tta = match settings.tta {
-        Tta::None => None,
-        tta => Some(eval(tta)?.1),
-    };
-    let test = TestScores {
-        loss: test_loss,
-        accuracy: test_accuracy,
-        accuracy_tta: test_accuracy_tta,
-    };
-    FinetuneResult::record(config, data, &history, test, run, started)
-}
-
-/// A network's scores on the test split.
-struct TestScores {
-    loss: f64,
-    accuracy: f64,
-    accuracy_tta: Option<f64>,
+    let test = trained
+        .test
+        .ok_or_else(|| invalid("the run stopped before its test"))?;
+    FinetuneResult::record(config, data, &trained.history, test, started)
 }
 
 impl FinetuneResult {
-    /// Logs the test scores to `run`'s metrics and sums the run up.
+    /// Sums the run up.
     fn record(
         config: &FinetuneConfig,
         data: &FinetuneData,
-        history: &[kiln_train::trainer::EpochRecord],
+        history: &[EpochRecord],
         test: TestScores,
-        run: &RunDir,
         started: std::time::Instant,
     ) -> Result<Self> {
-        run.metrics().append(&serde_json::json!({
-            "test_loss": test.loss,
-            "test_accuracy": test.accuracy,
-            "test_accuracy_tta": test.accuracy_tta,
-        }))?;
         Ok(Self {
             strategy: config.strategy,
             arch: config.arch.clone(),
             pretrained: config.pretrained(),
             image_size: config.image_size,
             train_images: data.train.len(),
-            val_accuracy: history.last().map_or(f64::NAN, |r| r.val_accuracy),
+            val_accuracy: history
+                .last()
+                .and_then(|r| r.metric("val_accuracy"))
+                .unwrap_or(f64::NAN),
             test_accuracy: test.accuracy,
             test_accuracy_tta: test.accuracy_tta,
             seconds: started.elapsed().as_secs_f64(),
@@ -445,19 +420,19 @@ mod tests {
         for (name, text) in [
             (
                 "cifar10",
-                include_str!("../configs/finetune-cifar10-100.toml"),
+                include_str!("../../../configs/finetune-cifar10-100.toml"),
             ),
             (
                 "cifar10-scratch",
-                include_str!("../configs/finetune-cifar10-100-scratch.toml"),
+                include_str!("../../../configs/finetune-cifar10-100-scratch.toml"),
             ),
             (
                 "fashion-mnist",
-                include_str!("../configs/finetune-fashion-mnist-100.toml"),
+                include_str!("../../../configs/finetune-fashion-mnist-100.toml"),
             ),
             (
                 "fashion-mnist-scratch",
-                include_str!("../configs/finetune-fashion-mnist-100-scratch.toml"),
+                include_str!("../../../configs/finetune-fashion-mnist-100-scratch.toml"),
             ),
         ] {
             let config: FinetuneConfig =
@@ -473,8 +448,9 @@ mod tests {
         let device = Device::flex();
         for arch in [Architecture::EfficientNetLite0, Architecture::ResNet18] {
             let net = arch.init(3, &device);
-            let path = head_path(&net);
-            assert!(path.ends_with("fc"), "{path}");
+            let params = crate::params::named_params(&net);
+            let head = format!("{}.weight", net.head_path());
+            assert!(params.iter().any(|p| p.path == head), "{head}");
         }
     }
 }

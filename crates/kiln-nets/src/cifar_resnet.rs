@@ -1,17 +1,22 @@
 //! Residual networks for small images (He et al., 2016, CIFAR variant): a 3×3 stem, stages of
-//! basic blocks (two 3×3 conv-BN layers and an identity or 1×1-conv shortcut), global average
-//! pooling and a linear classifier.
+//! basic blocks (torchvision's [`BasicBlock`]: two 3×3 conv-BN layers and an identity or
+//! 1×1-conv shortcut, He-initialised here), global average pooling and a linear classifier.
+//! For ImageNet-sized images and published weights see [`ImageNetResNet`](crate::ImageNetResNet).
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-/// Configuration of a [`ResNet`] for small images.
+use crate::backbone::global_average;
+use crate::imagenet_resnet::{BasicBlock, batch_norm, conv_with};
+use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
+
+/// Configuration of a [`CifarResNet`] for small images.
 #[derive(Config, Debug)]
-pub struct ResNetConfig {
+pub struct CifarResNetConfig {
     /// Input channels.
     pub in_channels: usize,
     /// Number of output classes.
@@ -24,7 +29,7 @@ pub struct ResNetConfig {
     pub blocks: Vec<usize>,
 }
 
-impl ResNetConfig {
+impl CifarResNetConfig {
     /// ResNet-20 (3 stages × 3 blocks, 16/32/64 channels, 0.27 M parameters).
     pub fn resnet20(in_channels: usize, classes: usize) -> Self {
         Self::new(in_channels, classes)
@@ -58,8 +63,8 @@ impl ResNetConfig {
     ///
     /// # Panics
     ///
-    /// When [`ResNetConfig::validate`] fails.
-    pub fn init(&self, device: &Device) -> ResNet {
+    /// When [`CifarResNetConfig::validate`] fails.
+    pub fn init(&self, device: &Device) -> CifarResNet {
         if let Err(e) = self.validate() {
             panic!("{e}");
         }
@@ -68,12 +73,19 @@ impl ResNetConfig {
         for (stage, (&width, &count)) in self.widths.iter().zip(&self.blocks).enumerate() {
             for i in 0..count {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(channels, width, stride, device));
+                blocks.push(BasicBlock::with_initializer(
+                    channels,
+                    width,
+                    stride,
+                    he(),
+                    device,
+                ));
                 channels = width;
             }
         }
-        ResNet {
-            stem: conv_bn(self.in_channels, self.widths[0], 3, 1, device),
+        CifarResNet {
+            conv1: conv_with(self.in_channels, self.widths[0], 3, 1, he(), device),
+            bn1: batch_norm(self.widths[0], device),
             blocks,
             head: LinearConfig::new(channels, self.classes).init(device),
         }
@@ -87,100 +99,75 @@ fn he() -> Initializer {
     }
 }
 
-/// A convolution without bias followed by batch norm.
-#[derive(Module, Debug)]
-pub struct ConvBn {
-    /// The convolution.
-    pub conv: Conv2d,
-    /// Its batch norm.
-    pub norm: BatchNorm,
-}
-
-impl ConvBn {
-    /// `norm(conv(x))`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.norm.forward(self.conv.forward(x))
-    }
-}
-
-fn conv_bn(input: usize, output: usize, kernel: usize, stride: usize, device: &Device) -> ConvBn {
-    let pad = kernel / 2;
-    ConvBn {
-        conv: Conv2dConfig::new([input, output], [kernel; 2])
-            .with_stride([stride; 2])
-            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-            .with_bias(false)
-            .with_initializer(he())
-            .init(device),
-        norm: BatchNormConfig::new(output).init(device),
-    }
-}
-
-/// Two 3×3 conv-BN layers with a shortcut: `relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))`.
-#[derive(Module, Debug)]
-pub struct BasicBlock {
-    /// First conv-BN (carries the stride).
-    pub first: ConvBn,
-    /// Second conv-BN.
-    pub second: ConvBn,
-    /// 1×1 conv-BN projection when the shape changes, identity otherwise.
-    pub shortcut: Option<ConvBn>,
-}
-
-impl BasicBlock {
-    /// A block from `input` to `output` channels; `stride` 2 halves the resolution.
-    pub fn new(input: usize, output: usize, stride: usize, device: &Device) -> Self {
-        Self {
-            first: conv_bn(input, output, 3, stride, device),
-            second: conv_bn(output, output, 3, 1, device),
-            shortcut: (stride != 1 || input != output)
-                .then(|| conv_bn(input, output, 1, stride, device)),
-        }
-    }
-
-    /// The block's output.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let shortcut = match &self.shortcut {
-            Some(projection) => projection.forward(x.clone()),
-            None => x.clone(),
-        };
-        let y = self.second.forward(relu(self.first.forward(x)));
-        relu(y + shortcut)
-    }
-}
-
 /// A residual network for small images.
 #[derive(Module, Debug)]
-pub struct ResNet {
-    /// 3×3 conv-BN stem.
-    pub stem: ConvBn,
-    /// Basic blocks, stage after stage.
+pub struct CifarResNet {
+    /// 3×3 stem convolution without bias.
+    pub conv1: Conv2d,
+    /// Batch norm of the stem.
+    pub bn1: BatchNorm,
+    /// Basic blocks (torchvision's, He-initialised), stage after stage.
     pub blocks: Vec<BasicBlock>,
     /// Linear classifier on globally averaged features.
     pub head: Linear,
 }
 
-impl ResNet {
-    /// Feature maps after the last block.
-    pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.stem.forward(images));
-        self.blocks.iter().fold(x, |x, b| b.forward(x))
+impl CifarResNet {
+    /// Runs the stem and every block, handing each stage's output to `keep`; returns the last.
+    fn stages(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
+        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        for block in &self.blocks {
+            if block.stride() > 1 {
+                keep(&x);
+            }
+            x = block.forward(x);
+        }
+        keep(&x);
+        x
+    }
+
+    /// Globally averaged last-stage features `[batch, channels]` (what the head sees).
+    pub fn forward_embedding(&self, images: Tensor<4>) -> Tensor<2> {
+        global_average(self.stages(images, |_| {}))
     }
 
     /// Class scores `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let pooled = self.features(images).mean_dim(3).mean_dim(2).flatten(1, 3);
-        self.head.forward(pooled)
+        self.head.forward(self.forward_embedding(images))
     }
 }
 
-impl kiln_train::trainer::ImageClassifier for ResNet {
+impl ImageClassifier for CifarResNet {
     fn scores(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
 
     fn first_conv(&self) -> Option<Tensor<4>> {
-        Some(self.stem.conv.weight.val())
+        Some(self.conv1.weight.val())
+    }
+}
+
+impl Backbone for CifarResNet {
+    /// Each stage's output: strides 1, 2, 4, …
+    fn feature_levels(&self) -> Vec<FeatureLevel> {
+        let mut levels = Vec::new();
+        let mut stride = 1;
+        let mut channels = self.conv1.weight.dims()[0];
+        for block in &self.blocks {
+            if block.stride() > 1 {
+                levels.push(FeatureLevel { stride, channels });
+                stride *= block.stride();
+            }
+            channels = block.conv2.weight.dims()[0];
+        }
+        levels.push(FeatureLevel { stride, channels });
+        levels
+    }
+
+    fn feature_maps(&self, images: Tensor<4>) -> FeatureMaps {
+        let mut maps = Vec::new();
+        self.stages(images, |x| maps.push(x.clone()));
+        FeatureMaps::new(self.feature_levels(), maps)
     }
 }
 
@@ -193,7 +180,7 @@ mod tests {
     #[test]
     fn resnet20_has_its_published_size() {
         let device = Device::flex().autodiff();
-        let net = ResNetConfig::resnet20(3, 10).init(&device);
+        let net = CifarResNetConfig::resnet20(3, 10).init(&device);
         let params = crate::cost::trainable_params(&net);
         // He et al. report 0.27 M parameters for ResNet-20 (with 1×1 projection shortcuts
         // here instead of zero padding, a few thousand more).
@@ -201,7 +188,7 @@ mod tests {
         let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
         assert_eq!(net.forward(x).dims(), [2, 10]);
         assert!(
-            ResNetConfig::new(3, 10)
+            CifarResNetConfig::new(3, 10)
                 .with_blocks(vec![1])
                 .validate()
                 .is_err()
@@ -210,7 +197,7 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        let config = ResNetConfig::new(2, 3)
+        let config = CifarResNetConfig::new(2, 3)
             .with_widths(vec![3, 4])
             .with_blocks(vec![1, 1]);
         assert_gradients_match(
