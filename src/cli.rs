@@ -28,7 +28,7 @@ pub struct CommonArgs {
     /// Random seed for splits, initialisation and augmentation.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run directory to create (default: runs/<command>-<UTC time>).
+    /// Run directory to create (default: `runs/<command>-<UTC time>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }

@@ -3,12 +3,15 @@
 
 use std::path::PathBuf;
 
+use anyhow::Result;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use kiln_data::NormalizationKind;
 use kiln_data::augment::TransformConfig;
-use kiln_nets::ModelSpec;
-use kiln_train::classify::SplitSpec;
+use kiln_data::{ImageSet, NormalizationKind, TrainTest};
+use kiln_nets::{Geometry, ModelSpec, Network, trainable_params};
+use kiln_train::RunDir;
+use kiln_train::classify::{ClassifierData, PreparedData, SplitSpec, Trained, train_and_test};
 use kiln_train::optim::ScheduleName;
 use kiln_train::search::SearchSpec;
 use kiln_train::trainer::TrainSettings;
@@ -72,6 +75,73 @@ impl CnnRunConfig {
     pub fn watches_validation(&self) -> bool {
         self.train.schedule.name == ScheduleName::Plateau
     }
+
+    /// Splits `data` as this config says and fits the normalisation.
+    pub fn prepare(&self, data: TrainTest) -> Result<PreparedData> {
+        Ok(PreparedData::new(
+            data,
+            &self.split_spec(),
+            self.watches_validation(),
+        )?)
+    }
+
+    /// The `[model]` network, seeded, on the autodiff version of `device`, its whitening (if
+    /// any) fitted on the training images.
+    pub fn build_network(&self, data: &PreparedData, device: &Device) -> Result<Network> {
+        let train_device = device.clone().autodiff();
+        train_device.seed(self.seed);
+        let whitening = data.init_images(self.model.init_images(), self.seed)?;
+        let whitening = whitening.as_ref().map(|(v, s)| (v.as_slice(), *s));
+        Ok(self
+            .model
+            .build(geometry_of(&data.splits.train), whitening, &train_device)?)
+    }
+
+    /// Trains this config on `data` into `run` (see [`train_and_test`]), scoring `test` when
+    /// given.
+    pub fn train_and_test(
+        &self,
+        data: &PreparedData,
+        test: Option<&ImageSet>,
+        run: &RunDir,
+        device: &Device,
+        resume: bool,
+    ) -> Result<Trained<Network>> {
+        data.normalization.save(&run.file("normalization.json"))?;
+        let net = self.build_network(data, device)?;
+        let t = &data.splits.train;
+        eprintln!(
+            "model: {:.3} M trainable parameters, {:.1} M multiply-adds per image",
+            trainable_params(&net) as f64 / 1e6,
+            net.macs([t.height, t.width]).unwrap_or(0) as f64 / 1e6
+        );
+        let classifier_data = ClassifierData {
+            train: data.train_set(&self.augment, self.seed)?,
+            val: data.val()?,
+            test,
+            batcher: data.batcher(),
+            eval_batch: 500,
+        };
+        Ok(train_and_test(
+            net,
+            classifier_data,
+            &self.train,
+            self.seed,
+            run,
+            device,
+            resume,
+        )?)
+    }
+}
+
+/// The geometry and class count of a training set, for [`ModelSpec::build`].
+pub fn geometry_of(train: &ImageSet) -> Geometry {
+    Geometry::new(
+        train.channels,
+        train.height,
+        train.width,
+        train.classes.len(),
+    )
 }
 
 impl crate::cli::TrainConfig for CnnRunConfig {

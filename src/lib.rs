@@ -10,3 +10,5 @@ pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod cnn;
+pub mod knn;
+pub mod linear;

@@ -20,16 +20,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs, TrainArgs};
-use kiln::cnn::CnnRunConfig;
+use kiln::cnn::{CnnRunConfig, geometry_of};
 use kiln_data::{ClassificationBatcher, ImageSet, Normalization};
-use kiln_nets::design::{DesignRule, compare};
-use kiln_nets::{AirbenchConfig, ConvNetConfig, Geometry, Network, trainable_params};
+use kiln_nets::design::compare;
+use kiln_nets::{AirbenchConfig, ConvNetConfig, Geometry, trainable_params};
 use kiln_train::bench::{BenchShape, training_images_per_sec};
 use kiln_train::classify::ensemble::{self, Ensemble};
 use kiln_train::classify::sanity::sanity_check;
-use kiln_train::classify::{
-    ClassifierData, PreparedData, Trained, subset_for_search, train_and_test,
-};
+use kiln_train::classify::{PreparedData, subset_for_search};
 use kiln_train::optim::OptimizerConfig;
 use kiln_train::search::lr_weight_decay_search;
 use kiln_train::{RunDir, load_module};
@@ -146,64 +144,7 @@ fn load(args: &CommonArgs, config: &mut CnnRunConfig) -> Result<(PreparedData, I
     let (path, data) = cli::open_data(args.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());
     let test = cli::require_test(&data, &path)?;
-    let prepared = PreparedData::new(data, &config.split_spec(), config.watches_validation())?;
-    Ok((prepared, test))
-}
-
-fn geometry(train: &ImageSet) -> Geometry {
-    Geometry::new(
-        train.channels,
-        train.height,
-        train.width,
-        train.classes.len(),
-    )
-}
-
-/// The config's network, seeded, on the autodiff version of `device`, its whitening (if any)
-/// fitted on the training images.
-fn build_network(config: &CnnRunConfig, data: &PreparedData, device: &Device) -> Result<Network> {
-    let train_device = device.clone().autodiff();
-    train_device.seed(config.seed);
-    let whitening = data.init_images(config.model.init_images(), config.seed)?;
-    let whitening = whitening.as_ref().map(|(v, s)| (v.as_slice(), *s));
-    Ok(config
-        .model
-        .build(geometry(&data.splits.train), whitening, &train_device)?)
-}
-
-/// Trains `config` on `data` into `run`, scoring the test set when given.
-fn train_in(
-    config: &CnnRunConfig,
-    data: &PreparedData,
-    test: Option<&ImageSet>,
-    run: &RunDir,
-    device: &Device,
-    resume: bool,
-) -> Result<Trained<Network>> {
-    data.normalization.save(&run.file("normalization.json"))?;
-    let net = build_network(config, data, device)?;
-    let t = &data.splits.train;
-    eprintln!(
-        "model: {:.3} M trainable parameters, {:.1} M multiply-adds per image",
-        trainable_params(&net) as f64 / 1e6,
-        net.macs([t.height, t.width]).unwrap_or(0) as f64 / 1e6
-    );
-    let classifier_data = ClassifierData {
-        train: data.train_set(&config.augment, config.seed)?,
-        val: data.val()?,
-        test,
-        batcher: data.batcher(),
-        eval_batch: 500,
-    };
-    Ok(train_and_test(
-        net,
-        classifier_data,
-        &config.train,
-        config.seed,
-        run,
-        device,
-        resume,
-    )?)
+    Ok((config.prepare(data)?, test))
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -221,14 +162,8 @@ fn train(args: TrainArgs) -> Result<()> {
         None => cli::create_run(args.common.out.as_deref(), "kiln-cnn", &config)?,
     };
     let started = Instant::now();
-    let trained = train_in(
-        &config,
-        &data,
-        Some(&test),
-        &run,
-        &device,
-        args.resume.is_some(),
-    )?;
+    let trained =
+        config.train_and_test(&data, Some(&test), &run, &device, args.resume.is_some())?;
     let last = trained.last().context("no epoch ran")?;
     let Some(scores) = trained.test else {
         return cli::paused(last.epoch, config.train.epochs, &run);
@@ -275,7 +210,7 @@ fn sanity(args: SanityArgs) -> Result<()> {
     let indices = kiln_data::split::per_class_subset(&t.labels, per_class, config.seed)?;
     let subset = t.subset(&indices[..indices.len().min(args.images)]);
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-sanity", &config)?;
-    let net = build_network(&config, &data, &device)?;
+    let net = config.build_network(&data, &device)?;
     let report = sanity_check(
         net,
         t,
@@ -337,8 +272,9 @@ fn search(args: TrainArgs) -> Result<()> {
         trial.train.optimizer.weight_decay = wd;
         trial.train.epochs = epochs;
         let trial_run = RunDir::create(dir, &cli::to_toml(&trial).map_err(cli::invalid)?)?;
-        let trained =
-            train_in(&trial, &data, None, &trial_run, &device, false).map_err(cli::invalid)?;
+        let trained = trial
+            .train_and_test(&data, None, &trial_run, &device, false)
+            .map_err(cli::invalid)?;
         Ok(trained.val_accuracy())
     })?;
     Ok(())
@@ -355,7 +291,7 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
     let first_data = configs[0].1.data.clone();
     let (path, data) = cli::open_data(args.data.as_deref(), first_data.as_deref(), None)?;
     let test = cli::require_test(&data, &path)?;
-    let geometry = geometry(&data.train);
+    let geometry = geometry_of(&data.train);
     let name = match args.checkpoint {
         Which::Best => "best.bpk",
         Which::Last => "last.bpk",
@@ -448,14 +384,9 @@ fn params(args: ParamsArgs) -> Result<()> {
     );
     println!("field  rule                       layers     params   multiply-adds");
     for r in &rows {
-        let rule = match r.rule {
-            DesignRule::Single => "one N×N conv".to_string(),
-            DesignRule::Stacked3x3 => "stacked 3×3 convs".to_string(),
-            DesignRule::Bottleneck { reduction } => format!("1×1 bottleneck (C/{reduction})"),
-            DesignRule::Factored => "1×N + N×1".to_string(),
-        };
         println!(
-            "{k}×{k}    {rule:<26} {:>6} {:>10} {:>15}",
+            "{k}×{k}    {:<26} {:>6} {:>10} {:>15}",
+            r.rule.describe(),
             r.layers,
             r.params,
             r.macs,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use kiln::cli::{self, CommonArgs};
 use kiln_data::augment::{PaddingMode, Pipeline, Sample, Target, TransformConfig};
+use kiln_data::throughput::pipeline_throughput;
 use kiln_data::{
     ClassificationBatcher, GridOptions, ImageSet, Normalization, NormalizationKind, TrainTest,
 };
@@ -295,42 +296,10 @@ fn bench(args: BenchArgs) -> Result<()> {
 
     // Everything below runs on this one thread.
     let progress = Progress::new(n as u64, "augment", "img");
-    let started = Instant::now();
-    let mut checksum = 0u64;
-    for k in 0..n {
-        let i = k % train.len();
-        let sample = Sample {
-            image: train.image(i),
-            target: Target::Label(train.labels[i]),
-        };
-        let out = pipeline.apply(sample, 0, k as u64);
-        checksum = checksum.wrapping_add(out.image.data[0] as u64);
-        if k % 1024 == 0 {
-            progress.inc(1024.min(n - k) as u64);
-        }
-    }
-    let augment_secs = started.elapsed().as_secs_f64();
+    let rates = pipeline_throughput(train, &pipeline, &batcher, n, |k| progress.inc(k as u64));
     progress.finish();
-
-    let started = Instant::now();
-    let mut batch = Vec::with_capacity(256);
-    for k in 0..n {
-        let i = k % train.len();
-        let sample = Sample {
-            image: train.image(i),
-            target: Target::Label(train.labels[i]),
-        };
-        batch.push(pipeline.apply(sample, 0, k as u64));
-        if batch.len() == 256 || k + 1 == n {
-            let (values, _) = batcher.images_to_nchw(&batch);
-            checksum = checksum.wrapping_add(values[0].to_bits() as u64);
-            batch.clear();
-        }
-    }
-    let with_normalize_secs = started.elapsed().as_secs_f64();
-
-    let augment_rate = n as f64 / augment_secs;
-    let full_rate = n as f64 / with_normalize_secs;
+    let (augment_rate, full_rate, checksum) =
+        (rates.augment, rates.augment_and_normalise, rates.checksum);
     println!(
         "{} {}x{} images, {} steps, 1 thread:",
         n,

@@ -6,15 +6,14 @@
 //!   picks the best, retrains on all training data and reports test accuracy, with the
 //!   accuracy-vs-k plot (error bars: one standard deviation over folds).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs};
+use kiln::knn::{KnnConfig, sample};
 use kiln_classic::cross_validation::{CrossValidation, CvProgress, Fold, LabelledRows};
 use kiln_classic::knn::{DistanceKernel, KnnClassifier, KnnOptions, Metric, accuracy};
 use kiln_data::ImageSet;
@@ -62,68 +61,6 @@ struct KnnArgs {
     folds: Option<usize>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct KnnConfig {
-    data: Option<PathBuf>,
-    metric: Metric,
-    k: usize,
-    memory_budget_mb: usize,
-    seed: u64,
-    subset_used: bool,
-    cv: CvConfig,
-    subset: SubsetConfig,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct CvConfig {
-    folds: usize,
-    ks: Vec<usize>,
-    metrics: Vec<Metric>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct SubsetConfig {
-    train: usize,
-    test: usize,
-}
-
-impl Default for KnnConfig {
-    fn default() -> Self {
-        Self {
-            data: None,
-            metric: Metric::L1,
-            k: 1,
-            memory_budget_mb: 1024,
-            seed: 0,
-            subset_used: false,
-            cv: CvConfig::default(),
-            subset: SubsetConfig::default(),
-        }
-    }
-}
-
-impl Default for CvConfig {
-    fn default() -> Self {
-        Self {
-            folds: 5,
-            ks: vec![1, 3, 5, 8, 10, 12, 15, 20, 50, 100],
-            metrics: vec![Metric::L1, Metric::L2],
-        }
-    }
-}
-
-impl Default for SubsetConfig {
-    fn default() -> Self {
-        Self {
-            train: 5000,
-            test: 500,
-        }
-    }
-}
-
 fn resolve(args: &KnnArgs) -> Result<KnnConfig> {
     let mut config: KnnConfig = cli::load_config(args.common.config.as_deref())?;
     if let Some(m) = &args.metric {
@@ -150,12 +87,6 @@ fn resolve(args: &KnnArgs) -> Result<KnnConfig> {
 
 /// `n` images spread evenly over the classes, drawn with `seed` (file order is often sorted by
 /// class, so "the first n" would not be a sample).
-fn sample(set: &ImageSet, n: usize, seed: u64) -> Result<ImageSet> {
-    let per_class = (n / set.classes.len()).max(1);
-    let indices = kiln_data::split::per_class_subset(&set.labels, per_class, seed)?;
-    Ok(set.subset(&indices))
-}
-
 struct Setup {
     config: KnnConfig,
     train: ImageSet,

@@ -34,6 +34,18 @@ impl std::str::FromStr for LossKind {
     }
 }
 
+impl LossKind {
+    /// The loss of near-zero weights on `classes` classes, the course's first sanity check, with
+    /// why: ln(C) for softmax (uniform probabilities), C − 1 for the SVM (every margin ≈ Δ = 1).
+    pub fn expected_initial_loss(self, classes: usize) -> (f64, &'static str) {
+        let c = classes as f64;
+        match self {
+            Self::Softmax => (c.ln(), "ln(C)"),
+            Self::Svm => (c - 1.0, "C − 1, every margin ≈ Δ"),
+        }
+    }
+}
+
 /// How gradients are obtained during training.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +74,45 @@ pub struct LinearClassifierConfig {
 pub struct LinearClassifier {
     /// Weights `[inputs + 1, classes]`; the last row is the bias.
     pub weight: Param<Tensor<2>>,
+}
+
+impl LinearClassifier {
+    /// The weights of each class as an image (the course's "templates"): for inputs that were
+    /// `[channels, height, width]` planes, one `height × width × channels` byte image per class
+    /// (channels interleaved), each stretched to 0–255.
+    pub fn templates(&self, [channels, height, width]: [usize; 3]) -> Result<Vec<Vec<u8>>> {
+        let [rows, classes] = self.weight.dims();
+        let d = channels * height * width;
+        if rows != d + 1 {
+            return Err(ClassicError::Shape(format!(
+                "{rows} weight rows are not {channels}×{height}×{width} inputs plus the bias"
+            )));
+        }
+        let weights = self
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .map_err(|e| ClassicError::Shape(format!("reading the weights: {e:?}")))?;
+        let plane = height * width;
+        Ok((0..classes)
+            .map(|class| {
+                let column: Vec<f32> = (0..d).map(|i| weights[i * classes + class]).collect();
+                let (lo, hi) = column
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                let span = (hi - lo).max(f32::MIN_POSITIVE);
+                let mut image = vec![0u8; d];
+                for ch in 0..channels {
+                    for px in 0..plane {
+                        image[px * channels + ch] =
+                            (255.0 * (column[ch * plane + px] - lo) / span).round() as u8;
+                    }
+                }
+                image
+            })
+            .collect())
+    }
 }
 
 impl LinearClassifierConfig {
@@ -409,5 +460,20 @@ mod tests {
         let model = LinearClassifierConfig::new(3, 3).init(&device);
         let err = train(model, LossKind::Softmax, &x, &y, &settings, 0, |_, _| {}).unwrap_err();
         assert!(matches!(err, ClassicError::Diverged { .. }), "{err}");
+    }
+
+    #[test]
+    fn templates_stretch_each_class_to_the_byte_range() {
+        let device = burn::tensor::Device::flex();
+        // Two classes over a 1-channel 1×2 image plus bias: class 0 weights (−1, 3), class 1 (2, 2).
+        let w = Tensor::<2>::from_floats([[-1.0, 2.0], [3.0, 2.0], [9.0, 9.0]], &device);
+        let model = LinearClassifier {
+            weight: Param::from_tensor(w),
+        };
+        let images = model.templates([1, 1, 2]).unwrap();
+        assert_eq!(images, vec![vec![0, 255], vec![0, 0]]);
+        assert!(model.templates([3, 1, 2]).is_err());
+        assert_eq!(LossKind::Svm.expected_initial_loss(10).0, 9.0);
+        assert!((LossKind::Softmax.expected_initial_loss(10).0 - 10f64.ln()).abs() < 1e-12);
     }
 }

@@ -19,6 +19,7 @@ mod normalize;
 pub mod presets;
 mod source;
 pub mod split;
+pub mod throughput;
 
 pub use batch::{AugmentedImages, ClassificationBatch, ClassificationBatcher, EpochCounter};
 pub use error::{DataError, Result};

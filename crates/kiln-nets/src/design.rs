@@ -27,6 +27,18 @@ pub enum DesignRule {
     Factored,
 }
 
+impl DesignRule {
+    /// The rule in words, for tables (e.g. `1×1 bottleneck (C/4)`).
+    pub fn describe(&self) -> String {
+        match self {
+            DesignRule::Single => "one N×N conv".into(),
+            DesignRule::Stacked3x3 => "stacked 3×3 convs".into(),
+            DesignRule::Bottleneck { reduction } => format!("1×1 bottleneck (C/{reduction})"),
+            DesignRule::Factored => "1×N + N×1".into(),
+        }
+    }
+}
+
 /// Configuration of a [`DesignBlock`]: `channels` in and out, receptive field `kernel`×`kernel`.
 #[derive(Config, Debug)]
 pub struct DesignBlockConfig {

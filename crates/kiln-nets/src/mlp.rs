@@ -134,6 +134,7 @@ impl crate::ImageClassifier for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{LocalNormal, RedrawTrainable};
     use burn::tensor::{DType, Distribution};
     use kiln_classic::gradcheck::{CastFloat, GradCheckOptions, check_module};
 
@@ -188,20 +189,23 @@ mod tests {
     #[test]
     fn every_layer_passes_the_gradient_check() {
         let device = Device::flex().autodiff();
-        device.seed(3);
         for (batch_norm, activation) in [
             (false, ActivationConfig::Relu),
             (true, ActivationConfig::Relu),
             (false, ActivationConfig::Tanh),
             (true, ActivationConfig::Gelu),
         ] {
+            // Weights and inputs from the test's own generator: the backend's shared one is
+            // drawn from by tests running beside this one, and a draw that puts a ReLU input
+            // within the finite-difference step of its kink fails the check.
+            let mut normal = LocalNormal::new(3);
             let mlp = MlpConfig::new(5, vec![7, 6], 3)
                 .with_batch_norm(batch_norm)
                 .with_activation(activation.clone())
                 .init(&device)
                 .map(&mut CastFloat(DType::F64));
-            let x = Tensor::<2>::random([8, 5], Distribution::Normal(0.0, 1.0), &device)
-                .cast(DType::F64);
+            let x = normal.tensor([8, 5], 1.0, &device).cast(DType::F64);
+            let mlp = mlp.map(&mut RedrawTrainable { normal, scale: 0.5 });
             let options = GradCheckOptions {
                 samples: Some(40),
                 ..Default::default()

@@ -1,8 +1,71 @@
 //! Shared test helpers: gradient checks of whole networks in f64.
 
-use burn::module::Module;
-use burn::tensor::{DType, Device, Distribution, Tensor};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use kiln_classic::gradcheck::{CastFloat, GradCheckOptions, check_module};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Draws N(0, 1) values from a generator of the test's own, so that a test's numbers do not
+/// depend on what other tests running beside it draw from the backend's shared generator.
+pub struct LocalNormal(ChaCha8Rng);
+
+impl LocalNormal {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// `count` standard normal values (Box–Muller).
+    pub fn values(&mut self, count: usize) -> Vec<f64> {
+        use rand::Rng;
+        (0..count)
+            .map(|_| {
+                let (u, v): (f64, f64) = (self.0.random(), self.0.random());
+                (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+            })
+            .collect()
+    }
+
+    /// A `shape` tensor of f64 normal values scaled by `scale`, on `device`.
+    pub fn tensor<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        scale: f64,
+        device: &Device,
+    ) -> Tensor<D> {
+        let values: Vec<f64> = self
+            .values(shape.iter().product())
+            .into_iter()
+            .map(|v| v * scale)
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
+/// Sets every trainable float parameter to `LocalNormal` values times `scale` (f64), keeping
+/// ids and trainability; running statistics stay as they are.
+pub struct RedrawTrainable {
+    /// The values' source.
+    pub normal: LocalNormal,
+    /// Their standard deviation.
+    pub scale: f64,
+}
+
+impl ModuleMapper for RedrawTrainable {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if !param.is_require_grad() {
+            return param;
+        }
+        let (normal, scale) = (&mut self.normal, self.scale);
+        param
+            .map(|t| {
+                let shape: [usize; D] = t.dims();
+                normal.tensor(shape, scale, &t.device()).cast(DType::F64)
+            })
+            .set_require_grad(true)
+    }
+}
 
 /// Casts `model` to f64 and checks the gradients of every parameter (a sample of 30 coordinates
 /// each) of `Σ w ⊙ scores` (fixed random weights `w`, so that no layer's invariance — e.g. batch

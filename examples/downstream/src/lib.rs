@@ -4,7 +4,9 @@
 //! ```ignore
 //! let net = EfficientNetLiteConfig::lite0(1000).init(&device).load_pytorch(weights)?;
 //! let image = preprocess(&image::open(photo)?.to_rgb8(), &device);
-//! for (class, probability) in top_classes(&net, image, 5) { … }
+//! for (class, probability) in &top_classes(&net, image, 5)[0] {
+//!     println!("{probability:.3} {class}");
+//! }
 //! ```
 
 use burn::tensor::activation::softmax;

@@ -3,9 +3,10 @@
 //! checkpoints every epoch (last and best), exact resume, and a clean stop on a non-finite
 //! loss.
 //!
-//! [`fit`] reads as its parts: the run's [`GradientPolicy`](policy) (optimizer, learning-rate
-//! groups, freeze rules), [`resume`] (what is saved after each epoch and read back),
-//! [`epoch`] (one pass over the training data) and the task's own evaluation.
+//! [`fit`] reads as its parts, one file each: the run's gradient policy (`policy.rs`:
+//! optimizer, learning-rate groups, freeze rules), what is saved after each epoch and read
+//! back (`resume.rs`), one pass over the training data (`epoch.rs`), the epoch records and
+//! their plots (`record.rs`), and the task's own evaluation.
 //!
 //! # More than one device
 //!
