@@ -111,6 +111,25 @@ pub trait Backbone: Module + Clone + Send + 'static {
     fn feature_maps(&self, images: Tensor<4>) -> FeatureMaps;
 }
 
+/// The levels of a network whose stem outputs `stem` and whose blocks follow as
+/// `(stride, output channels)`: the map before each strided block, and the last block's.
+pub(crate) fn levels_of_blocks(
+    stem: FeatureLevel,
+    blocks: impl IntoIterator<Item = (usize, usize)>,
+) -> Vec<FeatureLevel> {
+    let mut levels = Vec::new();
+    let mut current = stem;
+    for (stride, channels) in blocks {
+        if stride > 1 {
+            levels.push(current);
+            current.stride *= stride;
+        }
+        current.channels = channels;
+    }
+    levels.push(current);
+    levels
+}
+
 /// `[batch, channels, h, w]` → `[batch, channels]`, the spatial mean.
 pub(crate) fn global_average(x: Tensor<4>) -> Tensor<2> {
     x.mean_dim(3).mean_dim(2).flatten(1, 3)

@@ -10,7 +10,7 @@ use burn::nn::{BatchNorm, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::backbone::global_average;
+use crate::backbone::{global_average, levels_of_blocks};
 use crate::imagenet_resnet::{BasicBlock, batch_norm, conv_with};
 use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
 
@@ -150,18 +150,15 @@ impl ImageClassifier for CifarResNet {
 impl Backbone for CifarResNet {
     /// Each stage's output: strides 1, 2, 4, …
     fn feature_levels(&self) -> Vec<FeatureLevel> {
-        let mut levels = Vec::new();
-        let mut stride = 1;
-        let mut channels = self.conv1.weight.dims()[0];
-        for block in &self.blocks {
-            if block.stride() > 1 {
-                levels.push(FeatureLevel { stride, channels });
-                stride *= block.stride();
-            }
-            channels = block.conv2.weight.dims()[0];
-        }
-        levels.push(FeatureLevel { stride, channels });
-        levels
+        let stem = FeatureLevel {
+            stride: 1,
+            channels: self.conv1.weight.dims()[0],
+        };
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| (b.stride(), b.conv2.weight.dims()[0]));
+        levels_of_blocks(stem, blocks)
     }
 
     fn feature_maps(&self, images: Tensor<4>) -> FeatureMaps {

@@ -24,7 +24,7 @@ use burn::nn::{
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::backbone::global_average;
+use crate::backbone::{global_average, levels_of_blocks};
 use crate::pretrained::{KeyMap, PretrainedError, load_pytorch};
 use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
 
@@ -433,21 +433,18 @@ impl Backbone for EfficientNetLite {
     /// and, at stride 32, the head's output (conv head + BN + ReLU6, 1280 channels): the maps
     /// torchvision's `efficientnet.features` ends its stages with.
     fn feature_levels(&self) -> Vec<FeatureLevel> {
-        let mut levels = Vec::new();
-        let mut stride = 2;
-        let mut channels = self.conv_stem.weight.dims()[0];
-        for block in &self.blocks {
-            let block_stride = block.depthwise_conv.stride[0];
-            if block_stride > 1 {
-                levels.push(FeatureLevel { stride, channels });
-                stride *= block_stride;
-            }
-            channels = block.project_conv.weight.dims()[0];
+        let stem = FeatureLevel {
+            stride: 2,
+            channels: self.conv_stem.weight.dims()[0],
+        };
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| (b.depthwise_conv.stride[0], b.project_conv.weight.dims()[0]));
+        let mut levels = levels_of_blocks(stem, blocks);
+        if let Some(last) = levels.last_mut() {
+            last.channels = self.conv_head.weight.dims()[0];
         }
-        levels.push(FeatureLevel {
-            stride,
-            channels: self.conv_head.weight.dims()[0],
-        });
         levels
     }
 

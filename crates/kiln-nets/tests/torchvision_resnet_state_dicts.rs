@@ -1,8 +1,7 @@
 //! kiln's torchvision ResNets hold exactly the tensors of torchvision's state dicts, with the
-//! same shapes, and the key rules map every torchvision name onto kiln's paths.
-//!
-//! Needs the shared files: runs when `KILN_SHARED` points at them (`.ci/run` sets it), and says
-//! it was skipped otherwise.
+//! same shapes, and the key rules map every torchvision name onto kiln's paths. The tests that
+//! compare with the shared state-dict listing run when `KILN_SHARED` points at it (`.ci/run`
+//! sets it) and say they were skipped otherwise.
 
 mod common;
 
@@ -112,4 +111,60 @@ fn torchvision_resnet_refuses_weights_of_another_network() {
     assert!(message.contains("missing from the file"), "{message}");
     assert!(message.contains("102 tensor(s) missing"), "{message}");
     assert!(message.contains("conv1.weight"), "{message}");
+}
+
+#[test]
+fn torchvision_resnet_key_map_renames_real_names() {
+    let keys = ImageNetResNet::pytorch_keys();
+    for (torch, kiln) in [
+        ("conv1.weight", "conv1.weight"),
+        ("bn1.running_var", "bn1.running_var"),
+        ("layer1.0.conv1.weight", "layer1.0.conv1.weight"),
+        (
+            "layer2.0.downsample.0.weight",
+            "layer2.0.downsample.conv.weight",
+        ),
+        (
+            "layer2.0.downsample.1.weight",
+            "layer2.0.downsample.bn.weight",
+        ),
+        (
+            "layer3.0.downsample.1.running_mean",
+            "layer3.0.downsample.bn.running_mean",
+        ),
+        ("layer4.2.bn3.bias", "layer4.2.bn3.bias"),
+        ("fc.weight", "fc.weight"),
+    ] {
+        assert_eq!(keys.map_name(torch).unwrap(), kiln);
+        assert_eq!(torch_name(kiln), torch);
+    }
+}
+
+#[test]
+fn torchvision_resnet_kiln_paths_are_torchvision_names() {
+    // Without the shared JSON: the paths follow torchvision's layout (blocks, downsample
+    // only in the first block of a stage that changes the shape).
+    let device = Device::flex();
+    let net = ImageNetResNetConfig::resnet18(1000).init(&device);
+    let kiln = kiln_shapes(&net);
+    assert_eq!(kiln.len(), 102, "{:?}", kiln.keys().collect::<Vec<_>>());
+    assert_eq!(kiln["conv1.weight"], [64, 3, 7, 7]);
+    assert_eq!(kiln["bn1.weight"], [64]);
+    assert_eq!(kiln["layer2.0.downsample.conv.weight"], [128, 64, 1, 1]);
+    assert_eq!(kiln["layer2.0.downsample.bn.running_var"], [128]);
+    assert_eq!(kiln["fc.weight"], [1000, 512]);
+    assert_eq!(kiln["fc.bias"], [1000]);
+    assert!(!kiln.contains_key("layer1.0.downsample.conv.weight"));
+    assert!(
+        !kiln
+            .keys()
+            .any(|k| k.contains("gamma") || k.contains("training"))
+    );
+
+    let net = ImageNetResNetConfig::resnet50(1000).init(&device);
+    let kiln = kiln_shapes(&net);
+    // ResNet-50's first stage changes the channel count (64 → 256) at stride 1.
+    assert_eq!(kiln["layer1.0.downsample.conv.weight"], [256, 64, 1, 1]);
+    assert_eq!(kiln["layer4.2.conv3.weight"], [2048, 512, 1, 1]);
+    assert_eq!(kiln["fc.weight"], [1000, 2048]);
 }

@@ -1,9 +1,10 @@
 //! Module checkpoints in Burn's burnpack format, written atomically.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore};
 
 use crate::{Result, TrainError, write_via_temp};
 
@@ -24,22 +25,55 @@ pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
 }
 
 /// Loads the parameters saved at `path` into `module`; every tensor must match by name and
-/// shape, otherwise the error lists what did not.
-pub fn load_module<M: Module>(mut module: M, path: &Path) -> Result<M> {
+/// shape, otherwise the error lists what did not. A checkpoint of a plain network also loads
+/// into an enum module holding that network (e.g. `kiln_nets::Network`, whose tensor names
+/// start with the variant), so runs saved before a model moved into an enum still resume.
+pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     if !path.is_file() {
         return Err(TrainError::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
         ));
     }
+    let mut first = module.clone();
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
-    module
-        .load_from(&mut store)
-        .map_err(|e| TrainError::Format {
-            path: path.to_path_buf(),
-            reason: format!("checkpoint does not fit this model: {e:?}"),
-        })?;
-    Ok(module)
+    let Err(error) = first.load_from(&mut store) else {
+        return Ok(first);
+    };
+    let file_names = store.keys().unwrap_or_default();
+    if let Some(variant) = variant_prefix(&module, &file_names) {
+        let mut second = module;
+        let mut store = BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .with_remap_pattern("^", format!("{variant}."));
+        if second.load_from(&mut store).is_ok() {
+            return Ok(second);
+        }
+    }
+    Err(TrainError::Format {
+        path: path.to_path_buf(),
+        reason: format!("checkpoint does not fit this model: {error:?}"),
+    })
+}
+
+/// The one leading path segment (an enum module's variant) by which `module`'s tensor names
+/// differ from `file_names`, if that is all that differs.
+fn variant_prefix<M: Module>(module: &M, file_names: &[String]) -> Option<String> {
+    let own: BTreeSet<String> = module
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let variant = own.first()?.split('.').next()?.to_string();
+    let stripped: BTreeSet<String> = own
+        .iter()
+        .map(|name| {
+            name.strip_prefix(&format!("{variant}."))
+                .map(str::to_string)
+        })
+        .collect::<Option<_>>()?;
+    let file: BTreeSet<String> = file_names.iter().cloned().collect();
+    (stripped == file).then_some(variant)
 }
 
 #[cfg(test)]
@@ -63,5 +97,37 @@ mod tests {
         let err = load_module(wrong, &path).unwrap_err();
         assert!(err.to_string().contains("model.bpk"), "{err}");
         assert!(load_module(a, &dir.path().join("none.bpk")).is_err());
+    }
+
+    #[derive(Module, Debug)]
+    enum Wrapped {
+        Plain(Linear),
+    }
+
+    #[test]
+    fn a_plain_checkpoint_loads_into_an_enum_holding_it() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain.bpk");
+        let plain: Linear = LinearConfig::new(3, 2).init(&device);
+        save_module(&plain, &path).unwrap();
+        let Wrapped::Plain(loaded) =
+            load_module(Wrapped::Plain(LinearConfig::new(3, 2).init(&device)), &path).unwrap();
+        let x = Tensor::<2>::ones([1, 3], &device);
+        assert_eq!(
+            plain.forward(x.clone()).into_data(),
+            loaded.forward(x).into_data()
+        );
+        // The enum's own checkpoints carry the variant and load back as they are.
+        let wrapped_path = dir.path().join("wrapped.bpk");
+        save_module(&Wrapped::Plain(plain), &wrapped_path).unwrap();
+        load_module(
+            Wrapped::Plain(LinearConfig::new(3, 2).init(&device)),
+            &wrapped_path,
+        )
+        .unwrap();
+        // A shape mismatch is still an error.
+        let wrong = Wrapped::Plain(LinearConfig::new(4, 2).init(&device));
+        assert!(load_module(wrong, &path).is_err());
     }
 }
