@@ -147,6 +147,9 @@ pub fn open_data(
     resize: Option<[usize; 2]>,
 ) -> Result<(PathBuf, kiln_data::TrainTest)> {
     let path = resolve_data(flag, config)?;
+    // Absolute, so that the run's config.toml finds the data again from any directory (a
+    // resumed run reads it from there).
+    let path = std::path::absolute(&path).unwrap_or(path);
     let options = kiln_data::ImageFolderOptions {
         resize: resize.map(|[w, h]| (w, h)),
         ..Default::default()

@@ -80,7 +80,8 @@ fn airbench_recipe_trains_resumes_exactly_and_ensembles() {
         "filters.png",
         "normalization.json",
         "checkpoints/best.bpk",
-        "checkpoints/last-lookahead.bpk",
+        "checkpoints/epoch-0003/lookahead.bpk",
+        "checkpoints/epoch-0003/optimizer.bin",
     ] {
         assert!(straight.join(file).is_file(), "{file}");
     }

@@ -103,3 +103,38 @@ fn mlp_search_runs_coarse_then_fine() {
     assert!(dir.join("search.png").is_file());
     assert!(dir.join("fine-04/checkpoints/last.bpk").is_file());
 }
+
+#[test]
+fn a_run_started_with_relative_paths_resumes_from_another_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    std::fs::write(
+        tmp.path().join("mlp.toml"),
+        "val_images = 9\nhidden = [8]\n[train]\nepochs = 2\nbatch_size = 16\nworkers = 1\n",
+    )
+    .unwrap();
+    let mlp = env!("CARGO_BIN_EXE_kiln-mlp");
+    let relative_data = data.file_name().unwrap().to_str().unwrap();
+    let started = std::process::Command::new(mlp)
+        .current_dir(tmp.path())
+        .env("KILN_DATA", tmp.path())
+        .args(["--data", relative_data, "--config", "mlp.toml"])
+        .args(["--out", "run", "--pause-after", "1"])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started));
+    // The run's config holds where the data is, whatever directory it is resumed from.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let resumed = std::process::Command::new(mlp)
+        .current_dir(elsewhere.path())
+        .env("KILN_DATA", tmp.path())
+        .args(["--resume", tmp.path().join("run").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("resuming after epoch 1"),
+        "{}",
+        text(&resumed)
+    );
+}

@@ -13,11 +13,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use burn::data::dataset::Dataset;
 use kiln::cli::{self, CommonArgs};
-use kiln_data::augment::{PaddingMode, Pipeline, Sample, Target, TransformConfig};
+use kiln_data::augment::{PaddingMode, Pipeline, TransformConfig};
 use kiln_data::throughput::pipeline_throughput;
 use kiln_data::{
-    ClassificationBatcher, GridOptions, ImageSet, Normalization, NormalizationKind, TrainTest,
+    AugmentedImages, ClassificationBatcher, GridOptions, ImageSet, Normalization,
+    NormalizationKind, TrainTest,
 };
 use kiln_train::Progress;
 
@@ -162,16 +164,6 @@ fn load(args: &InspectArgs) -> Result<Loaded> {
 }
 
 /// The first `n` images of every class (in dataset order), one row a class.
-fn per_class_rows(set: &ImageSet, n: usize) -> Vec<Vec<usize>> {
-    let mut rows = vec![Vec::new(); set.classes.len()];
-    for (i, &l) in set.labels.iter().enumerate() {
-        if rows[l].len() < n {
-            rows[l].push(i);
-        }
-    }
-    rows
-}
-
 fn fmt_values(values: &[f32]) -> String {
     values
         .iter()
@@ -239,25 +231,26 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let normalization = Normalization::fit(NormalizationKind::PerChannel, train)?;
     normalization.save(&run.file("normalization.json"))?;
 
-    let rows = per_class_rows(train, config.samples_per_class);
+    let rows = train.first_of_each_class(config.samples_per_class);
     let originals: Vec<Vec<_>> = rows
         .iter()
         .map(|r| r.iter().map(|&i| train.image(i)).collect())
         .collect();
+    // Item i of epoch 0, as training would see it.
+    let through_pipeline = AugmentedImages::new(Arc::new(train.clone()), Arc::new(pipeline));
     let augmented: Vec<Vec<_>> = rows
         .iter()
         .map(|r| {
             r.iter()
                 .map(|&i| {
-                    let sample = Sample {
-                        image: train.image(i),
-                        target: Target::Label(train.labels[i]),
-                    };
-                    pipeline.apply(sample, 0, i as u64).image
+                    Ok(through_pipeline
+                        .get(i)
+                        .context("augmenting a sample")?
+                        .image)
                 })
-                .collect()
+                .collect::<Result<_>>()
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let grid = GridOptions {
         scale: config.scale,
         ..Default::default()

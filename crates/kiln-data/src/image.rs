@@ -172,6 +172,18 @@ impl ImageSet {
         counts
     }
 
+    /// The indices of the first `n` images of each class (fewer where a class has fewer), one
+    /// list per class in label order: rows of a sample grid.
+    pub fn first_of_each_class(&self, n: usize) -> Vec<Vec<usize>> {
+        let mut rows = vec![Vec::new(); self.classes.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            if rows[l].len() < n {
+                rows[l].push(i);
+            }
+        }
+        rows
+    }
+
     /// A new set holding the images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> ImageSet {
         let per = self.image_len();

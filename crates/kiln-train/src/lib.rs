@@ -7,6 +7,32 @@
 //! JSON object per line of metrics (`metrics.jsonl`), PNG plots and checkpoints. Files are
 //! written atomically (temporary name, then rename), so a killed run never leaves a
 //! half-written file behind.
+//!
+//! A task of your own, trained by the same loop (the whole of one in `tests/trainer.rs`):
+//!
+//! ```ignore
+//! use kiln_train::task::{Evaluation, StepOutput, Task};
+//! use kiln_train::trainer::{FitData, TrainSettings, fit};
+//!
+//! impl Task for Regression {
+//!     type Model = Line;            // any Burn module
+//!     type Item = Point;            // what the dataset yields
+//!     type Batch = Points;          // what the batcher makes of a Vec<Point>
+//!     type Batcher = PointBatcher;
+//!     const SCORE: &'static str = "close";   // picks checkpoints/best.bpk
+//!
+//!     fn batcher(&self) -> PointBatcher { PointBatcher }
+//!     fn train_step(&self, model: &Line, batch: Points) -> Result<StepOutput> {
+//!         let loss = MseLoss::new().forward(model.forward(batch.x), batch.y, Reduction::Mean);
+//!         Ok(StepOutput { loss, items: batch.len(), sums: vec![] })
+//!     }
+//!     fn evaluate(&self, model: &Line, batches: &mut dyn Iterator<Item = Result<Points>>)
+//!         -> Result<Evaluation> { /* loss and ("close", fraction) */ }
+//! }
+//!
+//! let data = FitData { train, epoch: EpochCounter::default(), val };
+//! let (line, history) = fit(&Regression, line, data, &settings, seed, &run, &device, false)?;
+//! ```
 
 #![warn(missing_docs)]
 

@@ -43,7 +43,7 @@ use crate::lookahead::Lookahead;
 use crate::monitor::{UpdateMonitor, flagged};
 use crate::params::freeze_batch_norm_statistics;
 use crate::task::{Evaluation, Task};
-use crate::{Result, RunDir, TrainError, write_via_temp};
+use crate::{Result, RunDir, TrainError};
 use epoch::{EpochParts, batches, loader, train_epoch};
 use policy::GradientPolicy;
 use resume::{Checkpoints, ResumeState};
@@ -104,28 +104,34 @@ where
     let checkpoints = Checkpoints::of(run)?;
     let mut state = ResumeState::fresh();
     let mut model = model;
+    let mut resumed_set = None;
     if resume {
         state = checkpoints.read_state()?;
-        model = crate::load_module(model, &checkpoints.model)?;
+        checkpoints.clean(&state)?;
+        let files = checkpoints.set_of(&state)?;
+        model = crate::load_module(model, &files.model)?;
         // Replay the plateau schedule's view of the finished epochs.
         for record in &state.history {
             schedule.observe_validation(record.val_loss);
         }
         eprintln!("resuming after epoch {}", state.epoch);
+        resumed_set = Some(files);
     }
     let mut model = model.train();
     if settings.freeze_batch_norm {
         model = freeze_batch_norm_statistics(model);
     }
     let mut policy = GradientPolicy::new(&model, settings)?;
-    if resume {
-        policy = policy.load(&checkpoints.optimizer)?;
-    }
     let mut lookahead = match &settings.lookahead {
-        Some(la) if resume => Some(Lookahead::load(la.clone(), &model, &checkpoints.lookahead)?),
         Some(la) => Some(Lookahead::new(la.clone(), &model)?),
         None => None,
     };
+    if let Some(files) = &resumed_set {
+        policy = policy.load(&files.optimizer)?;
+        if let Some(la) = &settings.lookahead {
+            lookahead = Some(Lookahead::load(la.clone(), &model, &files.lookahead)?);
+        }
+    }
     let mut monitor = UpdateMonitor::new(&model, settings.monitor_every);
     let train_device = device.clone().autodiff();
     for epoch in state.epoch..settings.epochs {
@@ -175,11 +181,11 @@ where
         }
         state.history.push(record);
         state.epoch = epoch + 1;
-        checkpoints.save(&model, &state, is_best, |files| {
+        checkpoints.save(&model, &mut state, is_best, |files| {
             if let Some(la) = &lookahead {
                 la.save(&model, &files.lookahead)?;
             }
-            write_via_temp(&files.optimizer, "", |tmp| policy.save(tmp))
+            policy.save(&files.optimizer)
         })?;
         record::plot_history(run, &state.history, T::LOSS_NAME)?;
         if let Some(weights) = task.first_conv(&model) {
