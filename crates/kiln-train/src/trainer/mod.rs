@@ -108,6 +108,7 @@ where
     if resume {
         state = checkpoints.read_state()?;
         checkpoints.clean(&state)?;
+        record::restore_log(run, &state.history)?;
         let files = checkpoints.set_of(&state)?;
         model = crate::load_module(model, &files.model)?;
         // Replay the plateau schedule's view of the finished epochs.

@@ -51,6 +51,43 @@ impl EpochRecord {
     }
 }
 
+/// Makes `metrics.jsonl` agree with `history` (the epochs the resumed checkpoint holds): a run
+/// killed after logging an epoch but before its checkpoint was named would otherwise log that
+/// epoch twice, once before the kill and once when it is trained again. Epoch records are
+/// replaced by `history`'s (those past it dropped, missing ones added); other records stay.
+pub(crate) fn restore_log(run: &RunDir, history: &[EpochRecord]) -> Result<()> {
+    let path = run.metrics().path().to_path_buf();
+    let old = if path.is_file() {
+        crate::read_metrics(&path)?
+    } else {
+        Vec::new()
+    };
+    let mut lines = Vec::with_capacity(old.len().max(history.len()));
+    let mut written = 0;
+    for value in old {
+        match value.get("epoch").and_then(|e| e.as_u64()) {
+            Some(epoch) if value.get("train_loss").is_some() => {
+                let epoch = epoch as usize;
+                if epoch == written + 1 && epoch <= history.len() {
+                    lines.push(
+                        serde_json::to_string(&history[epoch - 1]).expect("records serialise"),
+                    );
+                    written = epoch;
+                }
+            }
+            _ => lines.push(value.to_string()),
+        }
+    }
+    for record in &history[written..] {
+        lines.push(serde_json::to_string(record).expect("records serialise"));
+    }
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    crate::write_atomic(&path, text.as_bytes())
+}
+
 /// Draws `loss.png`, one PNG per task metric (train and validation curves) and, when measured,
 /// `update_ratios.png`.
 pub(crate) fn plot_history(run: &RunDir, history: &[EpochRecord], loss_name: &str) -> Result<()> {
@@ -165,5 +202,42 @@ mod tests {
         assert_eq!(back, record);
         assert_eq!(back.metric("val_accuracy"), Some(0.7));
         assert!(record.summary().contains("val_accuracy 70.00 %"));
+    }
+
+    fn record(epoch: usize) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: epoch as f64,
+            val_loss: 0.5,
+            metrics: BTreeMap::new(),
+            learning_rate: 0.1,
+            images_per_sec: 1.0,
+            update_ratios: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_resumed_log_holds_each_checkpointed_epoch_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&dir.path().join("run"), "x = 1\n").unwrap();
+        // Killed after logging epoch 3 whose checkpoint was never named; an earlier note stays.
+        for value in [
+            serde_json::to_value(record(1)).unwrap(),
+            serde_json::json!({"note": "kept"}),
+            serde_json::to_value(record(2)).unwrap(),
+            serde_json::to_value(record(3)).unwrap(),
+        ] {
+            run.metrics().append(&value).unwrap();
+        }
+        restore_log(&run, &[record(1), record(2)]).unwrap();
+        let lines = crate::read_metrics(&run.file("metrics.jsonl")).unwrap();
+        let epochs: Vec<Option<u64>> = lines.iter().map(|l| l["epoch"].as_u64()).collect();
+        assert_eq!(epochs, [Some(1), None, Some(2)]);
+        assert_eq!(lines[1]["note"], "kept");
+        // An epoch the log lost is written back from the checkpoint's history.
+        restore_log(&run, &[record(1), record(2), record(3)]).unwrap();
+        let lines = crate::read_metrics(&run.file("metrics.jsonl")).unwrap();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[3]["epoch"], 3);
     }
 }
