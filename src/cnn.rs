@@ -76,8 +76,11 @@ impl CnnRunConfig {
         self.train.schedule.name == ScheduleName::Plateau
     }
 
-    /// Splits `data` as this config says and fits the normalisation.
+    /// Splits `data` as this config says and fits the normalisation, after checking that the
+    /// augmentation keeps the images' size (the network is built for it).
     pub fn prepare(&self, data: TrainTest) -> Result<PreparedData> {
+        let t = &data.train;
+        TransformConfig::check_size_kept(&self.augment, [t.width, t.height], "[[augment]]")?;
         Ok(PreparedData::new(
             data,
             &self.split_spec(),

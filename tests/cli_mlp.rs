@@ -138,3 +138,41 @@ fn a_run_started_with_relative_paths_resumes_from_another_directory() {
         text(&resumed)
     );
 }
+
+#[test]
+fn configs_that_cannot_train_are_refused_before_a_run_directory_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours(tmp.path());
+    let mlp = env!("CARGO_BIN_EXE_kiln-mlp");
+    for (i, (toml, expected)) in [
+        // CIFAR's crop on 8×8 images: the network would get 32×32 inputs in training only.
+        (
+            "val_images = 9\n[[augment]]\ntype = \"random-crop\"\nsize = 32\npadding = 4\n",
+            "turn the 8×8 training images into 32×32",
+        ),
+        (
+            "val_images = 9\n[train]\nepochs = 0\n",
+            "[train] epochs (0)",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let config = tmp.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        let out_dir = tmp.path().join(format!("run{i}"));
+        let out = run_on(mlp, &[], &data, &config, &out_dir);
+        let printed = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{printed}");
+        assert!(printed.contains(expected), "{expected}: {printed}");
+        assert!(
+            printed.contains(&format!("bad{i}.toml")) || i == 1,
+            "{printed}"
+        );
+        assert!(
+            !out_dir.exists(),
+            "a refused start left {}",
+            out_dir.display()
+        );
+    }
+}

@@ -144,7 +144,11 @@ fn load(args: &CommonArgs, config: &mut CnnRunConfig) -> Result<(PreparedData, I
     let (path, data) = cli::open_data(args.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());
     let test = cli::require_test(&data, &path)?;
-    Ok((config.prepare(data)?, test))
+    let prepared = config.prepare(data).with_context(|| {
+        let file = args.config.as_deref().map(|p| p.display().to_string());
+        format!("config {}", file.unwrap_or_else(|| "(defaults)".into()))
+    })?;
+    Ok((prepared, test))
 }
 
 fn train(args: TrainArgs) -> Result<()> {

@@ -95,6 +95,14 @@ fn load(args: &TrainArgs, config: &mut MlpRunConfig) -> Result<(PreparedData, Im
         seed: config.seed,
     };
     let plateau = config.train.schedule.name == ScheduleName::Plateau;
+    let t = &data.train;
+    let config_file = args
+        .common
+        .config
+        .as_deref()
+        .map(|p| p.display().to_string());
+    let config_file = config_file.unwrap_or_else(|| "the default config".into());
+    TransformConfig::check_size_kept(&config.augment, [t.width, t.height], &config_file)?;
     Ok((PreparedData::new(data, &spec, plateau)?, test))
 }
 

@@ -75,6 +75,16 @@ impl RunDir {
                 path.display()
             )));
         }
+        if path.exists() {
+            let mut entries = fs::read_dir(path).map_err(|e| TrainError::io(path, e))?;
+            if entries.next().is_some() {
+                return Err(TrainError::Invalid(format!(
+                    "{} exists and holds files that are not a kiln run; a run is written only \
+                     into a new or empty folder: choose another --out",
+                    path.display()
+                )));
+            }
+        }
         fs::create_dir_all(path).map_err(|e| TrainError::io(path, e))?;
         let run = Self {
             root: path.to_path_buf(),
@@ -144,6 +154,16 @@ mod tests {
         assert!(RunDir::open(&path).is_ok());
         assert!(RunDir::open(dir.path()).is_err());
         assert!(run.checkpoints().unwrap().is_dir());
+        // A folder of the user's own files is never written into; an empty one is fine.
+        let mine = dir.path().join("mine");
+        fs::create_dir_all(&mine).unwrap();
+        fs::write(mine.join("notes.txt"), "keep").unwrap();
+        let err = RunDir::create(&mine, "seed = 3\n").unwrap_err();
+        assert!(err.to_string().contains("not a kiln run"), "{err}");
+        assert_eq!(fs::read_dir(&mine).unwrap().count(), 1);
+        let empty = dir.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        assert!(RunDir::create(&empty, "seed = 4\n").is_ok());
     }
 
     #[test]

@@ -216,6 +216,35 @@ fn check_range(what: &str, range: [f32; 2], min: f32) -> Result<()> {
 }
 
 impl TransformConfig {
+    /// The `[width, height]` of an image of `size` after this step.
+    pub fn output_size(&self, size: [usize; 2]) -> [usize; 2] {
+        match *self {
+            Self::RandomCrop { size: side, .. }
+            | Self::RandomResizedCrop { size: side, .. }
+            | Self::Resize { size: side } => [side, side],
+            _ => size,
+        }
+    }
+
+    /// Checks that `steps` give images of the `[width, height]` they get, as training must
+    /// when validation and test images go through no augmentation: a network is sized for
+    /// one input. `what` names where the steps come from (e.g. the config file).
+    pub fn check_size_kept(steps: &[Self], size: [usize; 2], what: &str) -> Result<()> {
+        let out = steps.iter().fold(size, |s, step| step.output_size(s));
+        if out == size {
+            return Ok(());
+        }
+        Err(DataError::invalid(
+            "augmentation",
+            format!(
+                "{what}: the [[augment]] steps turn the {}×{} training images into {}×{} images, \
+                 but validation and test images stay {}×{} and the network is built for one \
+                 size; set the crop or resize size to {} (or remove the step)",
+                size[0], size[1], out[0], out[1], size[0], size[1], size[0]
+            ),
+        ))
+    }
+
     /// Validates the settings and builds the transform.
     pub fn build(&self) -> Result<Box<dyn Transform>> {
         Ok(match *self {
@@ -420,5 +449,26 @@ mod tests {
         }
         let unknown = toml::from_str::<Steps>("[[augment]]\ntype = \"rotate\"\n");
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn steps_that_change_the_size_are_named() {
+        let crop = |size| TransformConfig::RandomCrop {
+            size,
+            padding: 4,
+            padding_mode: PaddingMode::Reflect,
+        };
+        let flip = TransformConfig::HorizontalFlip { p: 0.5 };
+        assert!(TransformConfig::check_size_kept(&[crop(32), flip.clone()], [32, 32], "c").is_ok());
+        let err = TransformConfig::check_size_kept(&[flip, crop(32)], [28, 28], "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("my.toml") && err.contains("28×28") && err.contains("32×32"),
+            "{err}"
+        );
+        // A crop back to the original size after a resize keeps it.
+        let resized = [TransformConfig::Resize { size: 40 }, crop(28)];
+        assert!(TransformConfig::check_size_kept(&resized, [28, 28], "c").is_ok());
     }
 }

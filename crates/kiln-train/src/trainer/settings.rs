@@ -111,6 +111,12 @@ impl LrGroup {
 impl TrainSettings {
     /// Checks what [`fit`](super::fit) cannot check later.
     pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            return Err(TrainError::Invalid(format!(
+                "[train] epochs ({}) and batch_size ({}) must be positive",
+                self.epochs, self.batch_size
+            )));
+        }
         self.optimizer.validate()?;
         if !(self.norm_bias_lr_scale > 0.0 && self.norm_bias_lr_scale.is_finite()) {
             return Err(TrainError::Invalid(
