@@ -116,13 +116,17 @@ impl LinearConfig {
     /// Checks the settings of the configured loss.
     pub fn validate(&self) -> Result<()> {
         let s = self.settings();
-        if !(s.learning_rate > 0.0 && s.learning_rate.is_finite())
-            || s.reg < 0.0
+        let rates_ok = s.learning_rate > 0.0
+            && s.learning_rate.is_finite()
+            && s.reg >= 0.0
+            && s.reg.is_finite();
+        if !rates_ok
             || s.batch_size == 0
+            || s.iterations == 0
             || !(s.lr_decay > 0.0 && s.lr_decay <= 1.0)
         {
             bail!(
-                "learning_rate must be positive, reg non-negative, batch_size positive and lr_decay in (0, 1]"
+                "learning_rate must be positive, reg non-negative, batch_size and iterations positive and lr_decay in (0, 1]"
             );
         }
         Ok(())
@@ -254,5 +258,13 @@ mod tests {
         assert_eq!(best_known("my-photos").unwrap().softmax, cifar.softmax);
         cifar.validate().unwrap();
         assert_eq!(cifar.search_plan().names, ["learning_rate", "reg"]);
+        let mut none = cifar.clone();
+        none.settings_mut().iterations = 0;
+        assert!(
+            none.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("iterations positive")
+        );
     }
 }

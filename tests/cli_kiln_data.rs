@@ -132,6 +132,29 @@ fn bad_input_gives_a_message_not_a_panic() {
     assert!(!out.status.success());
     assert!(text(&out).contains("probability"), "{}", text(&out));
     assert!(!text(&out).contains("panicked"));
+
+    // Resize targets are checked before anything is decoded or written.
+    for size in ["0x0", "20000x20000"] {
+        let out_dir = tmp.path().join(format!("resize-{size}"));
+        let out = kiln_data(
+            &[
+                "--data",
+                data.to_str().unwrap(),
+                "--resize",
+                size,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("each side must be between 1 and"),
+            "{}",
+            text(&out)
+        );
+        assert!(!out_dir.exists());
+    }
 }
 
 #[test]

@@ -65,6 +65,12 @@ fn run(cli: Cli) -> Result<()> {
     if cli.top == 0 || cli.batch == 0 {
         bail!("--top and --batch must be positive");
     }
+    if !(cli.tolerance >= 0.0 && cli.tolerance.is_finite()) {
+        bail!(
+            "--tolerance {} must be a non-negative number",
+            cli.tolerance
+        );
+    }
     let device = backend::device(cli.device.as_deref())?;
     let (arch, weights) = resolve_weights(&cli.weights)?;
     let net = arch.load(&weights, &device)?.valid();
@@ -96,7 +102,8 @@ fn compare(net: &Network, reference: &Path, tolerance: f32, device: &Device) -> 
         println!("features max relative error {features:.3e}");
     }
     let worst = errors.worst();
-    if worst > tolerance {
+    // A NaN error (NaN weights or outputs) fails too.
+    if worst.is_nan() || worst > tolerance {
         bail!("largest relative error {worst:.3e} is above the tolerance {tolerance:.1e}");
     }
     println!("ok: within {tolerance:.1e}");
@@ -104,7 +111,7 @@ fn compare(net: &Network, reference: &Path, tolerance: f32, device: &Device) -> 
 }
 
 fn classify(cli: &Cli, net: &Network, preset: ClassificationPreset, device: &Device) -> Result<()> {
-    let names = class_names(cli.classes.as_deref())?;
+    let names = class_names(cli.classes.as_deref(), net.head().weight.dims()[1])?;
     let side = preset.crop_size;
     for chunk in cli.images.chunks(cli.batch) {
         let mut pixels = Vec::with_capacity(chunk.len() * 3 * side * side);
@@ -120,6 +127,14 @@ fn classify(cli: &Cli, net: &Network, preset: ClassificationPreset, device: &Dev
             device,
         );
         let probabilities = values(softmax(net.forward(images), 1).into_data())?;
+        if probabilities.iter().any(|p| !p.is_finite()) {
+            bail!(
+                "the network gives non-finite scores for {}: its weights ({}) hold NaN or \
+                 infinite values; use an intact weight file",
+                chunk[0].display(),
+                cli.weights
+            );
+        }
         let classes = probabilities.len() / chunk.len();
         for (path, row) in chunk.iter().zip(probabilities.chunks(classes)) {
             println!("{}", path.display());
@@ -138,14 +153,28 @@ fn classify(cli: &Cli, net: &Network, preset: ClassificationPreset, device: &Dev
 }
 
 /// Class names from `--classes`, else the shared ImageNet list when it is there.
-fn class_names(explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
+/// The names of the network's `classes` classes: `explicit`, else the shared ImageNet list;
+/// a file with another number of names is an error.
+fn class_names(explicit: Option<&Path>, classes: usize) -> Result<Option<Vec<String>>> {
+    let read = |path: &Path| -> Result<Option<Vec<String>>> {
+        let names = read_class_names(path)?;
+        if names.len() != classes {
+            bail!(
+                "{} has {} class names but the network has {classes} classes; give the names \
+                 of these weights' classes, one a line",
+                path.display(),
+                names.len()
+            );
+        }
+        Ok(Some(names))
+    };
     if let Some(path) = explicit {
-        return Ok(Some(read_class_names(path)?));
+        return read(path);
     }
     let shared = kiln::cli::shared_dir();
     let default = shared.join("pretrained/imagenet-classes.txt");
     if default.is_file() {
-        Ok(Some(read_class_names(&default)?))
+        read(&default)
     } else {
         eprintln!(
             "note: no class names (pass --classes FILE or set {SHARED_ENV}); printing indices"

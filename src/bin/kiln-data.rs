@@ -103,7 +103,12 @@ fn parse_size(text: &str) -> Result<[usize; 2], String> {
             .parse::<usize>()
             .map_err(|_| format!("`{text}` is not WxH"))
     };
-    Ok([parse(w)?, parse(h)?])
+    let size = [parse(w)?, parse(h)?];
+    let most = kiln_data::image_folder::MAX_IMAGE_SIDE;
+    if size.iter().any(|&side| side == 0 || side > most) {
+        return Err(format!("`{text}`: each side must be between 1 and {most}"));
+    }
+    Ok(size)
 }
 
 /// Flip, translate by an eighth of the side with reflection, and colour jitter.

@@ -115,7 +115,10 @@ pub fn cross_validate(
     if k_max > smallest {
         return Err(ClassicError::invalid(
             "ks",
-            format!("k = {k_max} exceeds the {smallest} images of a training fold"),
+            format!(
+                "k = {k_max}, the largest k to try, exceeds the {smallest} images of a training \
+                 fold; try smaller k (kiln-knn: [cv] ks) or more images"
+            ),
         ));
     }
     let mut table = vec![vec![Vec::new(); ks.len()]; metrics.len()];

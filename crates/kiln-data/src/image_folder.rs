@@ -73,17 +73,52 @@ pub fn list_image_folder(root: &Path) -> Result<FolderListing> {
     Ok((files, classes))
 }
 
-/// Decodes one image file to 8-bit RGB, optionally resized.
+/// The longest side kiln decodes or resizes an image to: a file claiming more is refused
+/// before its pixels are allocated (a few kilobytes of PNG can otherwise ask for gigabytes).
+pub const MAX_IMAGE_SIDE: usize = 16_384;
+
+/// The most bytes one decoded image may take.
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+
+/// Whether JPEG `bytes` end their last scan with the end-of-image marker. Entropy-coded data
+/// never holds `FF D9` (an `FF` there is followed by `00` or a restart marker), so a file cut
+/// short lacks it — decoders fill the missing rows with grey and say nothing.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let start = last_scan.unwrap_or(0);
+    bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// Decodes one image file to 8-bit RGB, optionally resized. Refuses images larger than
+/// [`MAX_IMAGE_SIDE`] or [`MAX_IMAGE_BYTES`] before decoding them, and JPEG files cut short.
 pub fn decode_image(path: &Path, resize: Option<(usize, usize)>) -> Result<Image> {
-    let decoded = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+    let decode_error = |reason: String| DataError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some((w, h)) = resize
+        && (w == 0 || h == 0 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE)
+    {
+        return Err(DataError::invalid(
+            "resize",
+            format!("{w}x{h}: each side must be between 1 and {MAX_IMAGE_SIDE}"),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
+        return Err(decode_error(
+            "the JPEG data end before the image does (the file was cut short)".into(),
+        ));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|e| DataError::Decode {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| DataError::io(path, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE as u32);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE as u32);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| decode_error(e.to_string()))?;
     let mut rgb = decoded.to_rgb8();
     if let Some((w, h)) = resize
         && (rgb.width() as usize, rgb.height() as usize) != (w, h)
@@ -243,5 +278,38 @@ mod tests {
             load_image_folder(dir.path(), &Default::default()),
             Err(DataError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn cut_jpegs_and_oversized_images_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo =
+            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        let whole = dir.path().join("whole.jpg");
+        photo.save(&whole).unwrap();
+        let decoded = decode_image(&whole, None).unwrap();
+        assert_eq!((decoded.width, decoded.height), (64, 48));
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+        let err = decode_image(&cut, None).unwrap_err().to_string();
+        assert!(
+            err.contains("cut.jpg") && err.contains("cut short"),
+            "{err}"
+        );
+
+        // A tiny file that claims a huge image is refused before its pixels are allocated.
+        let tall = dir.path().join("tall.png");
+        image::GrayImage::new(1, (MAX_IMAGE_SIDE + 1) as u32)
+            .save(&tall)
+            .unwrap();
+        assert!(std::fs::metadata(&tall).unwrap().len() < 100_000);
+        let err = decode_image(&tall, None).unwrap_err().to_string();
+        assert!(err.contains("tall.png"), "{err}");
+
+        for size in [(0, 0), (MAX_IMAGE_SIDE + 1, 8)] {
+            let err = decode_image(&whole, Some(size)).unwrap_err().to_string();
+            assert!(err.contains("must be between 1 and"), "{err}");
+        }
     }
 }

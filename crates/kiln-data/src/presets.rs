@@ -98,9 +98,27 @@ impl ClassificationPreset {
         out
     }
 
-    /// Decodes the image file at `path` and preprocesses it.
+    /// Decodes the image file at `path` and preprocesses it. An image so elongated that
+    /// resizing its short side would make its long side exceed
+    /// [`MAX_IMAGE_SIDE`](crate::image_folder::MAX_IMAGE_SIDE) is refused.
     pub fn load(&self, path: &Path) -> Result<Vec<f32>> {
-        Ok(self.apply(&decode_image(path, None)?))
+        let image = decode_image(path, None)?;
+        let (short, long) = (image.width.min(image.height), image.width.max(image.height));
+        let resized_long = (self.resize_size as f64 * long as f64 / short.max(1) as f64) as usize;
+        if resized_long > crate::image_folder::MAX_IMAGE_SIDE {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "is {}×{}: resizing its short side to {} would make it {resized_long} pixels \
+                     long (at most {}); crop it to a less elongated shape first",
+                    image.width,
+                    image.height,
+                    self.resize_size,
+                    crate::image_folder::MAX_IMAGE_SIDE
+                ),
+            ));
+        }
+        Ok(self.apply(&image))
     }
 }
 
@@ -283,5 +301,17 @@ mod tests {
             ..ClassificationPreset::imagenet()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn elongated_images_are_refused_before_resizing() {
+        let dir = tempfile::tempdir().unwrap();
+        let strip = dir.path().join("strip.png");
+        image::RgbImage::new(1, 1000).save(&strip).unwrap();
+        let err = ClassificationPreset::imagenet()
+            .load(&strip)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strip.png") && err.contains("1×1000"), "{err}");
     }
 }
