@@ -264,6 +264,7 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
         std::process::id()
     ));
     let _ = fs::remove_dir_all(&staging);
+    remove_abandoned_staging(parent, dest);
     fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
     let unpack = || -> Result<()> {
         let mut archive_reader = open()?;
@@ -291,7 +292,47 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
         let _ = fs::remove_dir_all(&staging);
         return Err(e);
     }
-    fs::rename(&staging, dest).map_err(|e| DataError::io(dest, e))
+    match fs::rename(&staging, dest) {
+        Ok(()) => Ok(()),
+        // Another process extracted the same archive first: its copy is as good.
+        Err(_) if dest.is_dir() => {
+            let _ = fs::remove_dir_all(&staging);
+            Ok(())
+        }
+        Err(e) => Err(DataError::io(dest, e)),
+    }
+}
+
+/// Removes the staging folders (`.<dest>.partial-<pid>`) of extractions whose process is gone
+/// (killed mid-way). On Linux a live process keeps its folder; elsewhere folders younger than a
+/// day are kept.
+fn remove_abandoned_staging(parent: &Path, dest: &Path) {
+    let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let alive = if cfg!(target_os = "linux") {
+            Path::new("/proc").join(pid).exists()
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() < 24 * 3600)
+        };
+        if !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -324,6 +365,24 @@ mod tests {
         let dest = dir.path().join("out");
         extract_archive(&archive, &dest).unwrap();
         assert_eq!(fs::read(dest.join("x/sub/two.txt")).unwrap(), b"22");
+    }
+
+    #[test]
+    fn staging_left_by_a_killed_extraction_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        tar_gz_with(&[("x/one.txt", b"1")], &archive);
+        // A process id far above any live one on this machine.
+        let abandoned = dir.path().join(".out.partial-4000000000");
+        fs::create_dir_all(abandoned.join("x")).unwrap();
+        fs::write(abandoned.join("x/half.txt"), b"h").unwrap();
+        extract_archive(&archive, &dir.path().join("out")).unwrap();
+        assert!(!abandoned.exists());
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}"); // a.tar.gz and out
     }
 
     #[test]

@@ -80,8 +80,10 @@ fn is_archive(path: &Path) -> bool {
     name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar")
 }
 
-/// Extracts a dataset archive once into `<cache>/extracted/<archive name>` and returns that
-/// directory.
+/// Extracts a dataset archive once into `<cache>/extracted/<archive name>-<content hash>` and
+/// returns that directory. The key is the archive's SHA-256 (its first 16 hex digits), so an
+/// updated or different archive of the same name is extracted anew instead of being served
+/// the old files.
 pub fn extract_into_cache(archive: &Path) -> Result<PathBuf> {
     let name = archive
         .file_name()
@@ -91,7 +93,10 @@ pub fn extract_into_cache(archive: &Path) -> Result<PathBuf> {
         .trim_end_matches(".gz")
         .trim_end_matches(".tgz")
         .trim_end_matches(".tar");
-    let dest = cache_dir().join("extracted").join(stem);
+    let digest = crate::download::sha256_file(archive)?;
+    let dest = cache_dir()
+        .join("extracted")
+        .join(format!("{stem}-{}", &digest[..16]));
     if !dest.exists() {
         extract_archive(archive, &dest)?;
     }
@@ -203,7 +208,28 @@ mod tests {
         let cache = dir.path().join("cache");
         let data = temp_env_cache(&cache, || open_dataset(&archive, &Default::default())).unwrap();
         assert_eq!(data.train.classes, vec!["cat", "dog"]);
-        assert!(cache.join("extracted/mini").is_dir());
+        let extracted: Vec<String> = fs::read_dir(cache.join("extracted"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(extracted.len(), 1);
+        assert!(extracted[0].starts_with("mini-"), "{extracted:?}");
+
+        // Another archive of the same name (a class added) is not served the old files.
+        fs::create_dir_all(dir.path().join("src/mini/train/eel")).unwrap();
+        image::RgbImage::new(2, 2)
+            .save(dir.path().join("src/mini/train/eel/0.png"))
+            .unwrap();
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&archive).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all("mini", dir.path().join("src/mini"))
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+        let data = temp_env_cache(&cache, || open_dataset(&archive, &Default::default())).unwrap();
+        assert_eq!(data.train.classes, vec!["cat", "dog", "eel"]);
     }
 
     fn temp_env_cache<T>(cache: &Path, f: impl FnOnce() -> T) -> T {
