@@ -77,10 +77,13 @@ impl CnnRunConfig {
     }
 
     /// Splits `data` as this config says and fits the normalisation, after checking that the
-    /// augmentation keeps the images' size (the network is built for it).
-    pub fn prepare(&self, data: TrainTest) -> Result<PreparedData> {
+    /// augmentation keeps the images' size and that `[model]` builds for them (so that a bad
+    /// config is refused before anything is written).
+    pub fn prepare(&self, data: TrainTest, device: &Device) -> Result<PreparedData> {
         let t = &data.train;
         TransformConfig::check_size_kept(&self.augment, [t.width, t.height], "[[augment]]")?;
+        let geometry = Geometry::new(t.channels, t.height, t.width, t.classes.len());
+        self.model.build(geometry, None, device)?;
         Ok(PreparedData::new(
             data,
             &self.split_spec(),
@@ -135,6 +138,27 @@ impl CnnRunConfig {
             resume,
         )?)
     }
+}
+
+/// Checks that the config file at `path` (if one is given) names its network: `[model]` is the
+/// one table kiln-cnn does not fill in with defaults, since training a network the user did
+/// not choose would be a silent surprise.
+pub fn require_model_table(path: Option<&std::path::Path>) -> Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+    if !table.contains_key("model") {
+        anyhow::bail!(
+            "config {} has no [model] table; name the network to train (e.g. `[model]` with \
+             `type = \"conv-net\"`, see configs/cifar10-cnn.toml)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The geometry and class count of a training set, for [`ModelSpec::build`].

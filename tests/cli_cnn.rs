@@ -267,5 +267,25 @@ fn bad_configs_name_the_problem() {
         assert_eq!(out.status.code(), Some(1), "{printed}");
         assert!(printed.contains(expected), "{expected}: {printed}");
         assert!(!printed.contains("panicked"), "{printed}");
+        // Parameter rules are checked against the built network once training starts; every
+        // other bad config is refused before the run directory exists.
+        let checked_in_training =
+            expected.contains("trainable parameter") || expected.contains("lr_groups");
+        assert_eq!(
+            out_dir.exists(),
+            checked_in_training,
+            "{expected}: {}",
+            out_dir.display()
+        );
     }
+    // A config without [model] does not train a network the user never chose.
+    let no_model = tmp.path().join("no-model.toml");
+    std::fs::write(&no_model, "val_images = 9\n[train]\nepochs = 1\n").unwrap();
+    let out = run_on(CNN, &[], &data, &no_model, &tmp.path().join("run-no-model"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no-model.toml has no [model] table"),
+        "{}",
+        text(&out)
+    );
 }

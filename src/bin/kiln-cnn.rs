@@ -140,11 +140,16 @@ struct ParamsArgs {
     input: Vec<usize>,
 }
 
-fn load(args: &CommonArgs, config: &mut CnnRunConfig) -> Result<(PreparedData, ImageSet)> {
+fn load(
+    args: &CommonArgs,
+    config: &mut CnnRunConfig,
+    device: &Device,
+) -> Result<(PreparedData, ImageSet)> {
+    kiln::cnn::require_model_table(args.config.as_deref())?;
     let (path, data) = cli::open_data(args.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());
     let test = cli::require_test(&data, &path)?;
-    let prepared = config.prepare(data).with_context(|| {
+    let prepared = config.prepare(data, device).with_context(|| {
         let file = args.config.as_deref().map(|p| p.display().to_string());
         format!("config {}", file.unwrap_or_else(|| "(defaults)".into()))
     })?;
@@ -154,7 +159,7 @@ fn load(args: &CommonArgs, config: &mut CnnRunConfig) -> Result<(PreparedData, I
 fn train(args: TrainArgs) -> Result<()> {
     let device = kiln::backend::device(args.common.device.as_deref())?;
     let (mut config, run): (CnnRunConfig, _) = cli::resolve_training(&args)?;
-    let (data, test) = load(&args.common, &mut config)?;
+    let (data, test) = load(&args.common, &mut config, &device)?;
     if data.val_is_test {
         eprintln!(
             "val_images = 0: training on all {} training images; the per-epoch validation columns are the test set",
@@ -208,7 +213,7 @@ fn sanity(args: SanityArgs) -> Result<()> {
     if let Some(seed) = args.common.seed {
         config.seed = seed;
     }
-    let (data, _) = load(&args.common, &mut config)?;
+    let (data, _) = load(&args.common, &mut config, &device)?;
     let t = &data.splits.train;
     let per_class = args.images.div_ceil(t.classes.len()).max(1);
     let indices = kiln_data::split::per_class_subset(&t.labels, per_class, config.seed)?;
@@ -266,7 +271,7 @@ fn search(args: TrainArgs) -> Result<()> {
                 .map_or("the config".into(), |p| p.display().to_string())
         );
     }
-    let (mut data, _) = load(&args.common, &mut config)?;
+    let (mut data, _) = load(&args.common, &mut config, &device)?;
     let spec = config.search.clone();
     data.splits.train = subset_for_search(&data.splits.train, spec.train_images, config.seed)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-search", &config)?;

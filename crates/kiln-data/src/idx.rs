@@ -110,6 +110,15 @@ pub fn idx_image_set(
             format!("expected 3 dimensions [n, h, w], found {:?}", images.dims),
         ));
     };
+    if n == 0 || h == 0 || w == 0 {
+        return Err(DataError::format(
+            images_path,
+            format!(
+                "holds no image (dimensions {:?}); the file is empty or was cut short",
+                images.dims
+            ),
+        ));
+    }
     if labels.dims != [n] {
         return Err(DataError::format(
             labels_path,
@@ -279,6 +288,15 @@ mod tests {
         let classes = (0..10).map(|d| d.to_string()).collect();
         let err = idx_image_set(images, labels, classes, p, Path::new("labels")).unwrap_err();
         assert!(err.to_string().contains("label 12"), "{err}");
+        // A set of no images names its file.
+        let images = parse_idx(&idx_bytes(&[0, 28, 28], &[]), p).unwrap();
+        let labels = parse_idx(&idx_bytes(&[0], &[]), p).unwrap();
+        let classes = (0..10).map(|d| d.to_string()).collect();
+        let err = idx_image_set(images, labels, classes, p, Path::new("labels")).unwrap_err();
+        assert!(
+            err.to_string().contains("x-idx3-ubyte") && err.to_string().contains("no image"),
+            "{err}"
+        );
     }
 
     #[test]
