@@ -83,6 +83,10 @@ fn knn_classifies_and_cross_validates() {
     assert!(!out.status.success());
     assert!(text(&out).contains("k = 1000"), "{}", text(&out));
     assert!(!text(&out).contains("panicked"));
+    assert!(
+        !tmp.path().join("bad").exists(),
+        "a refused start left its run directory"
+    );
 }
 
 #[test]

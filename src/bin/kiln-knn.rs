@@ -14,7 +14,7 @@ use serde_json::json;
 
 use kiln::cli::{self, CommonArgs};
 use kiln::knn::{KnnConfig, sample};
-use kiln_classic::cross_validation::{CrossValidation, CvProgress, Fold, LabelledRows};
+use kiln_classic::cross_validation::{CrossValidation, CvProgress, Fold, LabelledRows, check_plan};
 use kiln_classic::knn::{DistanceKernel, KnnClassifier, KnnOptions, Metric, accuracy};
 use kiln_data::ImageSet;
 use kiln_train::Progress;
@@ -153,8 +153,14 @@ fn neighbours(
 
 fn classify(args: KnnArgs) -> Result<()> {
     let s = setup(&args)?;
-    let run = cli::create_run(args.common.out.as_deref(), "kiln-knn", &s.config)?;
     let (metric, k) = (s.config.metric, s.config.k);
+    if k == 0 || k > s.train.len() {
+        bail!(
+            "k = {k} (--k) must be between 1 and the {} training images",
+            s.train.len()
+        );
+    }
+    let run = cli::create_run(args.common.out.as_deref(), "kiln-knn", &s.config)?;
     let progress = Progress::new(s.test.len() as u64, "classify", "img");
     let (knn, nb, secs) = neighbours(&s.train, &s.test, k, metric, &s, &progress)?;
     progress.finish();
@@ -214,7 +220,6 @@ impl CvProgress for CvReport<'_> {
 fn cross_validate(args: KnnArgs) -> Result<()> {
     let s = setup(&args)?;
     let cv = &s.config.cv;
-    let run = cli::create_run(args.common.out.as_deref(), "kiln-knn-cv", &s.config)?;
     let folds: Vec<Fold> =
         kiln_data::split::stratified_k_fold(&s.train.labels, cv.folds, s.config.seed)?
             .into_iter()
@@ -223,6 +228,9 @@ fn cross_validate(args: KnnArgs) -> Result<()> {
                 val: split.val,
             })
             .collect();
+    // Refused before the run directory exists.
+    check_plan(&folds, &cv.ks, &cv.metrics)?;
+    let run = cli::create_run(args.common.out.as_deref(), "kiln-knn-cv", &s.config)?;
     let rows = LabelledRows {
         pixels: &s.train.pixels,
         dims: s.train.image_len(),

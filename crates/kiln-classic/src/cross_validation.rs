@@ -85,17 +85,9 @@ pub trait CvProgress {
     fn fold_done(&mut self, fold: usize, metric: Metric, seconds: f64, scores: &[(usize, f64)]);
 }
 
-/// Cross-validates k ∈ `ks` and `metrics` on `rows` over `folds` (see
-/// `kiln_data::split::stratified_k_fold` for stratified folds).
-pub fn cross_validate(
-    rows: LabelledRows<'_>,
-    folds: &[Fold],
-    ks: &[usize],
-    metrics: &[Metric],
-    options: &KnnOptions,
-    device: &Device,
-    progress: &mut dyn CvProgress,
-) -> Result<CrossValidation> {
+/// Checks a cross-validation plan before any work: metrics and folds given, every k positive
+/// and no larger than the smallest training fold. Returns the k rising, without repeats.
+pub fn check_plan(folds: &[Fold], ks: &[usize], metrics: &[Metric]) -> Result<Vec<usize>> {
     let mut ks = ks.to_vec();
     ks.sort_unstable();
     ks.dedup();
@@ -121,6 +113,22 @@ pub fn cross_validate(
             ),
         ));
     }
+    Ok(ks)
+}
+
+/// Cross-validates k ∈ `ks` and `metrics` on `rows` over `folds` (see
+/// `kiln_data::split::stratified_k_fold` for stratified folds).
+pub fn cross_validate(
+    rows: LabelledRows<'_>,
+    folds: &[Fold],
+    ks: &[usize],
+    metrics: &[Metric],
+    options: &KnnOptions,
+    device: &Device,
+    progress: &mut dyn CvProgress,
+) -> Result<CrossValidation> {
+    let ks = check_plan(folds, ks, metrics)?;
+    let k_max = *ks.last().expect("check_plan keeps at least one k");
     let mut table = vec![vec![Vec::new(); ks.len()]; metrics.len()];
     for (fi, fold) in folds.iter().enumerate() {
         let (train_pixels, train_labels) = rows.gather(&fold.train);

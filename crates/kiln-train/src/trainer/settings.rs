@@ -111,6 +111,12 @@ impl LrGroup {
 impl TrainSettings {
     /// Checks what [`fit`](super::fit) cannot check later.
     pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(TrainError::Invalid(format!(
+                "[train] learning_rate {} must be a positive number (the learning rate)",
+                self.learning_rate
+            )));
+        }
         if self.epochs == 0 || self.batch_size == 0 {
             return Err(TrainError::Invalid(format!(
                 "[train] epochs ({}) and batch_size ({}) must be positive",
