@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use clap::Parser;
 
@@ -89,12 +88,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn values(data: burn::tensor::TensorData) -> Result<Vec<f32>> {
-    data.convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-}
-
 fn compare(net: &Network, reference: &Path, tolerance: f32, device: &Device) -> Result<()> {
     let errors = compare_with_reference(net, reference, device)?;
     println!("logits   max relative error {:.3e}", errors.logits);
@@ -126,15 +119,9 @@ fn classify(cli: &Cli, net: &Network, preset: ClassificationPreset, device: &Dev
             burn::tensor::TensorData::new(pixels, [chunk.len(), 3, side, side]),
             device,
         );
-        let probabilities = values(softmax(net.forward(images), 1).into_data())?;
-        if probabilities.iter().any(|p| !p.is_finite()) {
-            bail!(
-                "the network gives non-finite scores for {}: its weights ({}) hold NaN or \
-                 infinite values; use an intact weight file",
-                chunk[0].display(),
-                cli.weights
-            );
-        }
+        let probabilities = net
+            .probabilities(images)
+            .with_context(|| format!("weights {}", cli.weights))?;
         let classes = probabilities.len() / chunk.len();
         for (path, row) in chunk.iter().zip(probabilities.chunks(classes)) {
             println!("{}", path.display());

@@ -55,6 +55,12 @@ pub enum ZooError {
     /// The weight file could not be read or does not fit.
     #[error(transparent)]
     Weights(#[from] PretrainedError),
+    /// The network computes NaN or infinite scores: its weights hold such values.
+    #[error(
+        "the network gives non-finite scores: its weights hold NaN or infinite values; use an \
+         intact weight file"
+    )]
+    NonFinite,
 }
 
 /// Nonlinearities a config can name.
@@ -437,6 +443,21 @@ impl Network {
         each_network!(self, net => net.forward(images))
     }
 
+    /// Class probabilities (softmax of the scores) of `images`, `batch × classes` values
+    /// row-major; an error when a score is not finite (NaN or infinite weights), rather than
+    /// probabilities that print as "NaN %".
+    pub fn probabilities(&self, images: Tensor<4>) -> Result<Vec<f32>, ZooError> {
+        let values: Vec<f32> = burn::tensor::activation::softmax(self.forward(images), 1)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .map_err(|_| ZooError::NonFinite)?;
+        if values.iter().any(|p| !p.is_finite()) {
+            return Err(ZooError::NonFinite);
+        }
+        Ok(values)
+    }
+
     /// What the classifier sees, `[batch, feature_size()]` (pooled features for the
     /// ImageNet networks: what a linear probe trains on).
     pub fn forward_embedding(&self, images: Tensor<4>) -> Tensor<2> {
@@ -605,6 +626,24 @@ mod tests {
         let net = Architecture::ResNet18.init(3, &Device::flex());
         assert_eq!(net.head_path(), "fc");
         assert_eq!(net.feature_size(), 512);
+    }
+
+    #[test]
+    fn nan_weights_are_an_error_not_nan_probabilities() {
+        let device = Device::flex();
+        let net = ModelSpec::default().build(small(), None, &device).unwrap();
+        let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Default, &device);
+        let p = net.probabilities(images.clone()).unwrap();
+        assert_eq!(p.len(), 2 * 4);
+        assert!((p[..4].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let classes = net.head().weight.dims()[1];
+        let mut head = LinearConfig::new(net.feature_size(), classes).init(&device);
+        head.weight = head.weight.map(|w| w.mul_scalar(f32::NAN));
+        let broken = net.with_head(head);
+        assert!(matches!(
+            broken.probabilities(images),
+            Err(ZooError::NonFinite)
+        ));
     }
 
     #[test]
