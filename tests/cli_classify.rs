@@ -145,55 +145,40 @@ fn bad_inputs_are_clear_errors() {
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
 
     // A NaN tolerance, a class-name file of the wrong length, a cut photo: errors, not "ok".
-    let out = classify(
-        &shared,
+    let fails_naming = |args: &[&str], expected: &str| {
+        let out = classify(&shared, args);
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(expected), "{expected}: {}", text(&out));
+    };
+    let reference = reference.to_str().unwrap();
+    fails_naming(
         &[
             "--weights",
             "efficientnet-lite0",
             "--reference",
-            reference.to_str().unwrap(),
+            reference,
             "--tolerance",
             "NaN",
         ],
+        "--tolerance NaN",
     );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("--tolerance NaN"), "{}", text(&out));
-    let photo = dir.path().join("photo.png");
+    let photo = dir.path().join("photo.jpg");
     image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]))
         .save(&photo)
         .unwrap();
+    let photo = photo.to_str().unwrap();
     let three = dir.path().join("three.txt");
     std::fs::write(&three, "a\nb\nc\n").unwrap();
-    let out = classify(
-        &shared,
-        &[
-            "--weights",
-            "efficientnet-lite0",
-            "--classes",
-            three.to_str().unwrap(),
-            photo.to_str().unwrap(),
-        ],
+    let three = three.to_str().unwrap();
+    fails_naming(
+        &["--weights", "efficientnet-lite0", "--classes", three, photo],
+        "three.txt has 3 class names but the network has 1000",
     );
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("three.txt has 3 class names but the network has 1000"),
-        "{}",
-        text(&out)
-    );
-    let jpeg = dir.path().join("photo.jpg");
-    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]))
-        .save(&jpeg)
-        .unwrap();
-    let bytes = std::fs::read(&jpeg).unwrap();
-    std::fs::write(&jpeg, &bytes[..bytes.len() / 3]).unwrap();
-    let out = classify(
-        &shared,
-        &["--weights", "efficientnet-lite0", jpeg.to_str().unwrap()],
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("photo.jpg") && text(&out).contains("cut short"),
-        "{}",
-        text(&out)
+    let bytes = std::fs::read(photo).unwrap();
+    std::fs::write(photo, &bytes[..bytes.len() / 3]).unwrap();
+    fails_naming(
+        &["--weights", "efficientnet-lite0", photo],
+        "photo.jpg: cannot decode image (the JPEG data end before the image does (the file was \
+         cut short))",
     );
 }

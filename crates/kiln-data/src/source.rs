@@ -189,22 +189,27 @@ mod tests {
     #[test]
     fn an_archive_with_a_top_folder_opens_like_the_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src/mini/train/cat");
-        fs::create_dir_all(&src).unwrap();
-        image::RgbImage::new(2, 2).save(src.join("0.png")).unwrap();
-        fs::create_dir_all(dir.path().join("src/mini/train/dog")).unwrap();
-        image::RgbImage::new(2, 2)
-            .save(dir.path().join("src/mini/train/dog/0.png"))
-            .unwrap();
-        let archive = dir.path().join("mini.tar.gz");
-        let gz = flate2::write::GzEncoder::new(
-            fs::File::create(&archive).unwrap(),
-            flate2::Compression::fast(),
-        );
-        let mut tar = tar::Builder::new(gz);
-        tar.append_dir_all("mini", dir.path().join("src/mini"))
-            .unwrap();
-        tar.into_inner().unwrap().finish().unwrap();
+        // One 2×2 image a class under src/mini/train/, packed as mini.tar.gz.
+        let pack = |classes: &[&str]| {
+            for class in classes {
+                let folder = dir.path().join("src/mini/train").join(class);
+                fs::create_dir_all(&folder).unwrap();
+                image::RgbImage::new(2, 2)
+                    .save(folder.join("0.png"))
+                    .unwrap();
+            }
+            let archive = dir.path().join("mini.tar.gz");
+            let gz = flate2::write::GzEncoder::new(
+                fs::File::create(&archive).unwrap(),
+                flate2::Compression::fast(),
+            );
+            let mut tar = tar::Builder::new(gz);
+            tar.append_dir_all("mini", dir.path().join("src/mini"))
+                .unwrap();
+            tar.into_inner().unwrap().finish().unwrap();
+            archive
+        };
+        let archive = pack(&["cat", "dog"]);
         let cache = dir.path().join("cache");
         let data = temp_env_cache(&cache, || open_dataset(&archive, &Default::default())).unwrap();
         assert_eq!(data.train.classes, vec!["cat", "dog"]);
@@ -216,18 +221,7 @@ mod tests {
         assert!(extracted[0].starts_with("mini-"), "{extracted:?}");
 
         // Another archive of the same name (a class added) is not served the old files.
-        fs::create_dir_all(dir.path().join("src/mini/train/eel")).unwrap();
-        image::RgbImage::new(2, 2)
-            .save(dir.path().join("src/mini/train/eel/0.png"))
-            .unwrap();
-        let gz = flate2::write::GzEncoder::new(
-            fs::File::create(&archive).unwrap(),
-            flate2::Compression::fast(),
-        );
-        let mut tar = tar::Builder::new(gz);
-        tar.append_dir_all("mini", dir.path().join("src/mini"))
-            .unwrap();
-        tar.into_inner().unwrap().finish().unwrap();
+        let archive = pack(&["eel"]);
         let data = temp_env_cache(&cache, || open_dataset(&archive, &Default::default())).unwrap();
         assert_eq!(data.train.classes, vec!["cat", "dog", "eel"]);
     }
