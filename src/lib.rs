@@ -10,5 +10,6 @@ pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod cnn;
+pub mod detect;
 pub mod knn;
 pub mod linear;

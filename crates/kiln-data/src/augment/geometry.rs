@@ -329,6 +329,30 @@ pub struct RandomResizedCrop {
     pub scale: [f32; 2],
     /// Aspect ratio (width / height) range.
     pub ratio: [f32; 2],
+    /// Boxes keeping less than this fraction of their area inside the crop are dropped.
+    pub min_visible: f32,
+}
+
+/// Drops the boxes of `sample` that keep less than `min_visible` of their area inside the
+/// window `(x0, y0, w, h)`.
+fn drop_hidden_boxes(sample: Sample, (x0, y0, w, h): (f32, f32, f32, f32), min_visible: f32) -> Sample {
+    let Target::Boxes { boxes, labels } = sample.target else {
+        return sample;
+    };
+    let (boxes, labels) = boxes
+        .into_iter()
+        .zip(labels)
+        .filter(|(b, _)| {
+            let area = b.width() * b.height();
+            let iw = (b.x2.min(x0 + w) - b.x1.max(x0)).max(0.0);
+            let ih = (b.y2.min(y0 + h) - b.y1.max(y0)).max(0.0);
+            area > 0.0 && iw * ih >= min_visible * area
+        })
+        .unzip();
+    Sample {
+        image: sample.image,
+        target: Target::Boxes { boxes, labels },
+    }
 }
 
 impl RandomResizedCrop {
@@ -362,8 +386,20 @@ impl RandomResizedCrop {
 impl Transform for RandomResizedCrop {
     fn apply(&self, sample: Sample, rng: &mut ChaCha8Rng) -> Sample {
         let window = self.window(sample.image.width, sample.image.height, rng);
+        let sample = if self.min_visible > 0.0 {
+            drop_hidden_boxes(sample, window, self.min_visible)
+        } else {
+            sample
+        };
         resize_window(sample, window, self.size, self.size)
     }
+}
+
+/// Resizes a sample to `width`×`height` (bilinear image with pixel centres aligned, nearest
+/// mask, boxes scaled alike): for detectors whose input keeps the image's aspect ratio.
+pub fn resize_sample(sample: Sample, width: usize, height: usize) -> Sample {
+    let (w, h) = (sample.image.width as f32, sample.image.height as f32);
+    resize_window(sample, (0.0, 0.0, w, h), width.max(1), height.max(1))
 }
 
 /// Resizes to `size`×`size`.
@@ -399,6 +435,43 @@ mod tests {
                 .flat_map(|y| (0..w).map(move |x| (x + 10 * y) as u8))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn random_resized_crop_drops_boxes_mostly_cut_away() {
+        // A 10×10 box in the top-left corner and one in the bottom-right of a 40×40 image;
+        // every crop that cuts a box to under half its area must drop it, others keep it.
+        let boxes = vec![
+            BoundingBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 10.0 },
+            BoundingBox { x1: 30.0, y1: 30.0, x2: 40.0, y2: 40.0 },
+        ];
+        let rrc = RandomResizedCrop {
+            size: 20,
+            scale: [0.2, 0.6],
+            ratio: [1.0, 1.0],
+            min_visible: 0.5,
+        };
+        let (mut kept, mut dropped) = (0, 0);
+        for seed in 0..40 {
+            let mut r = rng(seed);
+            let window = rrc.window(40, 40, &mut r.clone());
+            let s = Sample {
+                image: gradient_image(40, 40),
+                target: Target::Boxes { boxes: boxes.clone(), labels: vec![0, 1] },
+            };
+            let Target::Boxes { labels, .. } = rrc.apply(s, &mut r).target else {
+                panic!("boxes stay boxes");
+            };
+            let (x0, y0, w, h) = window;
+            for (b, l) in boxes.iter().zip([0usize, 1]) {
+                let iw = (b.x2.min(x0 + w) - b.x1.max(x0)).max(0.0);
+                let ih = (b.y2.min(y0 + h) - b.y1.max(y0)).max(0.0);
+                let visible = iw * ih / 100.0;
+                assert_eq!(labels.contains(&l), visible >= 0.5, "seed {seed}, box {l}");
+                if visible >= 0.5 { kept += 1 } else { dropped += 1 }
+            }
+        }
+        assert!(kept > 0 && dropped > 0, "both cases occur ({kept} kept, {dropped} dropped)");
     }
 
     #[test]
@@ -531,6 +604,7 @@ mod tests {
             size: 20,
             scale: [0.2, 1.0],
             ratio: [0.75, 1.33],
+            min_visible: 0.0,
         };
         let mut saw_drop = false;
         for seed in 0..50 {
@@ -572,6 +646,7 @@ mod tests {
             size: 32,
             scale: [0.6, 1.0],
             ratio: [0.75, 1.33],
+            min_visible: 0.0,
         };
         for seed in 0..20 {
             let s = Sample {
@@ -624,6 +699,7 @@ mod tests {
             size: 24,
             scale: [0.3, 1.0],
             ratio: [0.75, 1.33],
+            min_visible: 0.0,
         };
         for seed in 0..20 {
             let s = Sample {

@@ -22,6 +22,7 @@ pub use color::ColorJitter;
 pub use erase::Cutout;
 pub use geometry::{
     AlternatingFlip, HorizontalFlip, PaddingMode, RandomCrop, RandomResizedCrop, Resize,
+    resize_sample,
 };
 
 /// An axis-aligned box in pixel coordinates; `(x1, y1)` is the top-left corner and `(x2, y2)`
@@ -149,6 +150,10 @@ pub enum TransformConfig {
         /// Range of the crop's width / height.
         #[serde(default = "default_ratio")]
         ratio: [f32; 2],
+        /// Boxes keeping less than this fraction of their area inside the crop are dropped
+        /// (the rest are clipped to it); 0 keeps every box with a pixel left.
+        #[serde(default)]
+        min_visible: f32,
     },
     /// Resize to `size`×`size` (bilinear for images, nearest for masks).
     Resize {
@@ -267,16 +272,26 @@ impl TransformConfig {
                     padding_mode,
                 })
             }
-            Self::RandomResizedCrop { size, scale, ratio } => {
-                if size == 0 || scale[1] > 1.0 {
+            Self::RandomResizedCrop {
+                size,
+                scale,
+                ratio,
+                min_visible,
+            } => {
+                if size == 0 || scale[1] > 1.0 || !(0.0..=1.0).contains(&min_visible) {
                     return Err(DataError::invalid(
                         "random-resized-crop",
-                        "size must be positive and scale at most 1",
+                        "size must be positive, scale at most 1 and min_visible in [0, 1]",
                     ));
                 }
                 check_range("random-resized-crop scale", scale, 0.0)?;
                 check_range("random-resized-crop ratio", ratio, 0.0)?;
-                Box::new(RandomResizedCrop { size, scale, ratio })
+                Box::new(RandomResizedCrop {
+                    size,
+                    scale,
+                    ratio,
+                    min_visible,
+                })
             }
             Self::Resize { size } => {
                 if size == 0 {
@@ -437,6 +452,7 @@ mod tests {
                 size: 8,
                 scale: [0.5, 0.1],
                 ratio: [1.0, 1.0],
+                min_visible: 0.0,
             },
             TransformConfig::RandomCrop {
                 size: 0,

@@ -1,0 +1,290 @@
+//! Detection items and batches: images of different sizes resized by a rule, normalised,
+//! padded to one batch tensor, with their boxes scaled alike and the original sizes kept for
+//! evaluation.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Device, Tensor, TensorData};
+use kiln_data::Image;
+use kiln_data::augment::{Sample, Target, resize_sample};
+use kiln_nets::{IMAGENET_MEAN, IMAGENET_STD};
+use serde::{Deserialize, Serialize};
+
+use crate::data::BoundingBox;
+use crate::{DetectError, Result};
+
+/// One image with its boxes, as a dataset yields it (after augmentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectionItem {
+    /// The (augmented) RGB image.
+    pub image: Image,
+    /// Boxes in `image`'s pixels.
+    pub boxes: Vec<BoundingBox>,
+    /// One class index per box.
+    pub labels: Vec<usize>,
+    /// The annotated image's id (for writing detections).
+    pub image_id: u64,
+    /// `[width, height]` of the original image, which detections are reported in.
+    pub original_size: [u32; 2],
+}
+
+impl DetectionItem {
+    /// The item as a kiln-data sample (for augmentation).
+    pub fn into_sample(self) -> (Sample, u64, [u32; 2]) {
+        let sample = Sample {
+            image: self.image,
+            target: Target::Boxes {
+                boxes: self.boxes,
+                labels: self.labels,
+            },
+        };
+        (sample, self.image_id, self.original_size)
+    }
+
+    /// An item from an augmented sample.
+    pub fn from_sample(sample: Sample, image_id: u64, original_size: [u32; 2]) -> Self {
+        let (boxes, labels) = match sample.target {
+            Target::Boxes { boxes, labels } => (boxes, labels),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Self {
+            image: sample.image,
+            boxes,
+            labels,
+            image_id,
+            original_size,
+        }
+    }
+}
+
+/// How images are sized for the network.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ResizeRule {
+    /// Warp to `size`×`size`, not keeping the aspect ratio (localization, R-CNN's warps).
+    Square {
+        /// Side in pixels.
+        size: usize,
+    },
+    /// Scale, keeping the aspect ratio, so that the short side is `short_side` unless the long
+    /// side would then exceed `max_long_side` (then the long side is `max_long_side`):
+    /// torchvision's `GeneralizedRCNNTransform` rule.
+    ShortSide {
+        /// Target short side.
+        short_side: usize,
+        /// Cap on the long side.
+        max_long_side: usize,
+    },
+}
+
+impl ResizeRule {
+    /// Checks the sides are positive.
+    pub fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            Self::Square { size } => size > 0,
+            Self::ShortSide {
+                short_side,
+                max_long_side,
+            } => short_side > 0 && max_long_side >= short_side,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(DetectError::invalid(
+                "resize",
+                format!("{self:?}: sides must be positive and max_long_side ≥ short_side"),
+            ))
+        }
+    }
+
+    /// `[width, height]` an image of `[width, height]` is resized to.
+    pub fn output_size(&self, [w, h]: [usize; 2]) -> [usize; 2] {
+        match *self {
+            Self::Square { size } => [size, size],
+            Self::ShortSide {
+                short_side,
+                max_long_side,
+            } => {
+                let (short, long) = (w.min(h).max(1) as f32, w.max(h).max(1) as f32);
+                let scale = (short_side as f32 / short).min(max_long_side as f32 / long);
+                [
+                    ((w as f32 * scale).round() as usize).max(1),
+                    ((h as f32 * scale).round() as usize).max(1),
+                ]
+            }
+        }
+    }
+}
+
+/// What the network sees of an image, and how to map its outputs back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageInfo {
+    /// The annotated image's id.
+    pub image_id: u64,
+    /// `[width, height]` of the original image.
+    pub original_size: [u32; 2],
+    /// `[width, height]` of the resized image inside the padded batch.
+    pub input_size: [usize; 2],
+    /// Target boxes in input pixels.
+    pub boxes: Vec<BoundingBox>,
+    /// Their class indices.
+    pub labels: Vec<usize>,
+}
+
+impl ImageInfo {
+    /// `(sx, sy)`: input pixels per original pixel.
+    pub fn scale(&self) -> (f32, f32) {
+        (
+            self.input_size[0] as f32 / self.original_size[0].max(1) as f32,
+            self.input_size[1] as f32 / self.original_size[1].max(1) as f32,
+        )
+    }
+
+    /// A box in input pixels mapped to the original image, clipped to it.
+    pub fn to_original(&self, b: &BoundingBox) -> BoundingBox {
+        let (sx, sy) = self.scale();
+        let (w, h) = (self.original_size[0] as f32, self.original_size[1] as f32);
+        BoundingBox {
+            x1: (b.x1 / sx).clamp(0.0, w),
+            y1: (b.y1 / sy).clamp(0.0, h),
+            x2: (b.x2 / sx).clamp(0.0, w),
+            y2: (b.y2 / sy).clamp(0.0, h),
+        }
+    }
+}
+
+/// A batch: normalised images `[batch, 3, H, W]` (zero-padded at the right and bottom to the
+/// largest image, rounded up to a multiple of the batcher's divisor) and one [`ImageInfo`] each.
+#[derive(Clone, Debug)]
+pub struct DetectionBatch {
+    /// The images, ImageNet-normalised.
+    pub images: Tensor<4>,
+    /// Per image: sizes, targets and id.
+    pub infos: Vec<ImageInfo>,
+}
+
+/// Makes [`DetectionBatch`]es: resize by the rule, normalise with ImageNet's mean and standard
+/// deviation, pad.
+#[derive(Clone, Debug)]
+pub struct DetectionBatcher {
+    /// The resize rule.
+    pub rule: ResizeRule,
+    /// Padded sides are multiples of this (32 keeps every stride of a backbone whole).
+    pub size_divisor: usize,
+}
+
+impl DetectionBatcher {
+    /// A batcher resizing by `rule`, padding to multiples of 32.
+    pub fn new(rule: ResizeRule) -> Self {
+        Self {
+            rule,
+            size_divisor: 32,
+        }
+    }
+
+    /// The resized items and the padded `[height, width]`.
+    fn resized(&self, items: Vec<DetectionItem>) -> (Vec<(Image, ImageInfo)>, [usize; 2]) {
+        let divisor = self.size_divisor.max(1);
+        let mut max = [0usize; 2];
+        let resized: Vec<(Image, ImageInfo)> = items
+            .into_iter()
+            .map(|item| {
+                let [w, h] = self.rule.output_size([item.image.width, item.image.height]);
+                // The boxes are in the augmented image's pixels; map them through the resize,
+                // and record the scale from the original image to the input.
+                let (id, original) = (item.image_id, item.original_size);
+                let (sample, _, _) = item.into_sample();
+                let sample = resize_sample(sample, w, h);
+                let resized = DetectionItem::from_sample(sample, id, original);
+                max = [max[0].max(h), max[1].max(w)];
+                let info = ImageInfo {
+                    image_id: id,
+                    original_size: original,
+                    input_size: [w, h],
+                    boxes: resized.boxes,
+                    labels: resized.labels,
+                };
+                (resized.image.to_rgb(), info)
+            })
+            .collect();
+        let padded = max.map(|s| s.div_ceil(divisor) * divisor);
+        (resized, padded)
+    }
+}
+
+/// Images `[n, 3, height, width]` normalised with ImageNet's statistics, zero (after
+/// normalisation) beyond each image.
+pub fn normalise_into(images: &[&Image], [height, width]: [usize; 2]) -> (Vec<f32>, [usize; 4]) {
+    let plane = height * width;
+    let mut values = vec![0f32; images.len() * 3 * plane];
+    for (n, image) in images.iter().enumerate() {
+        for y in 0..image.height.min(height) {
+            for x in 0..image.width.min(width) {
+                let px = image.pixel(x, y);
+                for c in 0..3 {
+                    let v = px[c.min(px.len() - 1)] as f32 / 255.0;
+                    values[(n * 3 + c) * plane + y * width + x] =
+                        (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                }
+            }
+        }
+    }
+    (values, [images.len(), 3, height, width])
+}
+
+impl Batcher<DetectionItem, DetectionBatch> for DetectionBatcher {
+    fn batch(&self, items: Vec<DetectionItem>, device: &Device) -> DetectionBatch {
+        let (resized, padded) = self.resized(items);
+        let images: Vec<&Image> = resized.iter().map(|(i, _)| i).collect();
+        let (values, shape) = normalise_into(&images, padded);
+        DetectionBatch {
+            images: Tensor::from_data(TensorData::new(values, shape), device),
+            infos: resized.into_iter().map(|(_, info)| info).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(w: usize, h: usize, b: BoundingBox) -> DetectionItem {
+        DetectionItem {
+            image: Image::filled(w, h, 3, 128),
+            boxes: vec![b],
+            labels: vec![0],
+            image_id: 7,
+            original_size: [w as u32, h as u32],
+        }
+    }
+
+    #[test]
+    fn short_side_rule_keeps_aspect_and_caps_the_long_side() {
+        let rule = ResizeRule::ShortSide {
+            short_side: 400,
+            max_long_side: 600,
+        };
+        assert_eq!(rule.output_size([500, 250]), [600, 300]);
+        assert_eq!(rule.output_size([300, 400]), [400, 533]);
+        assert!(ResizeRule::Square { size: 0 }.validate().is_err());
+    }
+
+    #[test]
+    fn batch_pads_scales_boxes_and_maps_them_back() {
+        let batcher = DetectionBatcher::new(ResizeRule::ShortSide {
+            short_side: 64,
+            max_long_side: 200,
+        });
+        let b = BoundingBox { x1: 10.0, y1: 5.0, x2: 30.0, y2: 25.0 };
+        let items = vec![item(64, 32, b), item(40, 40, b)];
+        let batch = batcher.batch(items, &Device::flex());
+        // 64×32 → 128×64, 40×40 → 64×64; padded to [64, 128] (multiples of 32).
+        assert_eq!(batch.images.dims(), [2, 3, 64, 128]);
+        let first = &batch.infos[0];
+        assert_eq!(first.input_size, [128, 64]);
+        assert_eq!(first.boxes[0], BoundingBox { x1: 20.0, y1: 10.0, x2: 60.0, y2: 50.0 });
+        assert_eq!(first.to_original(&first.boxes[0]), b);
+        // The padding of the second image is zero after normalisation.
+        let pad = batch.images.slice([1..2, 0..3, 0..64, 64..128]).abs().max().into_scalar::<f32>();
+        assert_eq!(pad, 0.0);
+    }
+}

@@ -1,0 +1,173 @@
+//! `kiln-detect train` configs (`configs/raccoon-*.toml`): the method, the data split, the
+//! backbone, the method's own table, the `[train]` table of kiln-train and `[[augment]]` steps.
+
+use std::path::PathBuf;
+
+use kiln_data::augment::TransformConfig;
+use kiln_train::trainer::TrainSettings;
+use serde::{Deserialize, Serialize};
+
+use crate::localize::{BoxLoss, WindowSearch};
+use crate::{DetectError, Result};
+
+/// Which detector a config trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// One box per image regressed from pooled features.
+    #[default]
+    Localize,
+    /// The localization network run over windows at several scales.
+    Overfeat,
+    /// Selective-search proposals, CNN features, per-class SVMs and box regression.
+    Rcnn,
+}
+
+/// Where the data comes from and how it is split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The dataset (a VOC folder or its `.tar.gz`); `--data` overrides it.
+    pub path: Option<PathBuf>,
+    /// Test share of a folder without split files (seeded shuffle).
+    pub test_fraction: f32,
+    /// Share of the training images held out to pick the best checkpoint (0: none).
+    pub val_fraction: f32,
+    /// Classes to keep, in this order (empty: every class found, sorted).
+    pub classes: Vec<String>,
+    /// Images are downscaled on decoding so their long side is at most this.
+    pub max_side: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            test_fraction: 0.2,
+            val_fraction: 0.1,
+            classes: Vec::new(),
+            max_side: 800,
+        }
+    }
+}
+
+/// The pretrained backbone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackboneConfig {
+    /// Weights: a `.pth` file or a published name (`efficientnet-lite0`, `resnet18`, …), or
+    /// `none` with `arch` for random initialisation.
+    pub weights: String,
+    /// Architecture when `weights = "none"`.
+    pub arch: String,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self {
+            weights: "efficientnet-lite0".into(),
+            arch: "efficientnet-lite0".into(),
+        }
+    }
+}
+
+/// Localization and OverFeat training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalizeConfig {
+    /// Input side: images (localization) or windows (OverFeat) are warped to this square.
+    pub input_size: usize,
+    /// The box head's loss.
+    pub box_loss: BoxLoss,
+    /// Weight of the box loss against the class loss.
+    pub box_weight: f32,
+    /// An input whose largest object covers less than this share of it is background.
+    pub min_object_fraction: f32,
+    /// Images per evaluation step.
+    pub eval_batch: usize,
+}
+
+impl Default for LocalizeConfig {
+    fn default() -> Self {
+        Self {
+            input_size: 224,
+            box_loss: BoxLoss::SmoothL1 { beta: 0.05 },
+            box_weight: 5.0,
+            min_object_fraction: 0.0,
+            eval_batch: 16,
+        }
+    }
+}
+
+/// A whole `kiln-detect train` config.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// The detector.
+    pub method: Method,
+    /// Seed of the split, initialisation and augmentation.
+    pub seed: u64,
+    /// Data and split.
+    pub data: DataConfig,
+    /// The backbone.
+    pub backbone: BackboneConfig,
+    /// Localization / OverFeat network and training.
+    pub localize: LocalizeConfig,
+    /// OverFeat's test-time window search.
+    pub overfeat: WindowSearch,
+    /// R-CNN's proposals, warps, SVMs, box regressors and test settings.
+    #[serde(default)]
+    pub rcnn: crate::rcnn::RcnnConfig,
+    /// kiln-train's loop settings.
+    pub train: TrainSettings,
+    /// Training augmentation (box-aware).
+    pub augment: Vec<TransformConfig>,
+}
+
+impl DetectConfig {
+    /// Checks what can be checked before reading data.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, reason: String| Err(DetectError::invalid(what, reason));
+        if !(0.0..1.0).contains(&self.data.val_fraction) {
+            return bad("[data] val_fraction", format!("{} is not in [0, 1)", self.data.val_fraction));
+        }
+        if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
+            return bad("[data] test_fraction", format!("{} is not in (0, 1)", self.data.test_fraction));
+        }
+        if self.data.max_side < 32 {
+            return bad("[data] max_side", "must be at least 32".into());
+        }
+        let l = &self.localize;
+        if l.input_size < 32 || l.input_size % 32 != 0 {
+            return bad("[localize] input_size", format!("{} is not a multiple of 32 (the backbone's stride)", l.input_size));
+        }
+        if !(l.box_weight >= 0.0 && l.box_weight.is_finite()) || !(0.0..1.0).contains(&l.min_object_fraction) {
+            return bad("[localize]", "box_weight must be ≥ 0 and min_object_fraction in [0, 1)".into());
+        }
+        if let BoxLoss::SmoothL1 { beta } = l.box_loss
+            && !(beta > 0.0)
+        {
+            return bad("[localize] box_loss", format!("beta {beta} must be positive"));
+        }
+        if l.eval_batch == 0 {
+            return bad("[localize] eval_batch", "must be positive".into());
+        }
+        if self.method == Method::Overfeat {
+            self.overfeat.validate()?;
+            if self.overfeat.window != l.input_size {
+                return bad(
+                    "[overfeat] window",
+                    format!("{} differs from [localize] input_size {}: the windows must be what the network was trained on", self.overfeat.window, l.input_size),
+                );
+            }
+        }
+        if self.method == Method::Rcnn {
+            self.rcnn.validate()?;
+        }
+        self.train.validate()?;
+        for step in &self.augment {
+            step.build()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! Object detection on Burn, the way CS231n walks it: localization as regression, sliding
+//! windows (OverFeat), region proposals (selective search) and R-CNN, with everything detectors
+//! share in one place.
+//!
+//! - [`data`]: annotated images, Pascal VOC and COCO readers and writers, COCO results;
+//! - [`ops`]: box ops as tensor functions (IoU, GIoU, box coding, clipping, NMS), shared by
+//!   every detector as torchvision's `ops` are;
+//! - [`eval`]: the COCO evaluator (equal to pycocotools' `COCOeval`) and VOC's AP;
+//! - [`proposals`]: selective search (Felzenszwalb–Huttenlocher segmentation and hierarchical
+//!   grouping) and proposal recall.
+//!
+//! The crate never picks a Burn backend: every function takes tensors or a device.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod config;
+pub mod data;
+pub mod dataset;
+pub mod draw;
+mod error;
+pub mod eval;
+pub mod localize;
+pub mod ops;
+pub mod predict;
+pub mod proposals;
+pub mod rcnn;
+pub mod run;
+pub mod train;
+
+pub use error::{DetectError, Result};

@@ -1,0 +1,182 @@
+//! A detection run from start to end: train the config's method, detect on the test split,
+//! write the detections as COCO results, score them (COCO and VOC), and draw a few test images.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use kiln_train::RunDir;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::batch::DetectionItem;
+use crate::config::{DetectConfig, Method};
+use crate::data::load::LoadedSplits;
+use crate::data::results::write_coco_results;
+use crate::data::{Detection, DetectionSet};
+use crate::dataset::decode_items;
+use crate::draw::{draw_detections, save_grid};
+use crate::eval::{CocoEvaluation, VocAp, VocEvaluation, evaluate_coco, evaluate_voc, save_pr_curves, write_metrics_json};
+use crate::ops::host::iou;
+use crate::train::{detect_with_localizer, hold_out, train_localizer};
+use crate::Result;
+
+/// The run file naming the categories a detector was trained on, in class-index order.
+pub const CATEGORIES_FILE: &str = "categories.json";
+
+/// COCO and VOC (all-point, IoU 0.5) scores of a set of detections.
+#[derive(Clone, Debug)]
+pub struct Scores {
+    /// pycocotools-equal COCO evaluation.
+    pub coco: CocoEvaluation,
+    /// VOC2010+ all-point AP at IoU 0.5.
+    pub voc: VocEvaluation,
+}
+
+/// Scores `detections` against `gt` and writes `metrics.json` and `pr_curve.png` into `dir`.
+pub fn score_detections(gt: &DetectionSet, detections: &[Detection], dir: &Path) -> Result<Scores> {
+    let coco = evaluate_coco(gt, detections);
+    let voc = evaluate_voc(gt, detections, 0.5, VocAp::AllPoint);
+    write_metrics_json(&dir.join("metrics.json"), &coco, &voc)?;
+    if gt.images.iter().any(|im| !im.objects.is_empty()) {
+        save_pr_curves(&dir.join("pr_curve.png"), &coco)?;
+    }
+    Ok(Scores { coco, voc })
+}
+
+/// How well one-box-per-image localization did: the mean over test images of the best IoU of
+/// the image's top detection with any of its objects, and the share of images where it is at
+/// least 0.5.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Localization {
+    /// Mean IoU of the top detection with its best-matching object.
+    pub mean_iou: f64,
+    /// Share of images whose top detection has IoU ≥ 0.5 with an object.
+    pub localized: f64,
+}
+
+/// [`Localization`] of `detections` (the top-scoring one per image) on the images of `gt`
+/// that hold objects.
+pub fn localization(gt: &DetectionSet, detections: &[Detection]) -> Localization {
+    let (mut sum, mut hits, mut n) = (0.0, 0usize, 0usize);
+    for image in gt.images.iter().filter(|im| !im.objects.is_empty()) {
+        let top = detections
+            .iter()
+            .filter(|d| d.image_id == image.id)
+            .max_by(|a, b| a.score.total_cmp(&b.score));
+        let best = top.map_or(0.0, |d| {
+            image.objects.iter().map(|o| iou(&d.bbox, &o.bbox)).fold(0.0, f32::max)
+        });
+        sum += best as f64;
+        hits += usize::from(best >= 0.5);
+        n += 1;
+    }
+    let n = n.max(1) as f64;
+    Localization {
+        mean_iou: sum / n,
+        localized: hits as f64 / n,
+    }
+}
+
+/// Draws the first `count` test images with their detections (score ≥ `min_score`) and ground
+/// truth into one PNG grid.
+pub fn draw_test_grid(
+    items: &[DetectionItem],
+    detections: &[Detection],
+    set: &DetectionSet,
+    path: &Path,
+    count: usize,
+    min_score: f32,
+) -> Result<()> {
+    let names: Vec<String> = set.categories.iter().map(|c| c.name.clone()).collect();
+    let drawn: Vec<_> = items
+        .iter()
+        .take(count)
+        .map(|item| {
+            let mine: Vec<Detection> = detections.iter().filter(|d| d.image_id == item.image_id).copied().collect();
+            // Items may be downscaled from the original: draw in the item's pixels.
+            let (sx, sy) = (
+                item.image.width as f32 / item.original_size[0].max(1) as f32,
+                item.image.height as f32 / item.original_size[1].max(1) as f32,
+            );
+            let scaled: Vec<Detection> = mine
+                .iter()
+                .map(|d| Detection { bbox: scale_box(&d.bbox, sx, sy), ..*d })
+                .collect();
+            draw_detections(&item.image, &scaled, &item.boxes, &names, min_score)
+        })
+        .collect();
+    save_grid(&drawn, 4, 320, path)
+}
+
+fn scale_box(b: &crate::data::BoundingBox, sx: f32, sy: f32) -> crate::data::BoundingBox {
+    crate::data::BoundingBox { x1: b.x1 * sx, y1: b.y1 * sy, x2: b.x2 * sx, y2: b.y2 * sy }
+}
+
+/// What a finished run measured on the test split.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestReport {
+    /// Method trained.
+    pub method: Method,
+    /// COCO's 12 numbers.
+    pub coco: crate::eval::CocoStats,
+    /// VOC all-point AP50 (mean over classes).
+    pub voc_ap50: f64,
+    /// Localization quality of the top detection per image.
+    pub localization: Localization,
+    /// Test images per second of detection (after decoding).
+    pub images_per_sec: f64,
+    /// Seconds spent training (this process).
+    pub train_seconds: f64,
+    /// Test images.
+    pub test_images: usize,
+}
+
+/// Trains `config`'s method on `data.train` (holding out `[data] val_fraction`), detects on
+/// `data.test`, and writes `detections.json`, `metrics.json`, `pr_curve.png` and
+/// `predictions.png` into `run`. `None` when training was paused (`pause_after`).
+pub fn train_and_test(
+    config: &DetectConfig,
+    data: &LoadedSplits,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<Option<(TestReport, Scores)>> {
+    let started = Instant::now();
+    let categories = serde_json::to_vec_pretty(&data.train.categories)
+        .map_err(|e| crate::DetectError::invalid("categories", e.to_string()))?;
+    run.write(CATEGORIES_FILE, &categories)?;
+    let test_items = decode_items(&data.test, Some(config.data.max_side))?;
+    let (detections, images_per_sec) = match config.method {
+        Method::Localize | Method::Overfeat => {
+            let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
+            let trained = train_localizer(config, &train, &val, run, device, resume)?;
+            if trained.paused {
+                return Ok(None);
+            }
+            detect_with_localizer(config, &trained.model, &test_items, device)?
+        }
+        Method::Rcnn => {
+            let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
+            let outcome = crate::rcnn::train_and_detect(config, &train, &val, &data.test, run, device)?;
+            eprint!("{}", outcome.report.summary());
+            run.metrics().append(&json!({ "rcnn": &outcome.report }))?;
+            (outcome.detections, outcome.images_per_sec)
+        }
+    };
+    let train_seconds = started.elapsed().as_secs_f64();
+    write_coco_results(&detections, &data.test, &run.file("detections.json"))?;
+    let scores = score_detections(&data.test, &detections, run.path())?;
+    draw_test_grid(&test_items, &detections, &data.test, &run.file("predictions.png"), 8, 0.3)?;
+    let report = TestReport {
+        method: config.method,
+        coco: scores.coco.stats,
+        voc_ap50: scores.voc.map,
+        localization: localization(&data.test, &detections),
+        images_per_sec,
+        train_seconds,
+        test_images: data.test.images.len(),
+    };
+    run.metrics().append(&json!({ "test": &report }))?;
+    Ok(Some((report, scores)))
+}

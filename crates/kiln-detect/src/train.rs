@@ -1,0 +1,154 @@
+//! Training and testing the localization and OverFeat detectors through kiln-train's loop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::tensor::Device;
+use kiln_nets::Architecture;
+use kiln_nets::download::resolve_weights;
+use kiln_nets::zoo::Network;
+use kiln_train::trainer::{EpochRecord, FitData, fit};
+use kiln_train::{Progress, RunDir};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use crate::batch::{DetectionBatcher, DetectionItem, ResizeRule};
+use crate::config::{DetectConfig, Method};
+use crate::data::{Detection, DetectionSet};
+use crate::dataset::{DetectionImages, decode_items};
+use crate::localize::{Localizer, LocalizerConfig, LocalizeTask, localize_image, sliding_windows};
+use crate::{DetectError, Result};
+
+/// Splits `fraction` of `set`'s images off (seeded shuffle) for validation: `(train, val)`.
+pub fn hold_out(set: &DetectionSet, fraction: f32, seed: u64) -> (DetectionSet, DetectionSet) {
+    let mut order: Vec<usize> = (0..set.images.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_7A1));
+    let n_val = ((set.images.len() as f32 * fraction).round() as usize).min(set.images.len().saturating_sub(1));
+    let mut val_ids: Vec<usize> = order[..n_val].to_vec();
+    val_ids.sort_unstable();
+    let pick = |keep: &dyn Fn(usize) -> bool| DetectionSet {
+        categories: set.categories.clone(),
+        images: (0..set.images.len()).filter(|&i| keep(i)).map(|i| set.images[i].clone()).collect(),
+    };
+    let is_val = |i: usize| val_ids.binary_search(&i).is_ok();
+    (pick(&|i| !is_val(i)), pick(&is_val))
+}
+
+/// The backbone a config asks for: published or local weights, or a random initialisation.
+pub fn backbone(config: &DetectConfig, device: &Device) -> Result<Network> {
+    if config.backbone.weights == "none" {
+        let arch = Architecture::parse(&config.backbone.arch)?;
+        eprintln!("{arch} backbone from random initialisation");
+        return Ok(arch.init(1, device));
+    }
+    let (arch, path) = resolve_weights(&config.backbone.weights)
+        .map_err(|e| DetectError::invalid("[backbone] weights", e.to_string()))?;
+    eprintln!("{arch} backbone from {}", path.display());
+    Ok(arch.load(&path, device)?)
+}
+
+/// The localization network of a config, with `classes` object classes, from its backbone.
+pub fn localizer(config: &DetectConfig, classes: usize, device: &Device) -> Result<Localizer> {
+    Ok(LocalizerConfig { classes }.init(backbone(config, device)?, device))
+}
+
+/// The same network shape with untrained weights (to load a checkpoint into).
+pub fn localizer_shape(config: &DetectConfig, classes: usize, device: &Device) -> Result<Localizer> {
+    let arch = match config.backbone.weights.as_str() {
+        "none" => Architecture::parse(&config.backbone.arch)?,
+        spec => resolve_weights(spec)
+            .map(|(arch, _)| arch)
+            .or_else(|_| Architecture::parse(&config.backbone.arch))?,
+    };
+    Ok(LocalizerConfig { classes }.init(arch.init(1, device), device))
+}
+
+/// The training task of a config.
+pub fn localize_task(config: &DetectConfig) -> LocalizeTask {
+    let l = &config.localize;
+    LocalizeTask {
+        batcher: DetectionBatcher::new(ResizeRule::Square { size: l.input_size }),
+        box_loss: l.box_loss,
+        box_weight: l.box_weight,
+        min_object_fraction: l.min_object_fraction,
+    }
+}
+
+/// What training a localizer produced.
+pub struct TrainedLocalizer {
+    /// The final model (the best checkpoint when there was validation data).
+    pub model: Localizer,
+    /// Per-epoch records.
+    pub history: Vec<EpochRecord>,
+    /// Whether training stopped early on request (`pause_after`).
+    pub paused: bool,
+}
+
+/// Trains the localization network of `config` on `train` (validating on `val`), writing
+/// metrics, plots and checkpoints into `run`.
+pub fn train_localizer(
+    config: &DetectConfig,
+    train: &DetectionSet,
+    val: &DetectionSet,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<TrainedLocalizer> {
+    let classes = train.categories.len();
+    let model = localizer(config, classes, device)?;
+    let max_side = Some(config.data.max_side);
+    let train_items = Arc::new(decode_items(train, max_side)?);
+    let val_items = Arc::new(decode_items(val, max_side)?);
+    let train_set = DetectionImages::new(train_items, &config.augment, config.seed)?;
+    let data = FitData {
+        epoch: train_set.epoch_counter(),
+        train: train_set,
+        val: DetectionImages::plain(val_items),
+    };
+    let task = localize_task(config);
+    let (model, history) = fit(&task, model, data, &config.train, config.seed, run, device, resume)?;
+    let paused = history.last().is_some_and(|r| r.epoch < config.train.epochs);
+    // Test with the checkpoint that validated best, as torchvision's references report.
+    let best = run.path().join("checkpoints").join("best.bpk");
+    let model = if !val.images.is_empty() && best.is_file() {
+        kiln_train::load_module(model, &best)?
+    } else {
+        model
+    };
+    Ok(TrainedLocalizer { model, history, paused })
+}
+
+/// Detections on `items` by the config's method (localization or OverFeat), with the
+/// images per second it ran at.
+pub fn detect_with_localizer(
+    config: &DetectConfig,
+    model: &Localizer,
+    items: &[DetectionItem],
+    device: &Device,
+) -> Result<(Vec<Detection>, f64)> {
+    let model = model.valid();
+    let progress = Progress::new(items.len() as u64, "detect", "img");
+    let start = Instant::now();
+    let mut found = Vec::new();
+    match config.method {
+        Method::Overfeat => {
+            for item in items {
+                found.extend(sliding_windows(&model, item, &config.overfeat, device)?);
+                progress.inc(1);
+            }
+        }
+        _ => {
+            let batcher = localize_task(config).batcher;
+            for chunk in items.chunks(config.localize.eval_batch.max(1)) {
+                let batch = batcher.batch(chunk.to_vec(), device);
+                found.extend(localize_image(&model, batch)?);
+                progress.inc(chunk.len() as u64);
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    progress.finish();
+    Ok((found, items.len() as f64 / seconds.max(1e-9)))
+}

@@ -1,0 +1,186 @@
+//! `kiln-detect`: object detection the CS231n way, from localization to R-CNN.
+//!
+//! - `kiln-detect train --config configs/raccoon-localize.toml --data DATA` trains the config's
+//!   method (localize, overfeat, rcnn), then detects on the test split and writes
+//!   `detections.json` (COCO results), `metrics.json`, `pr_curve.png` and `predictions.png`;
+//! - `kiln-detect eval --gt DATA|instances.json --detections results.json` scores detections
+//!   (COCO AP as pycocotools computes it, VOC AP);
+//! - `kiln-detect proposals --data DATA` runs selective search, caches the proposals and
+//!   reports their recall;
+//! - `kiln-detect predict --run RUN IMAGE…` draws a trained run's detections on photos.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use kiln::backend;
+use kiln::cli::{self, TrainArgs, finish};
+use kiln::detect;
+use kiln_detect::config::DetectConfig;
+use kiln_detect::data::DetectionSet;
+use kiln_detect::data::coco::read_coco_instances;
+use kiln_detect::data::results::read_coco_results;
+use kiln_detect::eval::format_report;
+use kiln_detect::run::{score_detections, train_and_test};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Train, evaluate and run object detectors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a config's detector, then detect on the test split and score it.
+    Train(TrainCommand),
+    /// Score COCO-results detections against ground truth.
+    Eval(EvalArgs),
+    /// Draw a trained run's detections on photos.
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainCommand {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Drop images that are missing or cannot be decoded (listed in one warning) instead of
+    /// stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Ground truth: a VOC dataset (folder or .tar.gz; see --split) or a COCO instances .json.
+    #[arg(long, value_name = "PATH")]
+    gt: PathBuf,
+    /// Detections as a COCO results .json (`image_id`, `category_id`, `bbox`, `score`).
+    #[arg(long, value_name = "FILE")]
+    detections: PathBuf,
+    /// Which split of a VOC dataset is the ground truth: test, train or all.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Test share used to split a VOC folder without split files (as in training).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f32,
+    /// Seed of that split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where metrics.json and pr_curve.png go (default: beside the detections file).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// The trained run's directory.
+    #[arg(long, value_name = "RUN")]
+    run: PathBuf,
+    /// Photos to detect objects in.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    /// Where the drawn PNGs go (default: RUN/predict).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Detections scoring below this are not drawn.
+    #[arg(long, default_value_t = 0.3)]
+    min_score: f32,
+    /// Compute device: auto, flex, ndarray, wgpu or wgpu:N.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    kiln::alloc::tune_allocator();
+    finish(match Cli::parse().command {
+        Command::Train(args) => train(&args),
+        Command::Eval(args) => eval(&args),
+        Command::Predict(args) => predict(&args),
+    })
+}
+
+fn train(args: &TrainCommand) -> Result<()> {
+    let (mut config, resumed): (DetectConfig, _) = cli::resolve_training(&args.train)?;
+    let data_path = args
+        .train
+        .common
+        .data
+        .clone()
+        .or_else(|| config.data.path.clone())
+        .context("no dataset: give --data (a VOC folder or its .tar.gz) or [data] path")?;
+    let data_path = std::path::absolute(&data_path).unwrap_or(data_path);
+    config.data.path = Some(data_path.clone());
+    config.validate()?;
+    let device = backend::device(args.train.common.device.as_deref())?;
+    let data = detect::load(&data_path, &config, args.skip_bad_images)?;
+    let resume = resumed.is_some();
+    let run = match resumed {
+        Some(run) => run,
+        None => cli::create_run(args.train.common.out.as_deref(), "detect", &config)?,
+    };
+    eprintln!("run directory: {}", run.path().display());
+    match train_and_test(&config, &data, &run, &device, resume)? {
+        None => {
+            let done = config.train.pause_after.unwrap_or(0);
+            cli::paused(done, config.train.epochs, &run)
+        }
+        Some((report, scores)) => {
+            detect::print_report(&report, &format_report(&scores.coco, &scores.voc));
+            println!("run directory: {}", run.path().display());
+            Ok(())
+        }
+    }
+}
+
+/// The ground truth `eval` compares with.
+fn ground_truth(args: &EvalArgs) -> Result<DetectionSet> {
+    if args.gt.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        let images = args.gt.parent().unwrap_or(Path::new("."));
+        return Ok(read_coco_instances(&args.gt, images)?);
+    }
+    let config = DetectConfig {
+        seed: args.seed,
+        data: kiln_detect::config::DataConfig {
+            test_fraction: args.test_fraction,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let data = detect::load(&args.gt, &config, false)?;
+    Ok(match args.split.as_str() {
+        "test" => data.test,
+        "train" => data.train,
+        "all" => {
+            let mut all = data.train;
+            all.images.extend(data.test.images);
+            all
+        }
+        other => bail!("--split {other}: choose test, train or all"),
+    })
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let gt = ground_truth(args)?;
+    let detections = read_coco_results(&args.detections, &gt)?;
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => args.detections.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let scores = score_detections(&gt, &detections, &out)?;
+    println!("{}", format_report(&scores.coco, &scores.voc));
+    println!("wrote {} and {}", out.join("metrics.json").display(), out.join("pr_curve.png").display());
+    Ok(())
+}
+
+fn predict(args: &PredictArgs) -> Result<()> {
+    let device = backend::device(args.device.as_deref())?;
+    let out = args.out.clone().unwrap_or_else(|| args.run.join("predict"));
+    let written = kiln_detect::predict::predict_files(&args.run, &args.images, &out, args.min_score, &device)?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
