@@ -82,3 +82,58 @@ pub fn print_report(report: &TestReport, table: &str) {
         report.train_seconds,
     );
 }
+
+/// Numbers of proposals per image the recall table reports.
+pub const PROPOSAL_COUNTS: [usize; 4] = [100, 300, 1000, 2000];
+
+/// Runs selective search over `set` (cached in `cache`), writes `proposals.json` (recall
+/// table, seconds per image) and `recall.png` (recall against proposals per image at IoU 0.5
+/// and 0.7) into `run`, and returns the printed table.
+pub fn proposals(
+    set: &kiln_detect::data::DetectionSet,
+    config: &kiln_detect::proposals::SelectiveSearchConfig,
+    cache: &Path,
+    threads: usize,
+    run: &kiln_train::RunDir,
+) -> Result<String> {
+    use kiln_detect::proposals::{ground_truth_boxes, proposal_recall, propose_for_set_timed, recall_curve, save_recall_plot};
+    let progress = kiln_train::Progress::new(set.images.len() as u64, "selective search", "img");
+    let proposals = propose_for_set_timed(set, config, cache, threads, |_| progress.inc(1))?;
+    progress.finish();
+    let truth = ground_truth_boxes(set);
+    let table = proposal_recall(&truth, &proposals.boxes, &PROPOSAL_COUNTS, &[0.5, 0.7]);
+    let ns: Vec<usize> = (0..=40).map(|k| (50.0 * 1.1f64.powi(k)).round() as usize).filter(|&n| n <= 3000).collect();
+    let curves = [0.5, 0.7].map(|iou| recall_curve(format!("IoU {iou}"), &truth, &proposals.boxes, iou, &ns));
+    save_recall_plot(&run.file("recall.png"), "selective search recall", &curves)?;
+    let computed = proposals.cached.iter().filter(|c| !**c).count();
+    let report = serde_json::json!({
+        "recall": &table,
+        "images": set.images.len(),
+        "computed": computed,
+        "seconds_per_image": proposals.mean_seconds(),
+        "wall_seconds": proposals.wall_seconds,
+        "threads": proposals.threads,
+    });
+    run.write("proposals.json", serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let mut out = format!(
+        "{} images, {} boxes; median {:.0} proposals per image\nrecall      {}\n",
+        table.images,
+        table.gt_boxes,
+        table.median_proposals,
+        table.top_ns.iter().map(|n| format!("{:>7}", format!("top {n}"))).collect::<String>()
+    );
+    for (t, row) in table.iou_thresholds.iter().zip(&table.recall) {
+        out += &format!("IoU ≥ {t:.1}   {}\n", row.iter().map(|r| format!("{r:>7.3}")).collect::<String>());
+    }
+    out += &match proposals.mean_seconds() {
+        Some(s) => format!(
+            "{s:.2} s per image on one thread ({} computed, {} from the cache; {:.1} s wall on {} threads)",
+            computed,
+            set.images.len() - computed,
+            proposals.wall_seconds,
+            proposals.threads
+        ),
+        None => format!("all {} images came from the cache {}", set.images.len(), cache.display()),
+    };
+    Ok(out)
+}

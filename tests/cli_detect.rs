@@ -173,3 +173,29 @@ fn bad_input_is_a_clear_error_and_leaves_no_run() {
     assert!(!out.status.success());
     assert!(text(&out).contains("results.json") && text(&out).contains("999"), "{}", text(&out));
 }
+
+#[test]
+fn proposals_find_the_boxes_and_are_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = boxes_dataset(dir.path(), 4);
+    let cache = dir.path().join("cache");
+    let run_proposals = |out: &str| {
+        let out_dir = dir.path().join(out);
+        let out = detect(
+            &["proposals", "--data", data.to_str().unwrap(), "--split", "all", "--cache", cache.to_str().unwrap(), "--out", out_dir.to_str().unwrap()],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(out_dir.join("proposals.json")).unwrap()).unwrap();
+        assert!(out_dir.join("recall.png").is_file());
+        (text(&out), report)
+    };
+    let (log, report) = run_proposals("first");
+    // A bright rectangle on noise: selective search finds every one within its top 100.
+    assert_eq!(report["recall"]["gt_boxes"], 4, "{report}");
+    assert_eq!(report["recall"]["recall"][0][0], 1.0, "{log}");
+    assert_eq!(report["computed"], 4);
+    let (log, report) = run_proposals("second");
+    assert_eq!(report["computed"], 0, "{log}");
+    assert!(log.contains("from the cache"), "{log}");
+}

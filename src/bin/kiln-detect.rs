@@ -22,6 +22,7 @@ use kiln_detect::data::DetectionSet;
 use kiln_detect::data::coco::read_coco_instances;
 use kiln_detect::data::results::read_coco_results;
 use kiln_detect::eval::format_report;
+use kiln_detect::proposals::SelectiveSearchConfig;
 use kiln_detect::run::{score_detections, train_and_test};
 
 #[derive(Parser, Debug)]
@@ -39,6 +40,36 @@ enum Command {
     Eval(EvalArgs),
     /// Draw a trained run's detections on photos.
     Predict(PredictArgs),
+    /// Selective-search proposals for a dataset's images: cached, with their recall.
+    Proposals(ProposalArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProposalArgs {
+    /// The dataset (a VOC folder or its .tar.gz).
+    #[arg(long, value_name = "PATH")]
+    data: PathBuf,
+    /// Which images: train, test or all.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Selective-search settings (TOML; default: the paper's fast mode, long side 500).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Threads, one image each at a time (0: one per core).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Where proposals are cached (default: kiln's cache, `proposals/`).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Run directory for the report and plot (default `runs/proposals-<UTC time>`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Test share used to split a folder without split files.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f32,
+    /// Seed of that split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +129,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train(&args),
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
+        Command::Proposals(args) => proposals(&args),
     })
 }
 
@@ -134,31 +166,53 @@ fn train(args: &TrainCommand) -> Result<()> {
     }
 }
 
+/// One split (`test`, `train` or `all`) of a VOC dataset split as training would split it.
+fn voc_split(path: &Path, split: &str, test_fraction: f32, seed: u64) -> Result<DetectionSet> {
+    if !matches!(split, "test" | "train" | "all") {
+        bail!("--split {split}: choose test, train or all");
+    }
+    let config = DetectConfig {
+        seed,
+        data: kiln_detect::config::DataConfig {
+            test_fraction,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let data = detect::load(path, &config, false)?;
+    Ok(match split {
+        "test" => data.test,
+        "train" => data.train,
+        _ => {
+            let mut all = data.train;
+            all.images.extend(data.test.images);
+            all
+        }
+    })
+}
+
 /// The ground truth `eval` compares with.
 fn ground_truth(args: &EvalArgs) -> Result<DetectionSet> {
     if args.gt.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
         let images = args.gt.parent().unwrap_or(Path::new("."));
         return Ok(read_coco_instances(&args.gt, images)?);
     }
-    let config = DetectConfig {
-        seed: args.seed,
-        data: kiln_detect::config::DataConfig {
-            test_fraction: args.test_fraction,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let data = detect::load(&args.gt, &config, false)?;
-    Ok(match args.split.as_str() {
-        "test" => data.test,
-        "train" => data.train,
-        "all" => {
-            let mut all = data.train;
-            all.images.extend(data.test.images);
-            all
-        }
-        other => bail!("--split {other}: choose test, train or all"),
-    })
+    voc_split(&args.gt, &args.split, args.test_fraction, args.seed)
+}
+
+fn proposals(args: &ProposalArgs) -> Result<()> {
+    let config: SelectiveSearchConfig = cli::load_config(args.config.as_deref())?;
+    config.validate()?;
+    let set = voc_split(&args.data, &args.split, args.test_fraction, args.seed)?;
+    let cache = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| kiln_data::download::cache_dir().join("proposals"));
+    let run = cli::create_run(args.out.as_deref(), "proposals", &config)?;
+    let report = detect::proposals(&set, &config, &cache, args.threads, &run)?;
+    println!("{report}");
+    println!("run directory: {}", run.path().display());
+    Ok(())
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::{AnnotatedImage, BoundingBox, Category, DetectionSet, Object};
+use super::voc::format_error;
 use crate::{DetectError, Result};
 
 /// The largest JSON file read (COCO 2017's train annotations are about 450 MiB).
@@ -83,14 +84,14 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str)
         .map_err(|e| DetectError::io(path, e))?
         .len();
     if len > MAX_JSON_BYTES {
-        return Err(DetectError::format(
+        return Err(format_error(
             path,
             format!("is {len} bytes, more than the {MAX_JSON_BYTES} bytes kiln reads"),
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| DetectError::io(path, e))?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| DetectError::format(path, format!("not {what}: {e}")))
+        .map_err(|e| format_error(path, format!("not {what}: {e}")))
 }
 
 /// Writes `bytes` to `path` atomically: to a temporary file in the same folder, synced, then
@@ -133,7 +134,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// size, a `file_name` that is absolute or leads out of `image_dir`.
 pub fn read_coco_instances(json: &Path, image_dir: &Path) -> Result<DetectionSet> {
     let file: CocoFile<CocoAnnotation> = read_json(json, "COCO instances JSON")?;
-    let bad = |reason: String| DetectError::format(json, reason);
+    let bad = |reason: String| format_error(json, reason);
 
     let mut categories: Vec<&CocoCategory> = file.categories.iter().collect();
     categories.sort_by_key(|c| c.id);
@@ -339,7 +340,7 @@ pub fn write_coco_instances(set: &DetectionSet, json: &Path) -> Result<()> {
             .collect(),
     };
     let bytes = serde_json::to_vec(&file)
-        .map_err(|e| DetectError::format(json, format!("cannot encode COCO JSON: {e}")))?;
+        .map_err(|e| format_error(json, format!("cannot encode COCO JSON: {e}")))?;
     write_atomically(json, &bytes)
 }
 

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::split::{SplitFiles, check_test_fraction, find_split_files, read_split_file, seeded_split};
 use super::voc::{VocAnnotation, read_voc_annotation};
 use super::{AnnotatedImage, BoundingBox, Category, DetectionSet, Object};
+use super::voc::format_error;
 use crate::{DetectError, Result};
 
 /// How [`load_detection_data`] reads a data set.
@@ -177,7 +178,7 @@ fn find_dataset(dir: &Path, depth: usize) -> Result<Option<DatasetDir>> {
     found.sort_by(|a, b| a.root.cmp(&b.root));
     match found.len() {
         0 | 1 => Ok(found.pop()),
-        _ => Err(DetectError::format(
+        _ => Err(format_error(
             dir,
             format!(
                 "holds {} detection data sets ({}); pass one of them",
@@ -221,11 +222,11 @@ fn extract_into_cache(archive: &Path, cache: &Path) -> Result<PathBuf> {
 /// The data set at `path` (extracting an archive first).
 fn open_dataset_dir(path: &Path, cache: &Path) -> Result<DatasetDir> {
     if !path.exists() {
-        return Err(DetectError::format(path, "no such file or folder"));
+        return Err(format_error(path, "no such file or folder"));
     }
     let dir = if path.is_file() {
         if !is_archive(path) {
-            return Err(DetectError::format(
+            return Err(format_error(
                 path,
                 "is a file; expected a detection data set folder or a .tar.gz archive of one",
             ));
@@ -235,7 +236,7 @@ fn open_dataset_dir(path: &Path, cache: &Path) -> Result<DatasetDir> {
         path.to_path_buf()
     };
     find_dataset(&dir, 2)?.ok_or_else(|| {
-        DetectError::format(
+        format_error(
             &dir,
             "holds no detection data set: expected JPEGImages/ and Annotations/ (a VOCdevkit \
              year folder) or images/ and annotations/ (the flat layout), here or in its one \
@@ -261,7 +262,7 @@ fn annotation_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(DetectError::format(dir, "holds no .xml annotation files"));
+        return Err(format_error(dir, "holds no .xml annotation files"));
     }
     Ok(files)
 }
@@ -321,7 +322,7 @@ fn split_from_files(
         let mut indices = Vec::new();
         for (line, name) in read_split_file(list)? {
             let i = index.get(&name).ok_or_else(|| {
-                DetectError::format(
+                format_error(
                     list,
                     format!(
                         "line {line} names `{name}`, which has no annotation in {}",
@@ -335,7 +336,7 @@ fn split_from_files(
                 } else {
                     format!("in {}", earlier.display())
                 };
-                return Err(DetectError::format(
+                return Err(format_error(
                     list,
                     format!("line {line} names `{name}`, which is already listed {where_}"),
                 ));
@@ -388,7 +389,7 @@ fn build_image(
     let mut objects = Vec::with_capacity(annotation.objects.len());
     for (i, object) in annotation.objects.iter().enumerate() {
         let bad = |reason: String| {
-            DetectError::format(
+            format_error(
                 &annotation.xml,
                 format!("object {} ({}): {reason}", i + 1, object.name),
             )
@@ -477,7 +478,7 @@ fn load_dataset(dataset: &DatasetDir, options: &LoadOptions) -> Result<LoadedSpl
     for annotation in &annotations {
         for (i, object) in annotation.objects.iter().enumerate() {
             if !class_of.contains_key(object.name.as_str()) {
-                return Err(DetectError::format(
+                return Err(format_error(
                     &annotation.xml,
                     format!(
                         "object {} has class `{}`, which is not one of the classes asked for ({})",
@@ -497,7 +498,7 @@ fn load_dataset(dataset: &DatasetDir, options: &LoadOptions) -> Result<LoadedSpl
         }
         None => {
             if annotations.len() < 2 {
-                return Err(DetectError::format(
+                return Err(format_error(
                     &dataset.annotations,
                     "holds a single annotation; a train/test split needs at least two images",
                 ));
@@ -534,7 +535,7 @@ fn load_dataset(dataset: &DatasetDir, options: &LoadOptions) -> Result<LoadedSpl
             ImageCheck::Missing => {
                 let reason = "the image file does not exist".to_string();
                 if !options.skip_bad_images {
-                    return Err(DetectError::format(
+                    return Err(format_error(
                         &annotation.xml,
                         format!("its image {} does not exist", annotation.image.display()),
                     ));

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coco::{read_json, write_atomically};
 use super::{BoundingBox, Detection, DetectionSet};
+use super::voc::format_error;
 use crate::{DetectError, Result};
 
 /// One detection as read (numbers as `f64`).
@@ -48,7 +49,7 @@ pub fn read_coco_results(json: &Path, set: &DetectionSet) -> Result<Vec<Detectio
         .enumerate()
         .map(|(i, r)| {
             let bad = |reason: String| {
-                DetectError::format(json, format!("detection {i} (image_id {}): {reason}", r.image_id))
+                format_error(json, format!("detection {i} (image_id {}): {reason}", r.image_id))
             };
             if !images.contains(&r.image_id) {
                 return Err(bad("image_id is not in the data set".into()));
@@ -119,7 +120,7 @@ pub fn write_coco_results(detections: &[Detection], set: &DetectionSet, json: &P
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = serde_json::to_vec(&out)
-        .map_err(|e| DetectError::format(json, format!("cannot encode COCO results: {e}")))?;
+        .map_err(|e| format_error(json, format!("cannot encode COCO results: {e}")))?;
     write_atomically(json, &bytes)
 }
 

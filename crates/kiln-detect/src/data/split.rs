@@ -6,6 +6,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::voc::format_error;
 use crate::{DetectError, Result};
 
 /// The split files of a data set.
@@ -38,7 +39,7 @@ pub(crate) fn find_split_files(dir: &Path) -> Result<Option<SplitFiles>> {
             train,
             test,
         })),
-        (Some(only), None) | (None, Some(only)) => Err(DetectError::format(
+        (Some(only), None) | (None, Some(only)) => Err(format_error(
             &only,
             "is a split file without its other half: a folder of split files needs \
              train.txt (or trainval.txt) and test.txt (or val.txt); remove it to split by seed",
@@ -51,7 +52,7 @@ pub(crate) fn find_split_files(dir: &Path) -> Result<Option<SplitFiles>> {
 pub(crate) fn read_split_file(path: &Path) -> Result<Vec<(usize, String)>> {
     let bytes = std::fs::read(path).map_err(|e| DetectError::io(path, e))?;
     let text = String::from_utf8(bytes)
-        .map_err(|e| DetectError::format(path, format!("not UTF-8 text: {e}")))?;
+        .map_err(|e| format_error(path, format!("not UTF-8 text: {e}")))?;
     let names: Vec<(usize, String)> = text
         .lines()
         .enumerate()
@@ -61,7 +62,7 @@ pub(crate) fn read_split_file(path: &Path) -> Result<Vec<(usize, String)>> {
         })
         .collect();
     if names.is_empty() {
-        return Err(DetectError::format(path, "names no images"));
+        return Err(format_error(path, "names no images"));
     }
     Ok(names)
 }

@@ -51,6 +51,24 @@ pub struct VocObject {
     pub truncated: bool,
 }
 
+/// A [`DetectError::Format`] about `path` whose reason is kept on one line: control characters
+/// quoted from a file (a newline inside a class name, or one a parser reports) are escaped.
+pub(crate) fn format_error(path: impl AsRef<Path>, reason: impl Into<String>) -> DetectError {
+    let reason: String = reason.into();
+    let one_line: String = reason
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    DetectError::format(path, one_line)
+}
+
 /// Reads one VOC annotation file and finds its image in `image_dir`.
 ///
 /// Errors name the file and what is wrong in it: malformed XML, a root other than
@@ -68,19 +86,19 @@ fn read_text(xml: &Path) -> Result<String> {
         .map_err(|e| DetectError::io(xml, e))?
         .len();
     if len > MAX_XML_BYTES {
-        return Err(DetectError::format(
+        return Err(format_error(
             xml,
             format!("is {len} bytes, too large for a VOC annotation (at most {MAX_XML_BYTES})"),
         ));
     }
     let bytes = std::fs::read(xml).map_err(|e| DetectError::io(xml, e))?;
     String::from_utf8(bytes)
-        .map_err(|e| DetectError::format(xml, format!("not UTF-8 text: {e}")))
+        .map_err(|e| format_error(xml, format!("not UTF-8 text: {e}")))
 }
 
 /// Parses the text of a VOC file (`xml` is only used in messages and for the fallback stem).
 pub(crate) fn parse_voc(text: &str, xml: &Path, image_dir: &Path) -> Result<VocAnnotation> {
-    let bad = |reason: String| DetectError::format(xml, reason);
+    let bad = |reason: String| format_error(xml, reason);
     let doc = Document::parse(text).map_err(|e| bad(format!("malformed XML: {e}")))?;
     let root = doc.root_element();
     if !root.has_tag_name("annotation") {
@@ -142,10 +160,10 @@ fn size_field(size: Node, name: &str, xml: &Path) -> Result<Option<u32>> {
     };
     // Some tools write sizes as "500.0".
     let value: f64 = text.parse().map_err(|_| {
-        DetectError::format(xml, format!("<size><{name}> is `{text}`, not a number"))
+        format_error(xml, format!("<size><{name}> is `{text}`, not a number"))
     })?;
     if !(value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= u32::MAX as f64) {
-        return Err(DetectError::format(
+        return Err(format_error(
             xml,
             format!("<size><{name}> is `{text}`, not a whole number of pixels"),
         ));
@@ -161,7 +179,7 @@ fn flag(object: Node, name: &str, index: usize, xml: &Path) -> Result<bool> {
     match text.to_ascii_lowercase().as_str() {
         "0" | "false" => Ok(false),
         "1" | "true" => Ok(true),
-        _ => Err(DetectError::format(
+        _ => Err(format_error(
             xml,
             format!("object {index}: <{name}> is `{text}`, expected 0 or 1"),
         )),
@@ -169,12 +187,12 @@ fn flag(object: Node, name: &str, index: usize, xml: &Path) -> Result<bool> {
 }
 
 fn parse_object(object: Node, index: usize, xml: &Path) -> Result<VocObject> {
-    let bad = |reason: String| DetectError::format(xml, format!("object {index}: {reason}"));
+    let bad = |reason: String| format_error(xml, format!("object {index}: {reason}"));
     let name = child_text(object, "name")
         .ok_or_else(|| bad("has no <name>".into()))?
         .to_string();
     let bad = |reason: String| {
-        DetectError::format(xml, format!("object {index} ({name}): {reason}"))
+        format_error(xml, format!("object {index} ({name}): {reason}"))
     };
     let bndbox = child(object, "bndbox").ok_or_else(|| bad("has no <bndbox>".into()))?;
     let coordinate = |field: &str| -> Result<f64> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::model::Localizer;
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::data::{BoundingBox, Detection};
-use crate::ops::host::batched_nms;
+use crate::ops::host::{batched_nms, ordered};
 use crate::{DetectError, Result};
 
 fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
@@ -39,7 +39,7 @@ pub fn localize_image(model: &Localizer, batch: DetectionBatch) -> Result<Vec<De
             Detection {
                 image_id: info.image_id,
                 class: best - 1,
-                bbox: info.to_original(&input_box),
+                bbox: info.to_original(&ordered(&input_box)),
                 score: p[best],
             }
         })
@@ -48,7 +48,7 @@ pub fn localize_image(model: &Localizer, batch: DetectionBatch) -> Result<Vec<De
 
 /// OverFeat's multi-scale sliding-window search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct WindowSearch {
     /// Window side in input pixels (the size the network was trained on; a multiple of 32).
     pub window: usize,
@@ -131,7 +131,7 @@ pub fn sliding_windows(
                     x2: x0 + coord(2),
                     y2: y0 + coord(3),
                 };
-                let bbox = info.to_original(&input_box);
+                let bbox = info.to_original(&ordered(&input_box));
                 if bbox.width() <= 0.0 || bbox.height() <= 0.0 {
                     continue;
                 }

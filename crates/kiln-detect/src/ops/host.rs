@@ -21,6 +21,16 @@ pub fn iou(a: &BoundingBox, b: &BoundingBox) -> f32 {
     if union > 0.0 { inter / union } else { 0.0 }
 }
 
+/// A box from two corners in any order (a regressor's raw output may swap them).
+pub fn ordered(b: &BoundingBox) -> BoundingBox {
+    BoundingBox {
+        x1: b.x1.min(b.x2),
+        y1: b.y1.min(b.y2),
+        x2: b.x1.max(b.x2),
+        y2: b.y1.max(b.y2),
+    }
+}
+
 /// A box clipped to a `width`×`height` image.
 pub fn clip(b: &BoundingBox, width: f32, height: f32) -> BoundingBox {
     BoundingBox {

@@ -50,33 +50,35 @@ fn native_size() -> SelectiveSearchConfig {
 #[test]
 fn felzenszwalb_finds_the_rectangles() {
     let img = two_rectangles();
-    // HSV's hue jumps across the smoothed edges (a thin ring of its own), so only the
-    // rectangles' insides are checked there; Lab and RGB give exactly three regions.
-    for space in [ColourSpace::Hsv, ColourSpace::Lab, ColourSpace::Rgb] {
-        let seg = felzenszwalb(&img, space, 0.8, 100.0, 50);
-        let exact = space != ColourSpace::Hsv;
-        if exact {
-            assert_eq!(seg.count, 3, "{space:?}");
-        }
-        let at = |x: usize, y: usize| seg.labels[y * 120 + x];
-        let (bg, red, blue) = (at(0, 0), at(30, 40), at(90, 45));
-        assert!(bg != red && bg != blue && red != blue);
-        let inside = |x: usize, y: usize, x1: usize, y1: usize, x2: usize, y2: usize, m: usize| {
-            x >= x1 + m && x + m < x2 && y >= y1 + m && y + m < y2
-        };
-        let margin = if exact { 0 } else { 2 };
-        for y in 0..80 {
-            for x in 0..120 {
-                let want = if inside(x, y, 10, 15, 50, 60, margin) {
-                    red
-                } else if inside(x, y, 70, 20, 110, 70, margin) {
-                    blue
-                } else if exact || !inside(x, y, 8, 13, 52, 62, 0) && !inside(x, y, 68, 18, 112, 72, 0) {
-                    bg
-                } else {
-                    continue;
-                };
-                assert_eq!(at(x, y), want, "{space:?} at ({x}, {y})");
+    let inside = |x: usize, y: usize, r: (usize, usize, usize, usize), margin: usize| {
+        x >= r.0 + margin && x + margin < r.2 && y >= r.1 + margin && y + margin < r.3
+    };
+    let (red_rect, blue_rect) = ((10, 15, 50, 60), (70, 20, 110, 70));
+    // Unsmoothed: exactly background, red and blue. Smoothed (sigma 0.8), the blurred edges may
+    // form thin rings of their own (HSV's hue jumps there), so only the rectangles' insides
+    // beyond the kernel's reach (4 pixels) are checked.
+    for (sigma, margin) in [(0.0, 0), (0.8, 4)] {
+        for space in [ColourSpace::Hsv, ColourSpace::Lab, ColourSpace::Rgb] {
+            let seg = felzenszwalb(&img, space, sigma, 100.0, 50);
+            if sigma == 0.0 {
+                assert_eq!(seg.count, 3, "{space:?}");
+            }
+            let at = |x: usize, y: usize| seg.labels[y * 120 + x];
+            let (bg, red, blue) = (at(0, 0), at(30, 40), at(90, 45));
+            assert!(bg != red && bg != blue && red != blue, "{space:?}");
+            for y in 0..80 {
+                for x in 0..120 {
+                    let want = if inside(x, y, red_rect, margin) {
+                        red
+                    } else if inside(x, y, blue_rect, margin) {
+                        blue
+                    } else if sigma == 0.0 {
+                        bg
+                    } else {
+                        continue;
+                    };
+                    assert_eq!(at(x, y), want, "{space:?}, sigma {sigma}, at ({x}, {y})");
+                }
             }
         }
     }
