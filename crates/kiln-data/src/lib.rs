@@ -27,5 +27,5 @@ pub use grid::{GridOptions, save_grid};
 pub use image::{Image, ImageSet};
 pub use image_folder::ImageFolderOptions;
 pub use normalize::{Normalization, NormalizationKind, channel_mean_std};
-pub use source::{NO_DATA_HELP, TrainTest, default_dataset_dir, open_dataset};
+pub use source::{NO_DATA_HELP, TrainTest, default_dataset_dir, extract_into, open_dataset};
 pub use split::Splits;

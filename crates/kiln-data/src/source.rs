@@ -85,6 +85,12 @@ fn is_archive(path: &Path) -> bool {
 /// updated or different archive of the same name is extracted anew instead of being served
 /// the old files.
 pub fn extract_into_cache(archive: &Path) -> Result<PathBuf> {
+    extract_into(archive, &cache_dir())
+}
+
+/// [`extract_into_cache`] with the cache folder given (the detection and segmentation readers'
+/// archives go to the same place).
+pub fn extract_into(archive: &Path, cache: &Path) -> Result<PathBuf> {
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -94,7 +100,7 @@ pub fn extract_into_cache(archive: &Path) -> Result<PathBuf> {
         .trim_end_matches(".tgz")
         .trim_end_matches(".tar");
     let digest = crate::download::sha256_file(archive)?;
-    let dest = cache_dir()
+    let dest = cache
         .join("extracted")
         .join(format!("{stem}-{}", &digest[..16]));
     if !dest.exists() {

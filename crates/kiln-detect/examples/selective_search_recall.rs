@@ -68,7 +68,9 @@ fn parse_args() -> Result<Args, String> {
                 let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
                 parsed.config = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
             }
-            "--limit" => parsed.limit = Some(value()?.parse().map_err(|e| format!("--limit: {e}"))?),
+            "--limit" => {
+                parsed.limit = Some(value()?.parse().map_err(|e| format!("--limit: {e}"))?)
+            }
             "--opencv" => parsed.opencv = Some(value()?.into()),
             "--plot" => parsed.plot = Some(value()?.into()),
             "--cache" => parsed.cache = Some(value()?.into()),
@@ -102,19 +104,33 @@ fn table_json(table: &RecallTable) -> Value {
 /// OpenCV's boxes per image (by file name) and seconds per image from the benchmark's JSON.
 fn read_opencv(path: &PathBuf) -> Result<(HashMap<String, Vec<BoundingBox>>, Vec<f64>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut boxes = HashMap::new();
     let mut seconds = Vec::new();
     for image in value["per_image"].as_array().ok_or("no per_image list")? {
-        let name = image["file"].as_str().ok_or("image without file")?.to_string();
+        let name = image["file"]
+            .as_str()
+            .ok_or("image without file")?
+            .to_string();
         seconds.push(image["seconds"].as_f64().unwrap_or(f64::NAN));
         let list = image["boxes"]
             .as_array()
             .ok_or("image without boxes")?
             .iter()
             .filter_map(|b| {
-                let v: Vec<f32> = b.as_array()?.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
-                (v.len() == 4).then(|| BoundingBox { x1: v[0], y1: v[1], x2: v[2], y2: v[3] })
+                let v: Vec<f32> = b
+                    .as_array()?
+                    .iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| x as f32)
+                    .collect();
+                (v.len() == 4).then(|| BoundingBox {
+                    x1: v[0],
+                    y1: v[1],
+                    x2: v[2],
+                    y2: v[3],
+                })
             })
             .collect();
         boxes.insert(name, list);
@@ -137,7 +153,8 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let splits = load_detection_data(&args.dataset, &LoadOptions::default()).map_err(|e| e.to_string())?;
+    let splits =
+        load_detection_data(&args.dataset, &LoadOptions::default()).map_err(|e| e.to_string())?;
     let mut set = match args.split.as_str() {
         "train" => splits.train,
         "test" => splits.test,
@@ -154,10 +171,16 @@ fn run(args: Args) -> Result<(), String> {
     let mut boxes = None;
     for &threads in &args.threads {
         let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let cache = args.cache.clone().unwrap_or_else(|| temp.path().to_path_buf());
+        let cache = args
+            .cache
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf());
         let run = propose_for_set_timed(&set, &args.config, &cache, threads, |done| {
             if done % 20 == 0 {
-                eprintln!("kiln, {threads} thread(s): {done}/{} images", set.images.len());
+                eprintln!(
+                    "kiln, {threads} thread(s): {done}/{} images",
+                    set.images.len()
+                );
             }
         })
         .map_err(|e| e.to_string())?;
@@ -176,10 +199,19 @@ fn run(args: Args) -> Result<(), String> {
         let table = proposal_recall(&gt, boxes, &TOP_NS, &IOUS);
         kiln.insert("table".into(), table_json(&table));
         for iou in IOUS {
-            curves.push(recall_curve(format!("kiln, IoU {iou}"), &gt, boxes, iou, &curve_ns));
+            curves.push(recall_curve(
+                format!("kiln, IoU {iou}"),
+                &gt,
+                boxes,
+                iou,
+                &curve_ns,
+            ));
         }
     }
-    kiln.insert("config".into(), serde_json::to_value(&args.config).map_err(|e| e.to_string())?);
+    kiln.insert(
+        "config".into(),
+        serde_json::to_value(&args.config).map_err(|e| e.to_string())?,
+    );
     out.insert("kiln".into(), Value::Object(kiln));
     if let Some(path) = &args.opencv {
         let (by_name, seconds) = read_opencv(path)?;
@@ -187,7 +219,11 @@ fn run(args: Args) -> Result<(), String> {
             .images
             .iter()
             .map(|im| {
-                let name = im.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name = im
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 by_name.get(&name).cloned().unwrap_or_default()
             })
             .collect();
@@ -208,12 +244,22 @@ fn run(args: Args) -> Result<(), String> {
             }),
         );
         for iou in IOUS {
-            curves.push(recall_curve(format!("OpenCV, IoU {iou}"), &gt, &boxes, iou, &curve_ns));
+            curves.push(recall_curve(
+                format!("OpenCV, IoU {iou}"),
+                &gt,
+                &boxes,
+                iou,
+                &curve_ns,
+            ));
         }
     }
     if let Some(path) = &args.plot {
-        save_recall_plot(path, "Selective search recall (raccoon)", &curves).map_err(|e| e.to_string())?;
+        save_recall_plot(path, "Selective search recall (raccoon)", &curves)
+            .map_err(|e| e.to_string())?;
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Object(out)).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(out)).map_err(|e| e.to_string())?
+    );
     Ok(())
 }

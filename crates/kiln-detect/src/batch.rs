@@ -274,17 +274,35 @@ mod tests {
             short_side: 64,
             max_long_side: 200,
         });
-        let b = BoundingBox { x1: 10.0, y1: 5.0, x2: 30.0, y2: 25.0 };
+        let b = BoundingBox {
+            x1: 10.0,
+            y1: 5.0,
+            x2: 30.0,
+            y2: 25.0,
+        };
         let items = vec![item(64, 32, b), item(40, 40, b)];
         let batch = batcher.batch(items, &Device::flex());
         // 64×32 → 128×64, 40×40 → 64×64; padded to [64, 128] (multiples of 32).
         assert_eq!(batch.images.dims(), [2, 3, 64, 128]);
         let first = &batch.infos[0];
         assert_eq!(first.input_size, [128, 64]);
-        assert_eq!(first.boxes[0], BoundingBox { x1: 20.0, y1: 10.0, x2: 60.0, y2: 50.0 });
+        assert_eq!(
+            first.boxes[0],
+            BoundingBox {
+                x1: 20.0,
+                y1: 10.0,
+                x2: 60.0,
+                y2: 50.0
+            }
+        );
         assert_eq!(first.to_original(&first.boxes[0]), b);
         // The padding of the second image is zero after normalisation.
-        let pad = batch.images.slice([1..2, 0..3, 0..64, 64..128]).abs().max().into_scalar::<f32>();
+        let pad = batch
+            .images
+            .slice([1..2, 0..3, 0..64, 64..128])
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert_eq!(pad, 0.0);
     }
 }

@@ -85,6 +85,12 @@ pub struct LocalizeConfig {
     pub min_object_fraction: f32,
     /// Images per evaluation step.
     pub eval_batch: usize,
+    /// Channels a 1×1 convolution narrows the backbone's last map to.
+    pub reduced: usize,
+    /// Width of the fully connected layer over the window (a window-sized convolution).
+    pub hidden: usize,
+    /// Dropout before the class and box heads.
+    pub dropout: f64,
 }
 
 impl Default for LocalizeConfig {
@@ -95,6 +101,9 @@ impl Default for LocalizeConfig {
             box_weight: 5.0,
             min_object_fraction: 0.0,
             eval_batch: 16,
+            reduced: 64,
+            hidden: 256,
+            dropout: 0.3,
         }
     }
 }
@@ -129,35 +138,63 @@ impl DetectConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, reason: String| Err(DetectError::invalid(what, reason));
         if !(0.0..1.0).contains(&self.data.val_fraction) {
-            return bad("[data] val_fraction", format!("{} is not in [0, 1)", self.data.val_fraction));
+            return bad(
+                "[data] val_fraction",
+                format!("{} is not in [0, 1)", self.data.val_fraction),
+            );
         }
         if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
-            return bad("[data] test_fraction", format!("{} is not in (0, 1)", self.data.test_fraction));
+            return bad(
+                "[data] test_fraction",
+                format!("{} is not in (0, 1)", self.data.test_fraction),
+            );
         }
         if self.data.max_side < 32 {
             return bad("[data] max_side", "must be at least 32".into());
         }
         let l = &self.localize;
-        if l.input_size < 32 || l.input_size % 32 != 0 {
-            return bad("[localize] input_size", format!("{} is not a multiple of 32 (the backbone's stride)", l.input_size));
+        if l.input_size < 32 || !l.input_size.is_multiple_of(32) {
+            return bad(
+                "[localize] input_size",
+                format!(
+                    "{} is not a multiple of 32 (the backbone's stride)",
+                    l.input_size
+                ),
+            );
         }
-        if !(l.box_weight >= 0.0 && l.box_weight.is_finite()) || !(0.0..1.0).contains(&l.min_object_fraction) {
-            return bad("[localize]", "box_weight must be ≥ 0 and min_object_fraction in [0, 1)".into());
+        if !(l.box_weight >= 0.0
+            && l.box_weight.is_finite()
+            && (0.0..1.0).contains(&l.min_object_fraction))
+        {
+            return bad(
+                "[localize]",
+                "box_weight must be ≥ 0 and min_object_fraction in [0, 1)".into(),
+            );
         }
         if let BoxLoss::SmoothL1 { beta } = l.box_loss
-            && !(beta > 0.0)
+            && beta.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
         {
-            return bad("[localize] box_loss", format!("beta {beta} must be positive"));
+            return bad(
+                "[localize] box_loss",
+                format!("beta {beta} must be positive"),
+            );
         }
-        if l.eval_batch == 0 {
-            return bad("[localize] eval_batch", "must be positive".into());
+        if l.eval_batch == 0 || l.reduced == 0 || l.hidden == 0 || !(0.0..1.0).contains(&l.dropout)
+        {
+            return bad(
+                "[localize]",
+                "eval_batch, reduced and hidden must be positive and dropout in [0, 1)".into(),
+            );
         }
         if self.method == Method::Overfeat {
             self.overfeat.validate()?;
             if self.overfeat.window != l.input_size {
                 return bad(
                     "[overfeat] window",
-                    format!("{} differs from [localize] input_size {}: the windows must be what the network was trained on", self.overfeat.window, l.input_size),
+                    format!(
+                        "{} differs from [localize] input_size {}: the windows must be what the network was trained on",
+                        self.overfeat.window, l.input_size
+                    ),
                 );
             }
         }

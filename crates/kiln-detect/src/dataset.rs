@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use burn::data::dataset::{Dataset, DatasetError};
+use kiln_data::EpochCounter;
 use kiln_data::augment::{Pipeline, TransformConfig};
 use kiln_data::image_folder::decode_image;
-use kiln_data::EpochCounter;
 use rayon::prelude::*;
 
 use crate::Result;
@@ -40,7 +40,11 @@ pub fn decode_items(set: &DetectionSet, max_side: Option<usize>) -> Result<Vec<D
                     );
                     let (id, original) = (item.image_id, item.original_size);
                     let (sample, _, _) = item.into_sample();
-                    DetectionItem::from_sample(kiln_data::augment::resize_sample(sample, nw, nh), id, original)
+                    DetectionItem::from_sample(
+                        kiln_data::augment::resize_sample(sample, nw, nh),
+                        id,
+                        original,
+                    )
                 }
                 _ => item,
             })
@@ -59,7 +63,11 @@ pub struct DetectionImages {
 
 impl DetectionImages {
     /// `items` augmented by the `[[augment]]` steps with `seed`.
-    pub fn new(items: Arc<Vec<DetectionItem>>, steps: &[TransformConfig], seed: u64) -> Result<Self> {
+    pub fn new(
+        items: Arc<Vec<DetectionItem>>,
+        steps: &[TransformConfig],
+        seed: u64,
+    ) -> Result<Self> {
         Ok(Self {
             items,
             pipeline: Arc::new(Pipeline::from_config(steps, seed)?),
@@ -89,16 +97,12 @@ impl DetectionImages {
 
 impl Dataset<DetectionItem> for DetectionImages {
     fn get(&self, index: usize) -> Result<DetectionItem, DatasetError> {
-        let item = self
-            .items
-            .get(index)
-            .cloned()
-            .ok_or_else(|| {
-                DatasetError::new(std::io::Error::other(format!(
-                    "detection item {index} is out of range ({} items)",
-                    self.items.len()
-                )))
-            })?;
+        let item = self.items.get(index).cloned().ok_or_else(|| {
+            DatasetError::new(std::io::Error::other(format!(
+                "detection item {index} is out of range ({} items)",
+                self.items.len()
+            )))
+        })?;
         if self.pipeline.is_identity() {
             return Ok(item);
         }

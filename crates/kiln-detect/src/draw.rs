@@ -24,7 +24,8 @@ const PALETTE: [Rgb<u8>; 6] = [
 ];
 
 fn font() -> ab_glyph::FontRef<'static> {
-    ab_glyph::FontRef::try_from_slice(dejavu::sans::regular()).expect("the embedded DejaVu font is valid")
+    ab_glyph::FontRef::try_from_slice(dejavu::sans::regular())
+        .expect("the embedded DejaVu font is valid")
 }
 
 /// An RGB copy of a kiln image.
@@ -47,7 +48,12 @@ fn thick_box(canvas: &mut RgbImage, b: &BoundingBox, colour: Rgb<u8>) -> Option<
     let (w, h) = canvas.dimensions();
     let rect = rect_of(b, w, h)?;
     draw_hollow_rect_mut(canvas, rect, colour);
-    let inner = BoundingBox { x1: b.x1 + 1.0, y1: b.y1 + 1.0, x2: b.x2 - 1.0, y2: b.y2 - 1.0 };
+    let inner = BoundingBox {
+        x1: b.x1 + 1.0,
+        y1: b.y1 + 1.0,
+        x2: b.x2 - 1.0,
+        y2: b.y2 - 1.0,
+    };
     if let Some(r) = rect_of(&inner, w, h) {
         draw_hollow_rect_mut(canvas, r, colour);
     }
@@ -80,8 +86,20 @@ pub fn draw_detections(
         let label = format!("{name} {:.2}", d.score);
         let (tw, th) = text_size(scale, &font, &label);
         let y = (rect.top() - th as i32 - 2).max(0);
-        draw_filled_rect_mut(&mut canvas, Rect::at(rect.left(), y).of_size(tw + 4, th + 2), colour);
-        draw_text_mut(&mut canvas, Rgb([0, 0, 0]), rect.left() + 2, y, scale, &font, &label);
+        draw_filled_rect_mut(
+            &mut canvas,
+            Rect::at(rect.left(), y).of_size(tw + 4, th + 2),
+            colour,
+        );
+        draw_text_mut(
+            &mut canvas,
+            Rgb([0, 0, 0]),
+            rect.left() + 2,
+            y,
+            scale,
+            &font,
+            &label,
+        );
     }
     canvas
 }
@@ -94,11 +112,18 @@ pub fn save_grid(images: &[RgbImage], columns: usize, cell: u32, path: &Path) ->
     }
     let columns = columns.clamp(1, images.len());
     let rows = images.len().div_ceil(columns);
-    let mut grid = RgbImage::from_pixel(columns as u32 * cell, rows as u32 * cell, Rgb([255, 255, 255]));
+    let mut grid = RgbImage::from_pixel(
+        columns as u32 * cell,
+        rows as u32 * cell,
+        Rgb([255, 255, 255]),
+    );
     for (k, img) in images.iter().enumerate() {
         let (w, h) = img.dimensions();
         let scale = cell as f32 / w.max(h).max(1) as f32;
-        let (nw, nh) = (((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+        let (nw, nh) = (
+            ((w as f32 * scale) as u32).max(1),
+            ((h as f32 * scale) as u32).max(1),
+        );
         let small = image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle);
         let (x, y) = ((k % columns) as u32 * cell, (k / columns) as u32 * cell);
         image::imageops::overlay(&mut grid, &small, x as i64, y as i64);
@@ -110,7 +135,10 @@ pub fn save_grid(images: &[RgbImage], columns: usize, cell: u32, path: &Path) ->
 pub fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     image
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .map_err(|e| DetectError::format(path, format!("encoding PNG: {e}")))?;
     kiln_train::write_atomic(path, &bytes)?;
     Ok(())
@@ -126,16 +154,34 @@ mod tests {
         let det = Detection {
             image_id: 1,
             class: 0,
-            bbox: BoundingBox { x1: 10.0, y1: 20.0, x2: 50.0, y2: 39.0 },
+            bbox: BoundingBox {
+                x1: 10.0,
+                y1: 20.0,
+                x2: 50.0,
+                y2: 39.0,
+            },
             score: 0.9,
         };
-        let truth = [BoundingBox { x1: 0.0, y1: 0.0, x2: 5.0, y2: 5.0 }];
+        let truth = [BoundingBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 5.0,
+            y2: 5.0,
+        }];
         let drawn = draw_detections(&image, &[det], &truth, &["raccoon".into()], 0.5);
         assert_eq!(*drawn.get_pixel(10, 30), PALETTE[0]);
         assert_eq!(*drawn.get_pixel(0, 2), TRUTH);
-        assert_eq!(*drawn.get_pixel(30, 30), Rgb([0, 0, 0]), "inside the box stays as it was");
+        assert_eq!(
+            *drawn.get_pixel(30, 30),
+            Rgb([0, 0, 0]),
+            "inside the box stays as it was"
+        );
         let low = Detection { score: 0.1, ..det };
         let drawn = draw_detections(&image, &[low], &[], &[], 0.5);
-        assert_eq!(*drawn.get_pixel(10, 30), Rgb([0, 0, 0]), "scores below the threshold are not drawn");
+        assert_eq!(
+            *drawn.get_pixel(10, 30),
+            Rgb([0, 0, 0]),
+            "scores below the threshold are not drawn"
+        );
     }
 }

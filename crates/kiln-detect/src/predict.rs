@@ -17,12 +17,19 @@ use crate::{DetectError, Result};
 /// The config and categories a run was trained with.
 pub fn run_config(run: &RunDir) -> Result<(DetectConfig, Vec<Category>)> {
     let config_path = run.file("config.toml");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| DetectError::io(&config_path, e))?;
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| DetectError::io(&config_path, e))?;
     let config: DetectConfig = toml::from_str(&text)
         .map_err(|e| DetectError::format(&config_path, format!("not a kiln-detect config: {e}")))?;
     let cat_path = run.file(CATEGORIES_FILE);
     let bytes = std::fs::read(&cat_path).map_err(|e| {
-        DetectError::io(&cat_path, std::io::Error::new(e.kind(), format!("{e}; is this a finished kiln-detect train run?")))
+        DetectError::io(
+            &cat_path,
+            std::io::Error::new(
+                e.kind(),
+                format!("{e}; is this a finished kiln-detect train run?"),
+            ),
+        )
     })?;
     let categories: Vec<Category> = serde_json::from_slice(&bytes)
         .map_err(|e| DetectError::format(&cat_path, format!("not a category list: {e}")))?;
@@ -36,7 +43,12 @@ pub fn best_checkpoint(run: &RunDir) -> Result<PathBuf> {
         .iter()
         .map(|name| dir.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| DetectError::format(&dir, "no best.bpk or last.bpk: train the run first (or resume it)"))
+        .ok_or_else(|| {
+            DetectError::format(
+                &dir,
+                "no best.bpk or last.bpk: train the run first (or resume it)",
+            )
+        })
 }
 
 /// Detects objects in `images` with the detector of the run at `run_dir` and writes each photo
@@ -57,7 +69,13 @@ pub fn predict_files(
         .map(|(k, path)| {
             let image = kiln_data::image_folder::decode_image(path, None)?.to_rgb();
             let size = [image.width as u32, image.height as u32];
-            Ok(DetectionItem { image, boxes: vec![], labels: vec![], image_id: k as u64 + 1, original_size: size })
+            Ok(DetectionItem {
+                image,
+                boxes: vec![],
+                labels: vec![],
+                image_id: k as u64 + 1,
+                original_size: size,
+            })
         })
         .collect::<Result<_>>()?;
     let detections = match config.method {
@@ -66,13 +84,18 @@ pub fn predict_files(
             let model = kiln_train::load_module(model, &best_checkpoint(&run)?)?.valid();
             detect_with_localizer(&config, &model, &items, device)?.0
         }
-        // R-CNN's prediction lands with its module (crate::rcnn::predict_items).
-        Method::Rcnn => return Err(DetectError::invalid("method", "rcnn prediction is not wired yet")),
+        Method::Rcnn => {
+            crate::rcnn::predict_items(&run, &config, categories.len(), &items, device)?
+        }
     };
     std::fs::create_dir_all(out).map_err(|e| DetectError::io(out, e))?;
     let mut written = Vec::new();
     for (item, path) in items.iter().zip(images) {
-        let mine: Vec<_> = detections.iter().filter(|d| d.image_id == item.image_id).copied().collect();
+        let mine: Vec<_> = detections
+            .iter()
+            .filter(|d| d.image_id == item.image_id)
+            .copied()
+            .collect();
         let drawn = draw_detections(&item.image, &mine, &[], &names, min_score);
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         let target = out.join(format!("{stem}.png"));

@@ -9,6 +9,7 @@ use kiln_train::RunDir;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::Result;
 use crate::batch::DetectionItem;
 use crate::config::{DetectConfig, Method};
 use crate::data::load::LoadedSplits;
@@ -16,10 +17,12 @@ use crate::data::results::write_coco_results;
 use crate::data::{Detection, DetectionSet};
 use crate::dataset::decode_items;
 use crate::draw::{draw_detections, save_grid};
-use crate::eval::{CocoEvaluation, VocAp, VocEvaluation, evaluate_coco, evaluate_voc, save_pr_curves, write_metrics_json};
+use crate::eval::{
+    CocoEvaluation, VocAp, VocEvaluation, evaluate_coco, evaluate_voc, save_pr_curves,
+    write_metrics_json,
+};
 use crate::ops::host::iou;
 use crate::train::{detect_with_localizer, hold_out, train_localizer};
-use crate::Result;
 
 /// The run file naming the categories a detector was trained on, in class-index order.
 pub const CATEGORIES_FILE: &str = "categories.json";
@@ -65,7 +68,11 @@ pub fn localization(gt: &DetectionSet, detections: &[Detection]) -> Localization
             .filter(|d| d.image_id == image.id)
             .max_by(|a, b| a.score.total_cmp(&b.score));
         let best = top.map_or(0.0, |d| {
-            image.objects.iter().map(|o| iou(&d.bbox, &o.bbox)).fold(0.0, f32::max)
+            image
+                .objects
+                .iter()
+                .map(|o| iou(&d.bbox, &o.bbox))
+                .fold(0.0, f32::max)
         });
         sum += best as f64;
         hits += usize::from(best >= 0.5);
@@ -93,7 +100,11 @@ pub fn draw_test_grid(
         .iter()
         .take(count)
         .map(|item| {
-            let mine: Vec<Detection> = detections.iter().filter(|d| d.image_id == item.image_id).copied().collect();
+            let mine: Vec<Detection> = detections
+                .iter()
+                .filter(|d| d.image_id == item.image_id)
+                .copied()
+                .collect();
             // Items may be downscaled from the original: draw in the item's pixels.
             let (sx, sy) = (
                 item.image.width as f32 / item.original_size[0].max(1) as f32,
@@ -101,7 +112,10 @@ pub fn draw_test_grid(
             );
             let scaled: Vec<Detection> = mine
                 .iter()
-                .map(|d| Detection { bbox: scale_box(&d.bbox, sx, sy), ..*d })
+                .map(|d| Detection {
+                    bbox: scale_box(&d.bbox, sx, sy),
+                    ..*d
+                })
                 .collect();
             draw_detections(&item.image, &scaled, &item.boxes, &names, min_score)
         })
@@ -110,7 +124,12 @@ pub fn draw_test_grid(
 }
 
 fn scale_box(b: &crate::data::BoundingBox, sx: f32, sy: f32) -> crate::data::BoundingBox {
-    crate::data::BoundingBox { x1: b.x1 * sx, y1: b.y1 * sy, x2: b.x2 * sx, y2: b.y2 * sy }
+    crate::data::BoundingBox {
+        x1: b.x1 * sx,
+        y1: b.y1 * sy,
+        x2: b.x2 * sx,
+        y2: b.y2 * sy,
+    }
 }
 
 /// What a finished run measured on the test split.
@@ -158,7 +177,8 @@ pub fn train_and_test(
         }
         Method::Rcnn => {
             let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
-            let outcome = crate::rcnn::train_and_detect(config, &train, &val, &data.test, run, device)?;
+            let outcome =
+                crate::rcnn::train_and_detect(config, &train, &val, &data.test, run, device)?;
             eprint!("{}", outcome.report.summary());
             run.metrics().append(&json!({ "rcnn": &outcome.report }))?;
             (outcome.detections, outcome.images_per_sec)
@@ -167,7 +187,14 @@ pub fn train_and_test(
     let train_seconds = started.elapsed().as_secs_f64();
     write_coco_results(&detections, &data.test, &run.file("detections.json"))?;
     let scores = score_detections(&data.test, &detections, run.path())?;
-    draw_test_grid(&test_items, &detections, &data.test, &run.file("predictions.png"), 8, 0.3)?;
+    draw_test_grid(
+        &test_items,
+        &detections,
+        &data.test,
+        &run.file("predictions.png"),
+        8,
+        0.3,
+    )?;
     let report = TestReport {
         method: config.method,
         coco: scores.coco.stats,

@@ -18,19 +18,25 @@ use crate::batch::{DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::{DetectConfig, Method};
 use crate::data::{Detection, DetectionSet};
 use crate::dataset::{DetectionImages, decode_items};
-use crate::localize::{Localizer, LocalizerConfig, LocalizeTask, localize_image, sliding_windows};
+use crate::localize::{LocalizeTask, Localizer, LocalizerConfig, localize_image, sliding_windows};
 use crate::{DetectError, Result};
 
 /// Splits `fraction` of `set`'s images off (seeded shuffle) for validation: `(train, val)`.
 pub fn hold_out(set: &DetectionSet, fraction: f32, seed: u64) -> (DetectionSet, DetectionSet) {
     let mut order: Vec<usize> = (0..set.images.len()).collect();
-    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_7A1));
-    let n_val = ((set.images.len() as f32 * fraction).round() as usize).min(set.images.len().saturating_sub(1));
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ 0x0005_EED0_F7A1,
+    ));
+    let n_val = ((set.images.len() as f32 * fraction).round() as usize)
+        .min(set.images.len().saturating_sub(1));
     let mut val_ids: Vec<usize> = order[..n_val].to_vec();
     val_ids.sort_unstable();
     let pick = |keep: &dyn Fn(usize) -> bool| DetectionSet {
         categories: set.categories.clone(),
-        images: (0..set.images.len()).filter(|&i| keep(i)).map(|i| set.images[i].clone()).collect(),
+        images: (0..set.images.len())
+            .filter(|&i| keep(i))
+            .map(|i| set.images[i].clone())
+            .collect(),
     };
     let is_val = |i: usize| val_ids.binary_search(&i).is_ok();
     (pick(&|i| !is_val(i)), pick(&is_val))
@@ -49,20 +55,36 @@ pub fn backbone(config: &DetectConfig, device: &Device) -> Result<Network> {
     Ok(arch.load(&path, device)?)
 }
 
+/// The head sizes of a config.
+fn head(config: &DetectConfig, classes: usize) -> LocalizerConfig {
+    let l = &config.localize;
+    LocalizerConfig {
+        classes,
+        cells: l.input_size / 32,
+        reduced: l.reduced,
+        hidden: l.hidden,
+        dropout: l.dropout,
+    }
+}
+
 /// The localization network of a config, with `classes` object classes, from its backbone.
 pub fn localizer(config: &DetectConfig, classes: usize, device: &Device) -> Result<Localizer> {
-    Ok(LocalizerConfig { classes }.init(backbone(config, device)?, device))
+    Ok(head(config, classes).init(backbone(config, device)?, device))
 }
 
 /// The same network shape with untrained weights (to load a checkpoint into).
-pub fn localizer_shape(config: &DetectConfig, classes: usize, device: &Device) -> Result<Localizer> {
+pub fn localizer_shape(
+    config: &DetectConfig,
+    classes: usize,
+    device: &Device,
+) -> Result<Localizer> {
     let arch = match config.backbone.weights.as_str() {
         "none" => Architecture::parse(&config.backbone.arch)?,
         spec => resolve_weights(spec)
             .map(|(arch, _)| arch)
             .or_else(|_| Architecture::parse(&config.backbone.arch))?,
     };
-    Ok(LocalizerConfig { classes }.init(arch.init(1, device), device))
+    Ok(head(config, classes).init(arch.init(1, device), device))
 }
 
 /// The training task of a config.
@@ -108,8 +130,19 @@ pub fn train_localizer(
         val: DetectionImages::plain(val_items),
     };
     let task = localize_task(config);
-    let (model, history) = fit(&task, model, data, &config.train, config.seed, run, device, resume)?;
-    let paused = history.last().is_some_and(|r| r.epoch < config.train.epochs);
+    let (model, history) = fit(
+        &task,
+        model,
+        data,
+        &config.train,
+        config.seed,
+        run,
+        device,
+        resume,
+    )?;
+    let paused = history
+        .last()
+        .is_some_and(|r| r.epoch < config.train.epochs);
     // Test with the checkpoint that validated best, as torchvision's references report.
     let best = run.path().join("checkpoints").join("best.bpk");
     let model = if !val.images.is_empty() && best.is_file() {
@@ -117,7 +150,11 @@ pub fn train_localizer(
     } else {
         model
     };
-    Ok(TrainedLocalizer { model, history, paused })
+    Ok(TrainedLocalizer {
+        model,
+        history,
+        paused,
+    })
 }
 
 /// Detections on `items` by the config's method (localization or OverFeat), with the

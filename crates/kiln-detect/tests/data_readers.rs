@@ -65,7 +65,11 @@ fn raccoon_archive_loads_with_its_split_files() {
     assert_eq!(data.train.images.len(), 160);
     assert_eq!(data.test.images.len(), 40);
     assert_eq!(boxes(&data.train) + boxes(&data.test), 217);
-    assert!(report.skipped_images.is_empty(), "{:?}", report.skipped_images);
+    assert!(
+        report.skipped_images.is_empty(),
+        "{:?}",
+        report.skipped_images
+    );
 
     let SplitSource::Files(splits) = &report.split else {
         panic!("expected the archive's split files, got {:?}", report.split);
@@ -93,8 +97,14 @@ fn raccoon_archive_loads_with_its_split_files() {
         assert!(image.width > 0 && image.height > 0);
         for object in &image.objects {
             let b = object.bbox;
-            assert!(0.0 <= b.x1 && b.x1 < b.x2 && b.x2 <= image.width as f32, "{b:?}");
-            assert!(0.0 <= b.y1 && b.y1 < b.y2 && b.y2 <= image.height as f32, "{b:?}");
+            assert!(
+                0.0 <= b.x1 && b.x1 < b.x2 && b.x2 <= image.width as f32,
+                "{b:?}"
+            );
+            assert!(
+                0.0 <= b.y1 && b.y1 < b.y2 && b.y2 <= image.height as f32,
+                "{b:?}"
+            );
             assert_eq!(object.area, b.width() * b.height());
             assert!(!object.crowd);
         }

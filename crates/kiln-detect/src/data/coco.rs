@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::{AnnotatedImage, BoundingBox, Category, DetectionSet, Object};
 use super::voc::format_error;
+use super::{AnnotatedImage, BoundingBox, Category, DetectionSet, Object};
 use crate::{DetectError, Result};
 
 /// The largest JSON file read (COCO 2017's train annotations are about 450 MiB).
@@ -90,8 +90,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str)
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| DetectError::io(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| format_error(path, format!("not {what}: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| format_error(path, format!("not {what}: {e}")))
 }
 
 /// Writes `bytes` to `path` atomically: to a temporary file in the same folder, synced, then
@@ -101,9 +100,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| DetectError::invalid("output path", format!("{} names no file", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        DetectError::invalid("output path", format!("{} names no file", path.display()))
+    })?;
     // Unique per process and call, so that concurrent writers never share a temporary file.
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let temp = dir.join(format!(
@@ -114,7 +113,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let write = || -> Result<()> {
         let mut file = std::fs::File::create(&temp).map_err(|e| DetectError::io(&temp, e))?;
-        file.write_all(bytes).map_err(|e| DetectError::io(&temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| DetectError::io(&temp, e))?;
         file.sync_all().map_err(|e| DetectError::io(&temp, e))?;
         std::fs::rename(&temp, path).map_err(|e| DetectError::io(path, e))
     };
@@ -189,7 +189,10 @@ pub fn read_coco_instances(json: &Path, image_dir: &Path) -> Result<DetectionSet
             .get(&a.image_id)
             .ok_or_else(|| bad(format!("image_id {} is not in `images`", a.image_id)))?;
         let &class = class_of.get(&a.category_id).ok_or_else(|| {
-            bad(format!("category_id {} is not in `categories`", a.category_id))
+            bad(format!(
+                "category_id {} is not in `categories`",
+                a.category_id
+            ))
         })?;
         let [x, y, w, h] = a.bbox;
         if !(w > 0.0 && h > 0.0 && w.is_finite() && h.is_finite() && x.is_finite() && y.is_finite())
@@ -352,8 +355,14 @@ mod tests {
         let bbox = |x1, y1, x2, y2| BoundingBox { x1, y1, x2, y2 };
         DetectionSet {
             categories: vec![
-                Category { id: 1, name: "cat".into() },
-                Category { id: 3, name: "dog".into() },
+                Category {
+                    id: 1,
+                    name: "cat".into(),
+                },
+                Category {
+                    id: 3,
+                    name: "dog".into(),
+                },
             ],
             images: vec![
                 AnnotatedImage {
@@ -411,7 +420,10 @@ mod tests {
         let back = read_coco_instances(&json, &dir.path().join("images")).unwrap();
         assert_eq!(back, set);
         // Nothing but the file is left in the folder.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["instances.json"]);
     }
 
@@ -430,7 +442,15 @@ mod tests {
         assert_eq!(set.categories[0].name, "a");
         let object = &set.images[0].objects[0];
         assert_eq!((object.class, object.area, object.crowd), (0, 12.0, false));
-        assert_eq!(object.bbox, BoundingBox { x1: 1.0, y1: 2.0, x2: 4.0, y2: 6.0 });
+        assert_eq!(
+            object.bbox,
+            BoundingBox {
+                x1: 1.0,
+                y1: 2.0,
+                x2: 4.0,
+                y2: 6.0
+            }
+        );
         assert_eq!(set.images[0].path, Path::new("imgs/x.jpg"));
     }
 
@@ -447,20 +467,76 @@ mod tests {
         let cases = [
             ("{".to_string(), "not COCO instances JSON"),
             (r#"{"images":[]}"#.to_string(), "missing field"),
-            (with(r#"{"id":4,"image_id":2,"category_id":1,"bbox":[0,0,1,1]}"#, image), "annotation 4: image_id 2"),
-            (with(r#"{"id":5,"image_id":1,"category_id":9,"bbox":[0,0,1,1]}"#, image), "annotation 5: category_id 9"),
-            (with(r#"{"id":6,"image_id":1,"category_id":1,"bbox":[0,0,0,1]}"#, image), "annotation 6: bbox"),
-            (with(r#"{"id":7,"image_id":1,"category_id":1,"bbox":[0,0,1,-2]}"#, image), "annotation 7: bbox"),
-            (with(r#"{"id":8,"image_id":1,"category_id":1,"bbox":[20,0,1,1]}"#, image), "annotation 8: bbox [20, 0, 1, 1] lies wholly outside"),
-            (with(r#"{"id":9,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"iscrowd":2}"#, image), "annotation 9: iscrowd is 2"),
-            (with(r#"{"id":3,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"area":-1}"#, image), "annotation 3: area -1"),
-            (with("", r#"{"id":1,"file_name":"../x.jpg","width":10,"height":10}"#), "file_name `../x.jpg`"),
-            (with("", r#"{"id":1,"file_name":"x.jpg","width":0,"height":10}"#), "has size 0x10"),
-            (with("", &format!("{image},{image}")), "image id 1 appears twice"),
+            (
+                with(
+                    r#"{"id":4,"image_id":2,"category_id":1,"bbox":[0,0,1,1]}"#,
+                    image,
+                ),
+                "annotation 4: image_id 2",
+            ),
+            (
+                with(
+                    r#"{"id":5,"image_id":1,"category_id":9,"bbox":[0,0,1,1]}"#,
+                    image,
+                ),
+                "annotation 5: category_id 9",
+            ),
+            (
+                with(
+                    r#"{"id":6,"image_id":1,"category_id":1,"bbox":[0,0,0,1]}"#,
+                    image,
+                ),
+                "annotation 6: bbox",
+            ),
+            (
+                with(
+                    r#"{"id":7,"image_id":1,"category_id":1,"bbox":[0,0,1,-2]}"#,
+                    image,
+                ),
+                "annotation 7: bbox",
+            ),
+            (
+                with(
+                    r#"{"id":8,"image_id":1,"category_id":1,"bbox":[20,0,1,1]}"#,
+                    image,
+                ),
+                "annotation 8: bbox [20, 0, 1, 1] lies wholly outside",
+            ),
+            (
+                with(
+                    r#"{"id":9,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"iscrowd":2}"#,
+                    image,
+                ),
+                "annotation 9: iscrowd is 2",
+            ),
+            (
+                with(
+                    r#"{"id":3,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"area":-1}"#,
+                    image,
+                ),
+                "annotation 3: area -1",
+            ),
+            (
+                with(
+                    "",
+                    r#"{"id":1,"file_name":"../x.jpg","width":10,"height":10}"#,
+                ),
+                "file_name `../x.jpg`",
+            ),
+            (
+                with("", r#"{"id":1,"file_name":"x.jpg","width":0,"height":10}"#),
+                "has size 0x10",
+            ),
+            (
+                with("", &format!("{image},{image}")),
+                "image id 1 appears twice",
+            ),
         ];
         for (text, expected) in cases {
             std::fs::write(&json, text).unwrap();
-            let err = read_coco_instances(&json, dir.path()).unwrap_err().to_string();
+            let err = read_coco_instances(&json, dir.path())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("bad.json: "), "{err}");
             assert!(err.contains(expected), "{err} lacks {expected}");
         }
@@ -475,7 +551,10 @@ mod tests {
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("keep"), b"k").unwrap();
         assert!(write_coco_instances(&set, &target).is_err());
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["out.json"]);
     }
 }

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::split::{SplitFiles, check_test_fraction, find_split_files, read_split_file, seeded_split};
+use super::split::{
+    SplitFiles, check_test_fraction, find_split_files, read_split_file, seeded_split,
+};
+use super::voc::format_error;
 use super::voc::{VocAnnotation, read_voc_annotation};
 use super::{AnnotatedImage, BoundingBox, Category, DetectionSet, Object};
-use super::voc::format_error;
 use crate::{DetectError, Result};
 
 /// How [`load_detection_data`] reads a data set.
@@ -120,7 +122,9 @@ fn check_classes(classes: &[String]) -> Result<()> {
         if name.trim().is_empty() || name.trim() != name {
             return Err(DetectError::invalid(
                 "classes",
-                format!("class {i} is `{name}`; names must be non-blank without surrounding spaces"),
+                format!(
+                    "class {i} is `{name}`; names must be non-blank without surrounding spaces"
+                ),
             ));
         }
         if classes[..i].contains(name) {
@@ -169,7 +173,8 @@ fn find_dataset(dir: &Path, depth: usize) -> Result<Option<DatasetDir>> {
     for entry in fs::read_dir(dir).map_err(|e| DetectError::io(dir, e))? {
         let entry = entry.map_err(|e| DetectError::io(dir, e))?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.path().is_dir()
+        if !hidden
+            && entry.path().is_dir()
             && let Some(dataset) = find_dataset(&entry.path(), depth - 1)?
         {
             found.push(dataset);
@@ -198,27 +203,6 @@ fn is_archive(path: &Path) -> bool {
     name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar")
 }
 
-/// Extracts `archive` once into `<cache>/extracted/<name>-<first 16 hex digits of its SHA-256>`
-/// (where kiln-data's dataset archives go too) and returns that folder.
-fn extract_into_cache(archive: &Path, cache: &Path) -> Result<PathBuf> {
-    let name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name
-        .trim_end_matches(".gz")
-        .trim_end_matches(".tgz")
-        .trim_end_matches(".tar");
-    let digest = kiln_data::download::sha256_file(archive)?;
-    let dest = cache
-        .join("extracted")
-        .join(format!("{stem}-{}", &digest[..16]));
-    if !dest.is_dir() {
-        kiln_data::download::extract_archive(archive, &dest)?;
-    }
-    Ok(dest)
-}
-
 /// The data set at `path` (extracting an archive first).
 fn open_dataset_dir(path: &Path, cache: &Path) -> Result<DatasetDir> {
     if !path.exists() {
@@ -231,7 +215,7 @@ fn open_dataset_dir(path: &Path, cache: &Path) -> Result<DatasetDir> {
                 "is a file; expected a detection data set folder or a .tar.gz archive of one",
             ));
         }
-        extract_into_cache(path, cache)?
+        kiln_data::extract_into(path, cache)?
     } else {
         path.to_path_buf()
     };
@@ -540,7 +524,9 @@ fn load_dataset(dataset: &DatasetDir, options: &LoadOptions) -> Result<LoadedSpl
                         format!("its image {} does not exist", annotation.image.display()),
                     ));
                 }
-                report.skipped_images.push((annotation.image.clone(), reason));
+                report
+                    .skipped_images
+                    .push((annotation.image.clone(), reason));
                 continue;
             }
             ImageCheck::Bad(e) => {
@@ -553,7 +539,9 @@ fn load_dataset(dataset: &DatasetDir, options: &LoadOptions) -> Result<LoadedSpl
                     }
                     other => other.to_string(),
                 };
-                report.skipped_images.push((annotation.image.clone(), reason));
+                report
+                    .skipped_images
+                    .push((annotation.image.clone(), reason));
                 continue;
             }
         };
@@ -590,10 +578,20 @@ mod tests {
     /// An object of a fixture: class and VOC `(xmin, ymin, xmax, ymax)`.
     type Obj<'a> = (&'a str, [i32; 4]);
 
-    fn voc_xml(filename: &str, size: Option<(u32, u32)>, objects: &[Obj], difficult: bool) -> String {
-        let mut xml = format!("<annotation>\n  <folder>images</folder>\n  <filename>{filename}</filename>\n");
+    fn voc_xml(
+        filename: &str,
+        size: Option<(u32, u32)>,
+        objects: &[Obj],
+        difficult: bool,
+    ) -> String {
+        let mut xml =
+            format!("<annotation>\n  <folder>images</folder>\n  <filename>{filename}</filename>\n");
         if let Some((w, h)) = size {
-            writeln!(xml, "  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>").unwrap();
+            writeln!(
+                xml,
+                "  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
+            )
+            .unwrap();
         }
         for (name, [x1, y1, x2, y2]) in objects {
             writeln!(
@@ -650,25 +648,64 @@ mod tests {
         assert_eq!((data.train.images.len(), data.test.images.len()), (8, 2));
         assert_eq!(
             data.report.split,
-            SplitSource::Seeded { seed: 0, test_fraction: 0.2 }
+            SplitSource::Seeded {
+                seed: 0,
+                test_fraction: 0.2
+            }
         );
         assert_eq!(boxes(&data.train) + boxes(&data.test), 14);
-        let names: Vec<&str> = data.train.categories.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = data
+            .train
+            .categories
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names, ["cat", "dog"]);
         assert_eq!(data.train.categories[1].id, 2);
         assert_eq!(data.test.categories, data.train.categories);
         // Ids number the sorted annotation files from 1: img-0, img-1, img-2, …, img-9.
-        let mut ids: Vec<u64> = data.train.images.iter().chain(&data.test.images).map(|im| im.id).collect();
+        let mut ids: Vec<u64> = data
+            .train
+            .images
+            .iter()
+            .chain(&data.test.images)
+            .map(|im| im.id)
+            .collect();
         ids.sort_unstable();
         assert_eq!(ids, (1..=10).collect::<Vec<_>>());
-        let first = data.train.images.iter().chain(&data.test.images).find(|im| im.id == 1).unwrap();
+        let first = data
+            .train
+            .images
+            .iter()
+            .chain(&data.test.images)
+            .find(|im| im.id == 1)
+            .unwrap();
         assert_eq!(first.path, root.join("images/img-0.jpg"));
         assert_eq!((first.width, first.height), (32, 24));
         // VOC (1, 1, 10, 12) is (0, 0, 10, 12); the dog box touches the border, unclipped.
-        assert_eq!(first.objects[0].bbox, BoundingBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 12.0 });
+        assert_eq!(
+            first.objects[0].bbox,
+            BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 10.0,
+                y2: 12.0
+            }
+        );
         assert_eq!(first.objects[0].area, 120.0);
-        assert_eq!(first.objects[1].bbox, BoundingBox { x1: 4.0, y1: 5.0, x2: 32.0, y2: 24.0 });
-        assert_eq!((data.report.clipped_boxes, data.report.resized_annotations), (0, 0));
+        assert_eq!(
+            first.objects[1].bbox,
+            BoundingBox {
+                x1: 4.0,
+                y1: 5.0,
+                x2: 32.0,
+                y2: 24.0
+            }
+        );
+        assert_eq!(
+            (data.report.clipped_boxes, data.report.resized_annotations),
+            (0, 0)
+        );
         assert!(data.report.skipped_images.is_empty());
     }
 
@@ -676,15 +713,34 @@ mod tests {
     fn seeded_split_is_deterministic_and_follows_the_fraction() {
         let dir = tempfile::tempdir().unwrap();
         let root = flat(dir.path(), 20);
-        let ids = |data: &LoadedSplits| -> Vec<u64> { data.test.images.iter().map(|im| im.id).collect() };
-        let options = LoadOptions { test_fraction: 0.25, seed: 3, ..LoadOptions::default() };
+        let ids =
+            |data: &LoadedSplits| -> Vec<u64> { data.test.images.iter().map(|im| im.id).collect() };
+        let options = LoadOptions {
+            test_fraction: 0.25,
+            seed: 3,
+            ..LoadOptions::default()
+        };
         let a = load(&root, &options).unwrap();
         assert_eq!((a.train.images.len(), a.test.images.len()), (15, 5));
         assert_eq!(ids(&load(&root, &options).unwrap()), ids(&a));
-        let other = load(&root, &LoadOptions { seed: 4, ..options.clone() }).unwrap();
+        let other = load(
+            &root,
+            &LoadOptions {
+                seed: 4,
+                ..options.clone()
+            },
+        )
+        .unwrap();
         assert_ne!(ids(&other), ids(&a));
         for bad in [0.0, 1.0, 1.5] {
-            let err = load(&root, &LoadOptions { test_fraction: bad, ..options.clone() }).unwrap_err();
+            let err = load(
+                &root,
+                &LoadOptions {
+                    test_fraction: bad,
+                    ..options.clone()
+                },
+            )
+            .unwrap_err();
             assert!(matches!(err, DetectError::Invalid { .. }), "{err}");
         }
     }
@@ -694,7 +750,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = flat(dir.path(), 5);
         fs::create_dir(root.join("splits")).unwrap();
-        fs::write(root.join("splits/train.txt"), "img-0.jpg\nimg-1.png\nimg-3\n").unwrap();
+        fs::write(
+            root.join("splits/train.txt"),
+            "img-0.jpg\nimg-1.png\nimg-3\n",
+        )
+        .unwrap();
         fs::write(root.join("splits/test.txt"), "img-4.jpg\n").unwrap();
         let data = load(&root, &LoadOptions::default()).unwrap();
         let ids = |s: &DetectionSet| s.images.iter().map(|im| im.id).collect::<Vec<_>>();
@@ -703,11 +763,21 @@ mod tests {
         assert_eq!(data.report.split, SplitSource::Files(root.join("splits")));
 
         fs::write(root.join("splits/test.txt"), "img-4.jpg\nimg-9.jpg\n").unwrap();
-        let err = load(&root, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("test.txt: line 2 names `img-9.jpg`, which has no annotation"), "{err}");
+        let err = load(&root, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.txt: line 2 names `img-9.jpg`, which has no annotation"),
+            "{err}"
+        );
         fs::write(root.join("splits/test.txt"), "img-0\n").unwrap();
-        let err = load(&root, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("test.txt: line 1 names `img-0`, which is already listed in"), "{err}");
+        let err = load(&root, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.txt: line 1 names `img-0`, which is already listed in"),
+            "{err}"
+        );
         assert!(err.contains("train.txt"), "{err}");
     }
 
@@ -722,8 +792,17 @@ mod tests {
             let stem = format!("{i:06}");
             write_image(&year.join(format!("JPEGImages/{stem}.jpg")), (20, 10));
             // The filename is missing for one file: found by the XML's stem.
-            let filename = if i == 2 { String::new() } else { format!("{stem}.jpg") };
-            let xml = voc_xml(&filename, Some((20, 10)), &[("person", [2, 2, 8, 9])], i == 3);
+            let filename = if i == 2 {
+                String::new()
+            } else {
+                format!("{stem}.jpg")
+            };
+            let xml = voc_xml(
+                &filename,
+                Some((20, 10)),
+                &[("person", [2, 2, 8, 9])],
+                i == 3,
+            );
             fs::write(year.join(format!("Annotations/{stem}.xml")), xml).unwrap();
         }
         let main = year.join("ImageSets/Main");
@@ -736,7 +815,10 @@ mod tests {
         assert_eq!(data.report.split, SplitSource::Files(main.clone()));
         assert_eq!(data.train.images.len(), 2);
         assert_eq!(data.test.images.len(), 2);
-        assert_eq!(data.train.images[1].path, year.join("JPEGImages/000002.jpg"));
+        assert_eq!(
+            data.train.images[1].path,
+            year.join("JPEGImages/000002.jpg")
+        );
         assert!(data.test.images[0].objects[0].difficult);
         assert!(!data.test.images[1].objects[0].difficult);
 
@@ -767,7 +849,11 @@ mod tests {
         let cache = dir.path().join("cache");
         let data = load_with_cache(&archive, &LoadOptions::default(), &cache).unwrap();
         assert_eq!(data.train.images.len() + data.test.images.len(), 4);
-        assert!(data.train.images[0].path.starts_with(cache.join("extracted")));
+        assert!(
+            data.train.images[0]
+                .path
+                .starts_with(cache.join("extracted"))
+        );
         // A second load reuses the extraction.
         let again = load_with_cache(&archive, &LoadOptions::default(), &cache).unwrap();
         assert_eq!(again, data);
@@ -778,12 +864,31 @@ mod tests {
     fn boxes_crossing_the_border_are_clipped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let root = flat(dir.path(), 2);
-        let xml = voc_xml("img-0.jpg", None, &[("cat", [0, -3, 40, 12]), ("cat", [3, 3, 5, 5])], false);
+        let xml = voc_xml(
+            "img-0.jpg",
+            None,
+            &[("cat", [0, -3, 40, 12]), ("cat", [3, 3, 5, 5])],
+            false,
+        );
         fs::write(root.join("annotations/img-0.xml"), xml).unwrap();
         let data = load(&root, &LoadOptions::default()).unwrap();
         assert_eq!(data.report.clipped_boxes, 1);
-        let image = data.train.images.iter().chain(&data.test.images).find(|im| im.id == 1).unwrap();
-        assert_eq!(image.objects[0].bbox, BoundingBox { x1: 0.0, y1: 0.0, x2: 32.0, y2: 12.0 });
+        let image = data
+            .train
+            .images
+            .iter()
+            .chain(&data.test.images)
+            .find(|im| im.id == 1)
+            .unwrap();
+        assert_eq!(
+            image.objects[0].bbox,
+            BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 32.0,
+                y2: 12.0
+            }
+        );
         assert_eq!(image.objects[0].area, 384.0);
     }
 
@@ -796,27 +901,86 @@ mod tests {
         fs::write(root.join("annotations/img-0.xml"), xml).unwrap();
         let data = load(&root, &LoadOptions::default()).unwrap();
         assert_eq!(data.report.resized_annotations, 1);
-        let image = data.train.images.iter().chain(&data.test.images).find(|im| im.id == 1).unwrap();
+        let image = data
+            .train
+            .images
+            .iter()
+            .chain(&data.test.images)
+            .find(|im| im.id == 1)
+            .unwrap();
         assert_eq!((image.width, image.height), (32, 24));
-        assert_eq!(image.objects[0].bbox, BoundingBox { x1: 4.0, y1: 4.0, x2: 16.0, y2: 12.0 });
+        assert_eq!(
+            image.objects[0].bbox,
+            BoundingBox {
+                x1: 4.0,
+                y1: 4.0,
+                x2: 16.0,
+                y2: 12.0
+            }
+        );
     }
 
     #[test]
     fn class_list_orders_and_restricts() {
         let dir = tempfile::tempdir().unwrap();
         let root = flat(dir.path(), 4);
-        let classes = Some(vec!["dog".to_string(), "cat".to_string(), "bird".to_string()]);
-        let data = load(&root, &LoadOptions { classes, ..LoadOptions::default() }).unwrap();
-        let names: Vec<_> = data.test.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
+        let classes = Some(vec![
+            "dog".to_string(),
+            "cat".to_string(),
+            "bird".to_string(),
+        ]);
+        let data = load(
+            &root,
+            &LoadOptions {
+                classes,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
+        let names: Vec<_> = data
+            .test
+            .categories
+            .iter()
+            .map(|c| (c.id, c.name.as_str()))
+            .collect();
         assert_eq!(names, [(1, "dog"), (2, "cat"), (3, "bird")]);
-        let cat = data.train.images.iter().chain(&data.test.images).flat_map(|im| &im.objects).next().unwrap();
+        let cat = data
+            .train
+            .images
+            .iter()
+            .chain(&data.test.images)
+            .flat_map(|im| &im.objects)
+            .next()
+            .unwrap();
         assert_eq!(cat.class, 1);
 
         let only_cat = Some(vec!["cat".to_string()]);
-        let err = load(&root, &LoadOptions { classes: only_cat, ..LoadOptions::default() }).unwrap_err().to_string();
-        assert!(err.contains("img-0.xml: object 2 has class `dog`, which is not one of"), "{err}");
-        for bad in [vec![], vec!["a".to_string(), "a".to_string()], vec![" a".to_string()]] {
-            let err = load(&root, &LoadOptions { classes: Some(bad), ..LoadOptions::default() }).unwrap_err();
+        let err = load(
+            &root,
+            &LoadOptions {
+                classes: only_cat,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("img-0.xml: object 2 has class `dog`, which is not one of"),
+            "{err}"
+        );
+        for bad in [
+            vec![],
+            vec!["a".to_string(), "a".to_string()],
+            vec![" a".to_string()],
+        ] {
+            let err = load(
+                &root,
+                &LoadOptions {
+                    classes: Some(bad),
+                    ..LoadOptions::default()
+                },
+            )
+            .unwrap_err();
             assert!(matches!(err, DetectError::Invalid { .. }), "{err}");
         }
     }
@@ -826,16 +990,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = flat(dir.path(), 3);
         let cases = [
-            ("<annotation><object>".to_string(), "img-1.xml: malformed XML"),
-            (voc_xml("img-1.png", None, &[("cat", [40, 30, 50, 40])], false), "img-1.xml: object 1 (cat): box (39, 29, 50, 40) lies wholly outside the 32x24 image"),
-            (voc_xml("img-1.png", None, &[("cat", [9, 3, 4, 8])], false), "img-1.xml: object 1 (cat): box has xmax 4 <= xmin 9"),
-            (voc_xml("img-1.png", None, &[("cat", [3, 9, 8, 9])], false), "img-1.xml: object 1 (cat): box has ymax 9 <= ymin 9"),
+            (
+                "<annotation><object>".to_string(),
+                "img-1.xml: malformed XML",
+            ),
+            (
+                voc_xml("img-1.png", None, &[("cat", [40, 30, 50, 40])], false),
+                "img-1.xml: object 1 (cat): box (39, 29, 50, 40) lies wholly outside the 32x24 image",
+            ),
+            (
+                voc_xml("img-1.png", None, &[("cat", [9, 3, 4, 8])], false),
+                "img-1.xml: object 1 (cat): box has xmax 4 <= xmin 9",
+            ),
+            (
+                voc_xml("img-1.png", None, &[("cat", [3, 9, 8, 9])], false),
+                "img-1.xml: object 1 (cat): box has ymax 9 <= ymin 9",
+            ),
         ];
         for (xml, expected) in cases {
             fs::write(root.join("annotations/img-1.xml"), xml).unwrap();
-            let err = load(&root, &LoadOptions { skip_bad_images: true, ..LoadOptions::default() })
-                .unwrap_err()
-                .to_string();
+            let err = load(
+                &root,
+                &LoadOptions {
+                    skip_bad_images: true,
+                    ..LoadOptions::default()
+                },
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains(expected), "{err} lacks {expected}");
             assert!(!err.contains('\n'), "{err}");
         }
@@ -849,21 +1031,49 @@ mod tests {
         let jpeg = fs::read(root.join("images/img-2.jpg")).unwrap();
         fs::write(root.join("images/img-2.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
 
-        let err = load(&root, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("img-1.xml: its image") && err.contains("img-1.png does not exist"), "{err}");
+        let err = load(&root, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("img-1.xml: its image") && err.contains("img-1.png does not exist"),
+            "{err}"
+        );
         fs::copy(root.join("images/img-3.png"), root.join("images/img-1.png")).unwrap();
-        let err = load(&root, &LoadOptions::default()).unwrap_err().to_string();
+        let err = load(&root, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("img-2.jpg: cannot decode image"), "{err}");
         fs::remove_file(root.join("images/img-1.png")).unwrap();
 
-        let options = LoadOptions { skip_bad_images: true, ..LoadOptions::default() };
+        let options = LoadOptions {
+            skip_bad_images: true,
+            ..LoadOptions::default()
+        };
         let data = load(&root, &options).unwrap();
-        let skipped: Vec<&Path> = data.report.skipped_images.iter().map(|(p, _)| p.as_path()).collect();
-        assert_eq!(skipped, [root.join("images/img-1.png"), root.join("images/img-2.jpg")]);
-        assert!(data.report.skipped_images[1].1.contains("cut short"), "{:?}", data.report.skipped_images);
+        let skipped: Vec<&Path> = data
+            .report
+            .skipped_images
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .collect();
+        assert_eq!(
+            skipped,
+            [root.join("images/img-1.png"), root.join("images/img-2.jpg")]
+        );
+        assert!(
+            data.report.skipped_images[1].1.contains("cut short"),
+            "{:?}",
+            data.report.skipped_images
+        );
         assert_eq!(data.train.images.len() + data.test.images.len(), 4);
         // The others keep their ids.
-        let mut ids: Vec<u64> = data.train.images.iter().chain(&data.test.images).map(|im| im.id).collect();
+        let mut ids: Vec<u64> = data
+            .train
+            .images
+            .iter()
+            .chain(&data.test.images)
+            .map(|im| im.id)
+            .collect();
         ids.sort_unstable();
         assert_eq!(ids, [1, 4, 5, 6]);
     }
@@ -871,14 +1081,20 @@ mod tests {
     #[test]
     fn folders_without_a_data_set_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load(&dir.path().join("nope"), &LoadOptions::default()).unwrap_err().to_string();
+        let err = load(&dir.path().join("nope"), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope: no such file or folder"), "{err}");
         fs::create_dir(dir.path().join("empty")).unwrap();
-        let err = load(&dir.path().join("empty"), &LoadOptions::default()).unwrap_err().to_string();
+        let err = load(&dir.path().join("empty"), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty: holds no detection data set"), "{err}");
         let file = dir.path().join("x.txt");
         fs::write(&file, "x").unwrap();
-        let err = load(&file, &LoadOptions::default()).unwrap_err().to_string();
+        let err = load(&file, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.txt: is a file"), "{err}");
         let two = dir.path().join("two");
         flat(&two.join("a"), 2);

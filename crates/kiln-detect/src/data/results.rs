@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::coco::{read_json, write_atomically};
-use super::{BoundingBox, Detection, DetectionSet};
 use super::voc::format_error;
+use super::{BoundingBox, Detection, DetectionSet};
 use crate::{DetectError, Result};
 
 /// One detection as read (numbers as `f64`).
@@ -94,7 +94,10 @@ pub fn write_coco_results(detections: &[Detection], set: &DetectionSet, json: &P
         .map(|(i, d)| {
             let bad = |reason: String| DetectError::invalid(format!("detection {i}"), reason);
             if !images.contains(&d.image_id) {
-                return Err(bad(format!("image id {} is not in the data set", d.image_id)));
+                return Err(bad(format!(
+                    "image id {} is not in the data set",
+                    d.image_id
+                )));
             }
             let category = set.categories.get(d.class).ok_or_else(|| {
                 bad(format!(
@@ -106,10 +109,7 @@ pub fn write_coco_results(detections: &[Detection], set: &DetectionSet, json: &P
             let b = d.bbox;
             let bbox = [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1];
             if !(bbox.iter().all(|v| v.is_finite()) && d.score.is_finite()) {
-                return Err(bad(format!(
-                    "box {b:?} or score {} is not finite",
-                    d.score
-                )));
+                return Err(bad(format!("box {b:?} or score {} is not finite", d.score)));
             }
             Ok(ResultOut {
                 image_id: d.image_id,
@@ -139,8 +139,14 @@ mod tests {
         };
         DetectionSet {
             categories: vec![
-                Category { id: 1, name: "cat".into() },
-                Category { id: 18, name: "dog".into() },
+                Category {
+                    id: 1,
+                    name: "cat".into(),
+                },
+                Category {
+                    id: 18,
+                    name: "dog".into(),
+                },
             ],
             images: vec![image(3), image(4)],
         }
@@ -150,7 +156,12 @@ mod tests {
         Detection {
             image_id,
             class,
-            bbox: BoundingBox { x1, y1: 2.25, x2: 30.5, y2: 39.0 },
+            bbox: BoundingBox {
+                x1,
+                y1: 2.25,
+                x2: 30.5,
+                y2: 39.0,
+            },
             score,
         }
     }
@@ -179,11 +190,28 @@ mod tests {
         let entry = r#"{"image_id":3,"category_id":1,"bbox":[0,0,1,1],"score":0.5}"#;
         let cases = [
             ("[".to_string(), "not a COCO results JSON list"),
-            (r#"{"image_id":3}"#.to_string(), "not a COCO results JSON list"),
-            (format!(r#"[{entry},{{"image_id":9,"category_id":1,"bbox":[0,0,1,1],"score":0.5}}]"#), "detection 1 (image_id 9): image_id is not in"),
-            (r#"[{"image_id":3,"category_id":2,"bbox":[0,0,1,1],"score":0.5}]"#.into(), "detection 0 (image_id 3): category_id 2"),
-            (r#"[{"image_id":3,"category_id":1,"bbox":[0,0,-1,1],"score":0.5}]"#.into(), "bbox [0, 0, -1, 1]"),
-            (r#"[{"image_id":3,"category_id":1,"bbox":[0,0,1],"score":0.5}]"#.into(), "not a COCO results JSON list"),
+            (
+                r#"{"image_id":3}"#.to_string(),
+                "not a COCO results JSON list",
+            ),
+            (
+                format!(
+                    r#"[{entry},{{"image_id":9,"category_id":1,"bbox":[0,0,1,1],"score":0.5}}]"#
+                ),
+                "detection 1 (image_id 9): image_id is not in",
+            ),
+            (
+                r#"[{"image_id":3,"category_id":2,"bbox":[0,0,1,1],"score":0.5}]"#.into(),
+                "detection 0 (image_id 3): category_id 2",
+            ),
+            (
+                r#"[{"image_id":3,"category_id":1,"bbox":[0,0,-1,1],"score":0.5}]"#.into(),
+                "bbox [0, 0, -1, 1]",
+            ),
+            (
+                r#"[{"image_id":3,"category_id":1,"bbox":[0,0,1],"score":0.5}]"#.into(),
+                "not a COCO results JSON list",
+            ),
         ];
         for (text, expected) in cases {
             std::fs::write(&json, text).unwrap();

@@ -28,7 +28,10 @@ pub(crate) struct SplitFiles {
 pub(crate) fn find_split_files(dir: &Path) -> Result<Option<SplitFiles>> {
     let file = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
     let (train, test) = match (file("test.txt"), file("val.txt")) {
-        (Some(test), _) => (file("trainval.txt").or_else(|| file("train.txt")), Some(test)),
+        (Some(test), _) => (
+            file("trainval.txt").or_else(|| file("train.txt")),
+            Some(test),
+        ),
         (None, Some(val)) => (file("train.txt"), Some(val)),
         (None, None) => (file("trainval.txt").or_else(|| file("train.txt")), None),
     };
@@ -51,8 +54,8 @@ pub(crate) fn find_split_files(dir: &Path) -> Result<Option<SplitFiles>> {
 /// non-blank line that does not start with `#`.
 pub(crate) fn read_split_file(path: &Path) -> Result<Vec<(usize, String)>> {
     let bytes = std::fs::read(path).map_err(|e| DetectError::io(path, e))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| format_error(path, format!("not UTF-8 text: {e}")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| format_error(path, format!("not UTF-8 text: {e}")))?;
     let names: Vec<(usize, String)> = text
         .lines()
         .enumerate()
@@ -116,7 +119,10 @@ mod tests {
     fn test_fraction_must_be_inside_the_unit_interval() {
         for bad in [0.0, 1.0, -0.5, 1.5, f32::NAN] {
             let err = check_test_fraction(bad).unwrap_err();
-            assert!(err.to_string().starts_with("invalid test fraction"), "{err}");
+            assert!(
+                err.to_string().starts_with("invalid test fraction"),
+                "{err}"
+            );
         }
         check_test_fraction(0.2).unwrap();
     }
@@ -131,11 +137,17 @@ mod tests {
         assert!(err.contains("train.txt: is a split file without"), "{err}");
         std::fs::write(d.join("val.txt"), "b\n").unwrap();
         let files = find_split_files(d).unwrap().unwrap();
-        assert_eq!((files.train, files.test), (d.join("train.txt"), d.join("val.txt")));
+        assert_eq!(
+            (files.train, files.test),
+            (d.join("train.txt"), d.join("val.txt"))
+        );
         std::fs::write(d.join("trainval.txt"), "a\nb\n").unwrap();
         std::fs::write(d.join("test.txt"), "c\n").unwrap();
         let files = find_split_files(d).unwrap().unwrap();
-        assert_eq!((files.train, files.test), (d.join("trainval.txt"), d.join("test.txt")));
+        assert_eq!(
+            (files.train, files.test),
+            (d.join("trainval.txt"), d.join("test.txt"))
+        );
     }
 
     #[test]

@@ -92,8 +92,7 @@ fn read_text(xml: &Path) -> Result<String> {
         ));
     }
     let bytes = std::fs::read(xml).map_err(|e| DetectError::io(xml, e))?;
-    String::from_utf8(bytes)
-        .map_err(|e| format_error(xml, format!("not UTF-8 text: {e}")))
+    String::from_utf8(bytes).map_err(|e| format_error(xml, format!("not UTF-8 text: {e}")))
 }
 
 /// Parses the text of a VOC file (`xml` is only used in messages and for the fallback stem).
@@ -159,9 +158,9 @@ fn size_field(size: Node, name: &str, xml: &Path) -> Result<Option<u32>> {
         return Ok(None);
     };
     // Some tools write sizes as "500.0".
-    let value: f64 = text.parse().map_err(|_| {
-        format_error(xml, format!("<size><{name}> is `{text}`, not a number"))
-    })?;
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format_error(xml, format!("<size><{name}> is `{text}`, not a number")))?;
     if !(value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= u32::MAX as f64) {
         return Err(format_error(
             xml,
@@ -191,16 +190,16 @@ fn parse_object(object: Node, index: usize, xml: &Path) -> Result<VocObject> {
     let name = child_text(object, "name")
         .ok_or_else(|| bad("has no <name>".into()))?
         .to_string();
-    let bad = |reason: String| {
-        format_error(xml, format!("object {index} ({name}): {reason}"))
-    };
+    let bad = |reason: String| format_error(xml, format!("object {index} ({name}): {reason}"));
     let bndbox = child(object, "bndbox").ok_or_else(|| bad("has no <bndbox>".into()))?;
     let coordinate = |field: &str| -> Result<f64> {
         let text =
             child_text(bndbox, field).ok_or_else(|| bad(format!("<bndbox> has no <{field}>")))?;
         match text.parse::<f64>() {
             Ok(v) if v.is_finite() && v.abs() < 1e7 => Ok(v),
-            _ => Err(bad(format!("<bndbox><{field}> is `{text}`, not a pixel coordinate"))),
+            _ => Err(bad(format!(
+                "<bndbox><{field}> is `{text}`, not a pixel coordinate"
+            ))),
         }
     };
     let (xmin, ymin) = (coordinate("xmin")?, coordinate("ymin")?);
@@ -270,13 +269,18 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<VocAnnotation> {
-        parse_voc(text, Path::new("/d/annotations/a.xml"), Path::new("/d/images"))
+        parse_voc(
+            text,
+            Path::new("/d/annotations/a.xml"),
+            Path::new("/d/images"),
+        )
     }
 
     #[test]
     fn reads_objects_and_converts_coordinates() {
         let text = voc(
-            &(object("dog", ["1", "2", "10", "20"], "0") + &object(" cat ", ["5", "5", "6.5", "9"], "1")),
+            &(object("dog", ["1", "2", "10", "20"], "0")
+                + &object(" cat ", ["5", "5", "6.5", "9"], "1")),
             "<size><width>40</width><height>30</height><depth>3</depth></size>",
         );
         let a = parse(&text).unwrap();
@@ -286,7 +290,12 @@ mod tests {
         assert_eq!(a.objects.len(), 2);
         assert_eq!(
             a.objects[0].bbox,
-            BoundingBox { x1: 0.0, y1: 1.0, x2: 10.0, y2: 20.0 }
+            BoundingBox {
+                x1: 0.0,
+                y1: 1.0,
+                x2: 10.0,
+                y2: 20.0
+            }
         );
         assert!(!a.objects[0].difficult && a.objects[0].truncated);
         assert_eq!(a.objects[1].name, "cat");
@@ -306,7 +315,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b.png"), b"x").unwrap();
         let xml = dir.path().join("b.xml");
-        std::fs::write(&xml, "<annotation><filename>gone.jpg</filename></annotation>").unwrap();
+        std::fs::write(
+            &xml,
+            "<annotation><filename>gone.jpg</filename></annotation>",
+        )
+        .unwrap();
         let a = read_voc_annotation(&xml, dir.path()).unwrap();
         assert_eq!(a.image, dir.path().join("b.png"));
         std::fs::write(&xml, "<annotation></annotation>").unwrap();
@@ -319,14 +332,38 @@ mod tests {
         let cases = [
             ("<annotation><object>".to_string(), "malformed XML"),
             ("<root/>".to_string(), "expected VOC's <annotation>"),
-            (voc("<object><bndbox/></object>", ""), "object 1: has no <name>"),
-            (voc("<object><name>x</name></object>", ""), "has no <bndbox>"),
-            (voc(&object("x", ["1", "2", "q", "4"], "0"), ""), "<xmax> is `q`"),
-            (voc(&object("x", ["5", "2", "5", "4"], "0"), ""), "xmax 5 <= xmin 5"),
-            (voc(&object("x", ["1", "9", "5", "4"], "0"), ""), "ymax 4 <= ymin 9"),
-            (voc(&object("x", ["1", "2", "5", "4"], "yes"), ""), "<difficult> is `yes`"),
-            (voc("", "<size><width>-3</width></size>"), "<size><width> is `-3`"),
-            (voc(&object("x", ["1", "2", "inf", "4"], "0"), ""), "not a pixel coordinate"),
+            (
+                voc("<object><bndbox/></object>", ""),
+                "object 1: has no <name>",
+            ),
+            (
+                voc("<object><name>x</name></object>", ""),
+                "has no <bndbox>",
+            ),
+            (
+                voc(&object("x", ["1", "2", "q", "4"], "0"), ""),
+                "<xmax> is `q`",
+            ),
+            (
+                voc(&object("x", ["5", "2", "5", "4"], "0"), ""),
+                "xmax 5 <= xmin 5",
+            ),
+            (
+                voc(&object("x", ["1", "9", "5", "4"], "0"), ""),
+                "ymax 4 <= ymin 9",
+            ),
+            (
+                voc(&object("x", ["1", "2", "5", "4"], "yes"), ""),
+                "<difficult> is `yes`",
+            ),
+            (
+                voc("", "<size><width>-3</width></size>"),
+                "<size><width> is `-3`",
+            ),
+            (
+                voc(&object("x", ["1", "2", "inf", "4"], "0"), ""),
+                "not a pixel coordinate",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(&text).unwrap_err().to_string();

@@ -184,7 +184,10 @@ mod tests {
         assert!(close(c.average_precision(ApMethod::AllPoint), 5.0 / 6.0));
         // VOC 11-point: t = 0..0.5 (6 points) → 1, t = 0.6..1 (5 points) → 2/3:
         // (6 + 10/3) / 11 = 28/33.
-        assert!(close(c.average_precision(ApMethod::ElevenPoint), 28.0 / 33.0));
+        assert!(close(
+            c.average_precision(ApMethod::ElevenPoint),
+            28.0 / 33.0
+        ));
     }
 
     #[test]
@@ -200,7 +203,10 @@ mod tests {
         assert!(close(c.average_precision(ApMethod::Coco101), 26.0 / 101.0));
         // All-point: 0.25 * 1 = 0.25. 11-point: t = 0, 0.1, 0.2 → 3/11.
         assert!(close(c.average_precision(ApMethod::AllPoint), 0.25));
-        assert!(close(c.average_precision(ApMethod::ElevenPoint), 3.0 / 11.0));
+        assert!(close(
+            c.average_precision(ApMethod::ElevenPoint),
+            3.0 / 11.0
+        ));
         // No detections at all: AP 0, final recall 0.
         let e = PrCurve::from_outcomes([], 3);
         assert_eq!(e.average_precision(ApMethod::Coco101), 0.0);

@@ -16,7 +16,7 @@
 //! 4. Per category, area range and detection limit (1, 10, 100 per image), the detections of all
 //!    images (in ascending image id order, each image's in its sorted order) are merged by a
 //!    stable sort on descending score; precision is made non-increasing from the right and
-//!    sampled at 101 recall points ([`ApMethod::Coco101`]); recall is the final recall.
+//!    sampled at 101 recall points ([`super::ApMethod::Coco101`]); recall is the final recall.
 //! 5. A category without non-ignored ground truth in a setting gets -1 there, and every summary
 //!    number is the mean over the entries that are not -1 (or -1 if there is none).
 //!
@@ -256,7 +256,13 @@ impl CocoEvaluation {
     ///
     /// # Panics
     /// As [`CocoEvaluation::precision`].
-    pub fn recall(&self, class: usize, area: AreaRange, max_dets: usize, iou: usize) -> Option<f64> {
+    pub fn recall(
+        &self,
+        class: usize,
+        area: AreaRange,
+        max_dets: usize,
+        iou: usize,
+    ) -> Option<f64> {
         assert!(class < self.classes.len() && iou < T, "index out of range");
         let r = self.recall[((class * A + area.index()) * M + max_dets_index(max_dets)) * T + iou];
         (r > -1.0).then_some(r)
@@ -428,8 +434,7 @@ pub fn evaluate_coco(gt: &DetectionSet, detections: &[Detection]) -> CocoEvaluat
             num_det[d.class] += 1;
         }
     }
-    let per_class: Vec<(Vec<f64>, Vec<f64>)> =
-        cells.par_iter_mut().map(evaluate_class).collect();
+    let per_class: Vec<(Vec<f64>, Vec<f64>)> = cells.par_iter_mut().map(evaluate_class).collect();
     let mut precision = Vec::with_capacity(k_count * A * M * T * R);
     let mut recall = Vec::with_capacity(k_count * A * M * T);
     for (p, r) in per_class {
@@ -444,11 +449,14 @@ pub fn evaluate_coco(gt: &DetectionSet, detections: &[Detection]) -> CocoEvaluat
     let r_at = |k: usize, a: usize, m: usize, t: usize| recall[((k * A + a) * M + m) * T + t];
     let m100 = M - 1;
     let ap = |a: usize, ts: &[usize]| {
-        mean_valid(
-            (0..k_count).flat_map(|k| ts.iter().flat_map(move |&t| p_at(k, a, m100, t).iter().copied())),
-        )
+        mean_valid((0..k_count).flat_map(|k| {
+            ts.iter()
+                .flat_map(move |&t| p_at(k, a, m100, t).iter().copied())
+        }))
     };
-    let ar = |a: usize, m: usize| mean_valid((0..k_count).flat_map(|k| (0..T).map(move |t| r_at(k, a, m, t))));
+    let ar = |a: usize, m: usize| {
+        mean_valid((0..k_count).flat_map(|k| (0..T).map(move |t| r_at(k, a, m, t))))
+    };
     let all_t: Vec<usize> = (0..T).collect();
     let stats = CocoStats {
         ap: ap(0, &all_t),

@@ -266,7 +266,12 @@ mod tests {
             ignore: true,
             crowd: false,
         }];
-        let m = match_detections(&IouMatrix::from_values(2, 1, vec![0.7, 0.8]), &gts, 0.5, MatchRule::Voc);
+        let m = match_detections(
+            &IouMatrix::from_values(2, 1, vec![0.7, 0.8]),
+            &gts,
+            0.5,
+            MatchRule::Voc,
+        );
         assert_eq!(m, vec![Some(0), Some(0)]);
         // No ground truth: every detection is unmatched.
         let none = IouMatrix::new(&[bb(0.0, 0.0, 1.0, 1.0)], &[]);

@@ -22,8 +22,7 @@ pub mod voc;
 
 pub use ap::{ApMethod, Outcome, PrCurve, recall_thresholds};
 pub use coco::{
-    AreaRange, CocoClassMetrics, CocoEvaluation, CocoStats, MAX_DETS, evaluate_coco,
-    iou_thresholds,
+    AreaRange, CocoClassMetrics, CocoEvaluation, CocoStats, MAX_DETS, evaluate_coco, iou_thresholds,
 };
 pub use matcher::{GtFlags, IouMatrix, MatchRule, coco_iou, match_detections};
 pub use plot::save_pr_curves;

@@ -72,7 +72,9 @@ pub fn save_pr_curves(path: &Path, coco: &CocoEvaluation) -> Result<()> {
     }
     let name = path
         .file_name()
-        .ok_or_else(|| DetectError::invalid("PR curve", format!("{} is not a file", path.display())))?
+        .ok_or_else(|| {
+            DetectError::invalid("PR curve", format!("{} is not a file", path.display()))
+        })?
         .to_string_lossy()
         .into_owned();
     let panels = [

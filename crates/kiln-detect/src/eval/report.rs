@@ -97,11 +97,7 @@ pub fn class_table(coco: &CocoEvaluation, voc: &VocEvaluation) -> String {
 
 /// The whole report: [`summary_lines`], a blank line, then [`class_table`].
 pub fn format_report(coco: &CocoEvaluation, voc: &VocEvaluation) -> String {
-    format!(
-        "{}\n{}",
-        summary_lines(&coco.stats),
-        class_table(coco, voc)
-    )
+    format!("{}\n{}", summary_lines(&coco.stats), class_table(coco, voc))
 }
 
 /// What `metrics.json` holds.

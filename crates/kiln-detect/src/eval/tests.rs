@@ -138,7 +138,10 @@ fn crowd_and_difficult_are_neither_true_nor_false_positives() {
     difficult.difficult = true;
     let gt = set(
         &["thing"],
-        vec![(1, vec![obj(0, bb(0.0, 0.0, 100.0, 100.0)), crowd, difficult])],
+        vec![(
+            1,
+            vec![obj(0, bb(0.0, 0.0, 100.0, 100.0)), crowd, difficult],
+        )],
     );
     let dets = vec![
         // On the difficult object (IoU 1): ignored.
@@ -173,7 +176,10 @@ fn crowd_and_difficult_are_neither_true_nor_false_positives() {
     ];
     // COCO: I, F, T → AP 0.5. VOC: I, I, T → AP 1.
     assert!(close(evaluate_coco(&gt, &twice).stats.ap, 0.5));
-    assert!(close(evaluate_voc(&gt, &twice, 0.5, VocAp::AllPoint).map, 1.0));
+    assert!(close(
+        evaluate_voc(&gt, &twice, 0.5, VocAp::AllPoint).map,
+        1.0
+    ));
 }
 
 #[test]
@@ -291,13 +297,19 @@ fn classes_without_detections_score_zero_and_without_objects_are_left_out() {
     // Per class: 1, 0, -1; mean over the first two → 0.5. (Precision is tp / (tp + fp + ε)
     // as in pycocotools, so "1" is 1 - 1e-16.)
     let aps: Vec<f64> = e.classes.iter().map(|c| c.ap).collect();
-    assert!(close(aps[0], 1.0) && aps[1] == 0.0 && aps[2] == -1.0, "{aps:?}");
+    assert!(
+        close(aps[0], 1.0) && aps[1] == 0.0 && aps[2] == -1.0,
+        "{aps:?}"
+    );
     assert!(close(e.stats.ap, 0.5) && close(e.stats.ar100, 0.5));
     assert_eq!(e.classes[2].ar100, -1.0);
     assert!(e.classes[2].precision_50.iter().all(|&p| p == -1.0));
     let v = evaluate_voc(&gt, &dets, 0.5, VocAp::AllPoint);
     let vaps: Vec<f64> = v.classes.iter().map(|c| c.ap).collect();
-    assert!(close(vaps[0], 1.0) && vaps[1] == 0.0 && vaps[2] == -1.0, "{vaps:?}");
+    assert!(
+        close(vaps[0], 1.0) && vaps[1] == 0.0 && vaps[2] == -1.0,
+        "{vaps:?}"
+    );
     assert!(close(v.map, 0.5));
     // No ground truth at all: every number is -1.
     let empty = evaluate_coco(&set(&["x"], vec![(1, vec![])]), &dets[..1]);
@@ -317,14 +329,26 @@ fn score_ties_keep_input_order_within_and_image_order_across_images() {
     let miss = bb(500.0, 500.0, 550.0, 550.0);
     // Same image, same score: the miss comes first in the input → F, T, then image 2's T.
     // Against 2: recall 0, .5, 1; precision 0, 1/2, 2/3 → envelope 2/3 → AP 2/3.
-    let first_miss = vec![det(1, 0, miss, 0.5), det(1, 0, hit, 0.5), det(2, 0, hit, 0.4)];
+    let first_miss = vec![
+        det(1, 0, miss, 0.5),
+        det(1, 0, hit, 0.5),
+        det(2, 0, hit, 0.4),
+    ];
     assert!(close(evaluate_coco(&gt, &first_miss).stats.ap, 2.0 / 3.0));
     // The hit first: T, F, T → TFT_101.
-    let first_hit = vec![det(1, 0, hit, 0.5), det(1, 0, miss, 0.5), det(2, 0, hit, 0.4)];
+    let first_hit = vec![
+        det(1, 0, hit, 0.5),
+        det(1, 0, miss, 0.5),
+        det(2, 0, hit, 0.4),
+    ];
     assert!(close(evaluate_coco(&gt, &first_hit).stats.ap, TFT_101));
     // Across images, ties go by ascending image id whatever the input order: image 1's miss
     // (0.5) ranks before image 2's hit (0.5) → F, T, T (image 1's hit at 0.4) → AP 2/3.
-    let across = vec![det(2, 0, hit, 0.5), det(1, 0, miss, 0.5), det(1, 0, hit, 0.4)];
+    let across = vec![
+        det(2, 0, hit, 0.5),
+        det(1, 0, miss, 0.5),
+        det(1, 0, hit, 0.4),
+    ];
     assert!(close(evaluate_coco(&gt, &across).stats.ap, 2.0 / 3.0));
 }
 
@@ -340,7 +364,9 @@ fn reports_metrics_and_pr_curves_are_written() {
         ),
         "{text}"
     );
-    assert!(text.contains(" Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ] = 0.650"));
+    assert!(text.contains(
+        " Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ] = 0.650"
+    ));
     assert!(text.contains("thing"));
     assert!(text.contains("0.833"), "VOC AP50 5/6 in the table:\n{text}");
     let dir = tempfile::tempdir().unwrap();
@@ -348,7 +374,10 @@ fn reports_metrics_and_pr_curves_are_written() {
     write_metrics_json(&json, &coco, &voc).unwrap();
     let parsed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert!(close(parsed["coco"]["stats"]["ap50"].as_f64().unwrap(), TFT_101));
+    assert!(close(
+        parsed["coco"]["stats"]["ap50"].as_f64().unwrap(),
+        TFT_101
+    ));
     assert_eq!(parsed["coco"]["stats"]["ap_small"].as_f64().unwrap(), -1.0);
     assert!(close(parsed["voc"]["map"].as_f64().unwrap(), 5.0 / 6.0));
     assert_eq!(parsed["coco"]["classes"][0]["name"], "thing");

@@ -3,11 +3,13 @@
 //! **OverFeat's sliding windows** (the same heads run convolutionally over the image at several
 //! scales, one pass per scale, every window's box regressed, merged by NMS).
 //!
-//! The heads read the backbone's globally averaged last feature map. For an input of
-//! `window`×`window` pixels that map is `window/32` cells a side, so averaging every
-//! `window/32`-cell square of a larger image's map (stride 1) and applying the linear heads
-//! at each position (a 1×1 convolution) is exactly the network evaluated on every
-//! `window`-pixel window at a 32-pixel step — OverFeat's "FC layers as convolutions".
+//! The head reads the backbone's last feature map (stride 32) through OverFeat's fully
+//! connected layers written as convolutions: a 1×1 convolution narrows the map, a
+//! `window/32`-cell convolution is the fully connected layer over one window (it sees where in
+//! the window things are, which global pooling would lose), and 1×1 convolutions give the class
+//! scores and the box. On a `window`-pixel input the map is one window; on a larger image the
+//! same layers slide over the map, giving every `window`-pixel window at a 32-pixel step in one
+//! pass — OverFeat's "FC layers as convolutions".
 //!
 //! Training samples are either whole images warped to the input size (localization) or random
 //! crops (windows; OverFeat): a window whose largest visible object covers at least
@@ -19,5 +21,5 @@ mod task;
 mod windows;
 
 pub use model::{Localizer, LocalizerConfig};
-pub use task::{LocalizeTask, LocalizeTarget, BoxLoss};
+pub use task::{BoxLoss, LocalizeTarget, LocalizeTask};
 pub use windows::{WindowSearch, localize_image, sliding_windows};

@@ -73,7 +73,12 @@ pub struct LocalizeTask {
 
 /// IoU of two boxes given as `[x1, y1, x2, y2]`.
 fn iou4(a: &[f32], b: &[f32]) -> f32 {
-    let to_box = |v: &[f32]| BoundingBox { x1: v[0], y1: v[1], x2: v[2], y2: v[3] };
+    let to_box = |v: &[f32]| BoundingBox {
+        x1: v[0],
+        y1: v[1],
+        x2: v[2],
+        y2: v[3],
+    };
     crate::ops::host::iou(&to_box(a), &to_box(b))
 }
 
@@ -84,7 +89,13 @@ impl LocalizeTask {
         &self,
         model: &Localizer,
         batch: DetectionBatch,
-    ) -> (Tensor<1>, Option<Tensor<1>>, Tensor<2>, Tensor<2>, Vec<LocalizeTarget>) {
+    ) -> (
+        Tensor<1>,
+        Option<Tensor<1>>,
+        Tensor<2>,
+        Tensor<2>,
+        Vec<LocalizeTarget>,
+    ) {
         let device = batch.images.device();
         let targets: Vec<LocalizeTarget> = batch
             .infos
@@ -98,7 +109,10 @@ impl LocalizeTask {
         let class_loss = CrossEntropyLossConfig::new()
             .init(&device)
             .forward(logits.clone(), classes);
-        let with_box: Vec<i64> = (0..n).filter(|&i| targets[i].bbox.is_some()).map(|i| i as i64).collect();
+        let with_box: Vec<i64> = (0..n)
+            .filter(|&i| targets[i].bbox.is_some())
+            .map(|i| i as i64)
+            .collect();
         let box_loss = (!with_box.is_empty()).then(|| {
             let k = with_box.len();
             let wanted: Vec<f32> = targets.iter().filter_map(|t| t.bbox).flatten().collect();
@@ -144,7 +158,11 @@ impl Task for LocalizeTask {
             Some(b) => class_loss + b.mul_scalar(self.box_weight),
             None => class_loss,
         };
-        Ok(StepOutput { loss, items, sums: vec![] })
+        Ok(StepOutput {
+            loss,
+            items,
+            sums: vec![],
+        })
     }
 
     /// Loss, class accuracy, and the mean IoU of predicted with target boxes over the items
@@ -154,7 +172,8 @@ impl Task for LocalizeTask {
         model: &Localizer,
         batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
     ) -> TrainResult<Evaluation> {
-        let (mut loss, mut n, mut hits, mut iou_sum, mut with_box) = (0.0, 0usize, 0usize, 0.0, 0usize);
+        let (mut loss, mut n, mut hits, mut iou_sum, mut with_box) =
+            (0.0, 0usize, 0usize, 0.0, 0usize);
         for batch in batches {
             let batch = batch?;
             let count = batch.infos.len();
@@ -170,7 +189,9 @@ impl Task for LocalizeTask {
             let boxes = read(boxes)?;
             for (i, t) in targets.iter().enumerate() {
                 let row = &logits[i * classes..(i + 1) * classes];
-                let best = (0..classes).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+                let best = (0..classes)
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                    .unwrap_or(0);
                 hits += usize::from(best == t.class);
                 if let Some(b) = t.bbox {
                     iou_sum += iou4(&boxes[i * 4..i * 4 + 4], &b) as f64;

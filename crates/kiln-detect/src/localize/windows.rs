@@ -32,10 +32,17 @@ pub fn localize_image(model: &Localizer, batch: DetectionBatch) -> Result<Vec<De
         .enumerate()
         .map(|(i, info)| {
             let p = &probs[i * classes..(i + 1) * classes];
-            let best = (1..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(1);
+            let best = (1..classes)
+                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                .unwrap_or(1);
             let [w, h] = [info.input_size[0] as f32, info.input_size[1] as f32];
             let b = &boxes[i * 4..i * 4 + 4];
-            let input_box = BoundingBox { x1: b[0] * w, y1: b[1] * h, x2: b[2] * w, y2: b[3] * h };
+            let input_box = BoundingBox {
+                x1: b[0] * w,
+                y1: b[1] * h,
+                x2: b[2] * w,
+                y2: b[3] * h,
+            };
             Detection {
                 image_id: info.image_id,
                 class: best - 1,
@@ -78,7 +85,7 @@ impl WindowSearch {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: &str| Err(DetectError::invalid("[overfeat]", reason.to_string()));
-        if self.window == 0 || self.window % 32 != 0 {
+        if self.window == 0 || !self.window.is_multiple_of(32) {
             return bad("window must be a positive multiple of 32 (the backbone's stride)");
         }
         if self.scales.is_empty() || self.scales.iter().any(|&s| s < self.window) {
@@ -101,7 +108,6 @@ pub fn sliding_windows(
     device: &Device,
 ) -> Result<Vec<Detection>> {
     const STRIDE: usize = 32;
-    let cells = search.window / STRIDE;
     let mut found: Vec<Detection> = Vec::new();
     for &short_side in &search.scales {
         let batcher = DetectionBatcher::new(ResizeRule::ShortSide {
@@ -110,7 +116,7 @@ pub fn sliding_windows(
         });
         let batch = batcher.batch(vec![item.clone()], device);
         let info = batch.infos[0].clone();
-        let (logits, boxes) = model.forward_windows(batch.images, cells);
+        let (logits, boxes) = model.forward_windows(batch.images);
         let [_, classes, h, w] = logits.dims();
         let probs = read(softmax(logits, 1))?;
         let boxes = read(boxes)?;
@@ -138,7 +144,12 @@ pub fn sliding_windows(
                 for class in 1..classes {
                     let score = probs[class * plane + at];
                     if score >= search.score_threshold {
-                        found.push(Detection { image_id: info.image_id, class: class - 1, bbox, score });
+                        found.push(Detection {
+                            image_id: info.image_id,
+                            class: class - 1,
+                            bbox,
+                            score,
+                        });
                     }
                 }
             }
@@ -148,5 +159,9 @@ pub fn sliding_windows(
     let scores: Vec<f32> = found.iter().map(|d| d.score).collect();
     let classes: Vec<usize> = found.iter().map(|d| d.class).collect();
     let keep = batched_nms(&boxes, &scores, &classes, search.nms_iou);
-    Ok(keep.into_iter().take(search.max_detections).map(|k| found[k]).collect())
+    Ok(keep
+        .into_iter()
+        .take(search.max_detections)
+        .map(|k| found[k])
+        .collect())
 }

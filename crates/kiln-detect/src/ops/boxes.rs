@@ -26,7 +26,8 @@ fn intersection_union(a: Tensor<2>, b: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     let lo = a3.clone().max_pair(b3.clone().expand([n, m, 4]));
     let hi = a3.min_pair(b3.expand([n, m, 4]));
     let wh = (hi.slice([0..n, 0..m, 2..4]) - lo.slice([0..n, 0..m, 0..2])).clamp_min(0.0);
-    let inter = (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
+    let inter =
+        (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
     let union = area_a + area_b - inter.clone();
     (inter, union)
 }
@@ -49,7 +50,8 @@ pub fn generalized_box_iou(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
     let lo = a3.clone().min_pair(b3.clone()).slice([0..n, 0..m, 0..2]);
     let hi = a3.max_pair(b3).slice([0..n, 0..m, 2..4]);
     let wh = (hi - lo).clamp_min(0.0);
-    let hull = (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
+    let hull =
+        (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
     iou - (hull.clone() - union) / hull.clamp_min(f32::MIN_POSITIVE)
 }
 
@@ -119,7 +121,11 @@ mod tests {
         // b0 = a0 (IoU 1); b1 = 2×1 at (1, 0): overlaps a0 in 1×1 → 1 / (4 + 2 - 1) = 0.2,
         // a1 in (1,1)-(3,1)? no: b1 spans y 0..1 and a1 y 1..3, so 0; b2 far away: 0.
         let a = t(&[[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]]);
-        let b = t(&[[0.0, 0.0, 2.0, 2.0], [1.0, 0.0, 3.0, 1.0], [10.0, 10.0, 11.0, 11.0]]);
+        let b = t(&[
+            [0.0, 0.0, 2.0, 2.0],
+            [1.0, 0.0, 3.0, 1.0],
+            [10.0, 10.0, 11.0, 11.0],
+        ]);
         // a1 with b0: overlap (1,1)-(2,2) = 1 → 1 / 7.
         close(box_iou(a, b), &[1.0, 0.2, 0.0, 1.0 / 7.0, 0.0, 0.0]);
     }
@@ -129,8 +135,15 @@ mod tests {
         // Disjoint unit boxes one unit apart: IoU 0, hull 3×1 = 3, union 2 → GIoU = -1/3.
         // Equal boxes: 1. a0 with the 2×2 box at the origin: IoU 1/4, hull 4 = union → 1/4.
         let a = t(&[[0.0, 0.0, 1.0, 1.0]]);
-        let b = t(&[[2.0, 0.0, 3.0, 1.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]]);
-        close(generalized_box_iou(a.clone(), b.clone()), &[-1.0 / 3.0, 1.0, 0.25]);
+        let b = t(&[
+            [2.0, 0.0, 3.0, 1.0],
+            [0.0, 0.0, 1.0, 1.0],
+            [0.0, 0.0, 2.0, 2.0],
+        ]);
+        close(
+            generalized_box_iou(a.clone(), b.clone()),
+            &[-1.0 / 3.0, 1.0, 0.25],
+        );
         let paired = paired_generalized_iou(a.repeat_dim(0, 3), b);
         close(paired.reshape([1, 3]), &[-1.0 / 3.0, 1.0, 0.25]);
     }

@@ -34,7 +34,12 @@ fn centre_size(boxes: Tensor<2>) -> [Tensor<1>; 4] {
     let (x1, y1, x2, y2) = (next(), next(), next(), next());
     let w = x2 - x1.clone();
     let h = y2 - y1.clone();
-    [x1 + w.clone().mul_scalar(0.5), y1 + h.clone().mul_scalar(0.5), w, h]
+    [
+        x1 + w.clone().mul_scalar(0.5),
+        y1 + h.clone().mul_scalar(0.5),
+        w,
+        h,
+    ]
 }
 
 impl BoxCoder {

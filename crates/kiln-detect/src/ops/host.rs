@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn iou_of_hand_computed_pairs() {
-        assert_eq!(iou(&b(0.0, 0.0, 2.0, 2.0), &b(1.0, 0.0, 3.0, 2.0)), 2.0 / 6.0);
+        assert_eq!(
+            iou(&b(0.0, 0.0, 2.0, 2.0), &b(1.0, 0.0, 3.0, 2.0)),
+            2.0 / 6.0
+        );
         assert_eq!(iou(&b(0.0, 0.0, 1.0, 1.0), &b(5.0, 5.0, 6.0, 6.0)), 0.0);
         assert_eq!(iou(&b(0.0, 0.0, 0.0, 0.0), &b(0.0, 0.0, 0.0, 0.0)), 0.0);
     }
@@ -121,7 +124,11 @@ mod tests {
 
     #[test]
     fn batched_nms_never_suppresses_across_classes() {
-        let boxes = [b(0.0, 0.0, 10.0, 10.0), b(0.0, 0.0, 10.0, 10.0), b(0.0, 0.0, 10.0, 9.0)];
+        let boxes = [
+            b(0.0, 0.0, 10.0, 10.0),
+            b(0.0, 0.0, 10.0, 10.0),
+            b(0.0, 0.0, 10.0, 9.0),
+        ];
         let scores = [0.9, 0.8, 0.7];
         assert_eq!(batched_nms(&boxes, &scores, &[0, 1, 0], 0.5), vec![0, 1]);
     }

@@ -21,7 +21,10 @@ use crate::data::BoundingBox;
 
 /// Boxes as a `[N, 4]` tensor on `device`.
 pub fn boxes_to_tensor(boxes: &[BoundingBox], device: &burn::tensor::Device) -> Tensor<2> {
-    let flat: Vec<f32> = boxes.iter().flat_map(|b| [b.x1, b.y1, b.x2, b.y2]).collect();
+    let flat: Vec<f32> = boxes
+        .iter()
+        .flat_map(|b| [b.x1, b.y1, b.x2, b.y2])
+        .collect();
     Tensor::from_data(TensorData::new(flat, [boxes.len(), 4]), device)
 }
 

@@ -46,7 +46,11 @@ pub fn nms(boxes: Tensor<2>, scores: Tensor<1>, iou_threshold: f32) -> Tensor<1,
     }
     let kept = host::nms(
         &tensor_to_boxes(boxes),
-        &scores.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default(),
+        &scores
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default(),
         iou_threshold,
     );
     let kept: Vec<i64> = kept.into_iter().map(|i| i as i64).collect();
@@ -69,16 +73,20 @@ pub fn batched_nms(
     }
     let boxes = boxes.inner();
     let span = boxes.clone().abs().max().into_scalar::<f32>() + 1.0;
-    let offsets = classes.inner().float().mul_scalar(2.0 * span).reshape([n, 1]);
+    let offsets = classes
+        .inner()
+        .float()
+        .mul_scalar(2.0 * span)
+        .reshape([n, 1]);
     nms(boxes + offsets, scores, iou_threshold)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
     use crate::data::BoundingBox;
     use crate::ops::boxes_to_tensor;
+    use burn::tensor::Device;
     use rand::{Rng, SeedableRng};
 
     fn indices(t: Tensor<1, Int>) -> Vec<usize> {
@@ -97,7 +105,12 @@ mod tests {
             .map(|_| {
                 let (x, y) = (rng.random_range(0.0..80.0), rng.random_range(0.0..80.0));
                 let (w, h) = (rng.random_range(5.0..40.0), rng.random_range(5.0..40.0));
-                BoundingBox { x1: x, y1: y, x2: x + w, y2: y + h }
+                BoundingBox {
+                    x1: x,
+                    y1: y,
+                    x2: x + w,
+                    y2: y + h,
+                }
             })
             .collect();
         let scores = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
@@ -118,7 +131,10 @@ mod tests {
                     let c: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
                     let c = Tensor::<1, Int>::from_data(TensorData::new(c, [200]), &device);
                     let kept = indices(batched_nms(t.clone(), s.clone(), c, threshold));
-                    assert_eq!(kept, host::batched_nms(&boxes, &scores, &classes, threshold));
+                    assert_eq!(
+                        kept,
+                        host::batched_nms(&boxes, &scores, &classes, threshold)
+                    );
                 }
             }
         }

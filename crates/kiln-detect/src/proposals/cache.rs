@@ -46,7 +46,10 @@ impl ProposalCache {
         keyed.parallel_strategies = false;
         let text = serde_json::to_string(&keyed)
             .map_err(|e| DetectError::invalid("selective search config", e.to_string()))?;
-        let config_hash = fnv1a(fnv1a(FNV_OFFSET, ALGORITHM_VERSION.as_bytes()), text.as_bytes());
+        let config_hash = fnv1a(
+            fnv1a(FNV_OFFSET, ALGORITHM_VERSION.as_bytes()),
+            text.as_bytes(),
+        );
         Ok(Self {
             dir: dir.to_path_buf(),
             config_hash,

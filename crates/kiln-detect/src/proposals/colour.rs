@@ -175,10 +175,7 @@ fn gaussian_derivative_kernel(sigma: f32) -> Vec<f32> {
         .collect();
     // Normalise: sum_x k(x) * x = 1 (the response to f(x) = x), with the sign that gives a
     // positive response to an increasing ramp under `convolve_rows`' correlation.
-    let moment: f32 = (-radius..=radius)
-        .zip(&k)
-        .map(|(x, v)| x as f32 * v)
-        .sum();
+    let moment: f32 = (-radius..=radius).zip(&k).map(|(x, v)| x as f32 * v).sum();
     if moment != 0.0 {
         k.iter_mut().for_each(|v| *v /= moment);
     }

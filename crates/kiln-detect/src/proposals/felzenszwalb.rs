@@ -107,8 +107,7 @@ impl SortedGraph {
         let n = self.width * self.height;
         let mut sets = DisjointSets::new(n);
         let mut threshold = vec![k; n];
-        let mut joined = vec![false; self.edges.len()];
-        for (e, &edge) in self.edges.iter().enumerate() {
+        for &edge in &self.edges {
             let weight = f32::from_bits((edge >> 32) as u32);
             let p = ((edge & 0xFFFF_FFFF) >> 2) as usize;
             let q = neighbour(p, (edge & 3) as usize, self.width);
@@ -116,16 +115,23 @@ impl SortedGraph {
             if a != b && weight <= threshold[a] && weight <= threshold[b] {
                 let root = sets.join(a, b);
                 threshold[root] = weight + k / sets.size[root] as f32;
-                joined[e] = true;
             }
         }
         if min_size > 1 {
-            for (e, &edge) in self.edges.iter().enumerate() {
-                if joined[e] {
-                    continue;
-                }
+            // Only edges touching a component smaller than `min_size` can join anything
+            // (components only grow), so the others are skipped without a lookup.
+            let small: Vec<bool> = (0..n)
+                .map(|p| {
+                    let root = sets.find(p);
+                    (sets.size[root] as usize) < min_size
+                })
+                .collect();
+            for &edge in &self.edges {
                 let p = ((edge & 0xFFFF_FFFF) >> 2) as usize;
                 let q = neighbour(p, (edge & 3) as usize, self.width);
+                if !small[p] && !small[q] {
+                    continue;
+                }
                 let (a, b) = (sets.find(p), sets.find(q));
                 if a != b
                     && ((sets.size[a] as usize) < min_size || (sets.size[b] as usize) < min_size)

@@ -94,7 +94,12 @@ impl From<Similarities> for String {
 pub(crate) type PixelBox = [u16; 4];
 
 fn union_box(a: PixelBox, b: PixelBox) -> PixelBox {
-    [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+    [
+        a[0].min(b[0]),
+        a[1].min(b[1]),
+        a[2].max(b[2]),
+        a[3].max(b[3]),
+    ]
 }
 
 fn box_area(b: PixelBox) -> f32 {
@@ -275,34 +280,30 @@ pub(crate) fn hierarchical_grouping(
         neighbours[b as usize].push(a);
     }
     let image_size = init.image_size.max(1.0);
-    let similarity = |sizes: &[f32],
-                      boxes: &[PixelBox],
-                      colour: &[f32],
-                      texture: &[f32],
-                      a: usize,
-                      b: usize| {
-        let mut s = 0.0;
-        if similarities.colour {
-            s += intersection(
-                &colour[a * COLOUR_LEN..(a + 1) * COLOUR_LEN],
-                &colour[b * COLOUR_LEN..(b + 1) * COLOUR_LEN],
-            );
-        }
-        if similarities.texture {
-            s += intersection(
-                &texture[a * TEXTURE_LEN..(a + 1) * TEXTURE_LEN],
-                &texture[b * TEXTURE_LEN..(b + 1) * TEXTURE_LEN],
-            );
-        }
-        if similarities.size {
-            s += 1.0 - (sizes[a] + sizes[b]) / image_size;
-        }
-        if similarities.fill {
-            let bb = box_area(union_box(boxes[a], boxes[b]));
-            s += 1.0 - (bb - sizes[a] - sizes[b]) / image_size;
-        }
-        s
-    };
+    let similarity =
+        |sizes: &[f32], boxes: &[PixelBox], colour: &[f32], texture: &[f32], a: usize, b: usize| {
+            let mut s = 0.0;
+            if similarities.colour {
+                s += intersection(
+                    &colour[a * COLOUR_LEN..(a + 1) * COLOUR_LEN],
+                    &colour[b * COLOUR_LEN..(b + 1) * COLOUR_LEN],
+                );
+            }
+            if similarities.texture {
+                s += intersection(
+                    &texture[a * TEXTURE_LEN..(a + 1) * TEXTURE_LEN],
+                    &texture[b * TEXTURE_LEN..(b + 1) * TEXTURE_LEN],
+                );
+            }
+            if similarities.size {
+                s += 1.0 - (sizes[a] + sizes[b]) / image_size;
+            }
+            if similarities.fill {
+                let bb = box_area(union_box(boxes[a], boxes[b]));
+                s += 1.0 - (bb - sizes[a] - sizes[b]) / image_size;
+            }
+            s
+        };
     let mut heap: BinaryHeap<Candidate> = init
         .adjacency
         .iter()

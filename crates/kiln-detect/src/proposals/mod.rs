@@ -135,7 +135,11 @@ impl SelectiveSearchConfig {
 }
 
 /// Runs `f` over `items`, in parallel on the current rayon pool when `parallel`.
-fn map_items<T: Sync, R: Send>(items: &[T], parallel: bool, f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+fn map_items<T: Sync, R: Send>(
+    items: &[T],
+    parallel: bool,
+    f: impl Fn(&T) -> R + Sync + Send,
+) -> Vec<R> {
     if parallel {
         items.par_iter().map(f).collect()
     } else {

@@ -21,7 +21,10 @@ pub struct WarpConfig {
 
 impl Default for WarpConfig {
     fn default() -> Self {
-        Self { size: 224, padding: 16 }
+        Self {
+            size: 224,
+            padding: 16,
+        }
     }
 }
 
@@ -82,7 +85,10 @@ pub struct RegressionConfig {
 
 impl Default for RegressionConfig {
     fn default() -> Self {
-        Self { min_iou: 0.6, lambda: 1000.0 }
+        Self {
+            min_iou: 0.6,
+            lambda: 1000.0,
+        }
     }
 }
 
@@ -138,50 +144,92 @@ impl Default for RcnnConfig {
 impl RcnnConfig {
     /// Checks every setting, naming the first one out of range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str, reason: String| Err(DetectError::invalid(format!("[rcnn] {what}"), reason));
+        let bad = |what: &str, reason: String| {
+            Err(DetectError::invalid(format!("[rcnn] {what}"), reason))
+        };
         self.proposals
             .validate()
             .map_err(|e| DetectError::invalid("[rcnn.proposals]", e.to_string()))?;
         if self.train_proposals == 0 || self.test_proposals == 0 {
-            return bad("train_proposals / test_proposals", "must be positive".into());
+            return bad(
+                "train_proposals / test_proposals",
+                "must be positive".into(),
+            );
         }
         let w = &self.warp;
-        if w.size < 32 || w.size % 32 != 0 {
-            return bad("warp.size", format!("{} is not a positive multiple of 32 (the backbone's stride)", w.size));
+        if w.size < 32 || !w.size.is_multiple_of(32) {
+            return bad(
+                "warp.size",
+                format!(
+                    "{} is not a positive multiple of 32 (the backbone's stride)",
+                    w.size
+                ),
+            );
         }
         if 2 * w.padding >= w.size {
-            return bad("warp.padding", format!("{} leaves no room for the box in a {}-pixel warp", w.padding, w.size));
+            return bad(
+                "warp.padding",
+                format!(
+                    "{} leaves no room for the box in a {}-pixel warp",
+                    w.padding, w.size
+                ),
+            );
         }
         if self.batch == 0 {
             return bad("batch", "must be positive".into());
         }
         if !(self.feature_norm.is_finite() && self.feature_norm > 0.0) {
-            return bad("feature_norm", format!("{} must be a positive number", self.feature_norm));
+            return bad(
+                "feature_norm",
+                format!("{} must be a positive number", self.feature_norm),
+            );
         }
         let s = &self.svm;
-        for (name, v) in [("svm.c", s.c), ("svm.positive_weight", s.positive_weight), ("svm.tolerance", s.tolerance)] {
+        for (name, v) in [
+            ("svm.c", s.c),
+            ("svm.positive_weight", s.positive_weight),
+            ("svm.tolerance", s.tolerance),
+        ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(name, format!("{v} must be a positive number"));
             }
         }
         if !(s.bias_feature.is_finite() && s.bias_feature >= 0.0) {
-            return bad("svm.bias_feature", format!("{} must be ≥ 0", s.bias_feature));
+            return bad(
+                "svm.bias_feature",
+                format!("{} must be ≥ 0", s.bias_feature),
+            );
         }
         if !(s.negative_iou > 0.0 && s.negative_iou <= 1.0) {
-            return bad("svm.negative_iou", format!("{} is not in (0, 1]", s.negative_iou));
+            return bad(
+                "svm.negative_iou",
+                format!("{} is not in (0, 1]", s.negative_iou),
+            );
         }
         if s.initial_negatives == 0 || s.max_epochs == 0 {
-            return bad("svm.initial_negatives / svm.max_epochs", "must be positive".into());
+            return bad(
+                "svm.initial_negatives / svm.max_epochs",
+                "must be positive".into(),
+            );
         }
         if !s.hard_margin.is_finite() {
-            return bad("svm.hard_margin", format!("{} is not a number", s.hard_margin));
+            return bad(
+                "svm.hard_margin",
+                format!("{} is not a number", s.hard_margin),
+            );
         }
         let r = &self.regression;
         if !(r.min_iou > 0.0 && r.min_iou < 1.0) {
-            return bad("regression.min_iou", format!("{} is not in (0, 1)", r.min_iou));
+            return bad(
+                "regression.min_iou",
+                format!("{} is not in (0, 1)", r.min_iou),
+            );
         }
         if !(r.lambda.is_finite() && r.lambda > 0.0) {
-            return bad("regression.lambda", format!("{} must be a positive number", r.lambda));
+            return bad(
+                "regression.lambda",
+                format!("{} must be a positive number", r.lambda),
+            );
         }
         if !(self.nms_iou > 0.0 && self.nms_iou <= 1.0) {
             return bad("nms_iou", format!("{} is not in (0, 1]", self.nms_iou));
@@ -197,5 +245,66 @@ impl RcnnConfig {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| kiln_data::download::cache_dir().join("rcnn"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DetectConfig, Method};
+
+    #[test]
+    fn the_shipped_config_parses_and_validates() {
+        let text = include_str!("../../../../configs/raccoon-rcnn.toml");
+        let config: DetectConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.method, Method::Rcnn);
+        config.validate().unwrap();
+        assert_eq!(
+            config.rcnn.warp,
+            WarpConfig {
+                size: 224,
+                padding: 16
+            }
+        );
+        assert_eq!(config.rcnn.proposals, SelectiveSearchConfig::default());
+    }
+
+    #[test]
+    fn bad_settings_are_errors_naming_the_setting() {
+        let cases: Vec<(&str, fn(&mut RcnnConfig))> = vec![
+            ("warp.size", |c| c.warp.size = 100),
+            ("warp.padding", |c| c.warp.padding = 112),
+            ("train_proposals", |c| c.test_proposals = 0),
+            ("batch", |c| c.batch = 0),
+            ("feature_norm", |c| c.feature_norm = f64::NAN),
+            ("svm.c", |c| c.svm.c = -1.0),
+            ("svm.negative_iou", |c| c.svm.negative_iou = 1.5),
+            ("svm.initial_negatives", |c| c.svm.initial_negatives = 0),
+            ("regression.min_iou", |c| c.regression.min_iou = 1.0),
+            ("regression.lambda", |c| c.regression.lambda = 0.0),
+            ("nms_iou", |c| c.nms_iou = 0.0),
+            ("max_detections", |c| c.max_detections = 0),
+            ("[rcnn.proposals]", |c| c.proposals.ks.clear()),
+        ];
+        for (name, spoil) in cases {
+            let mut config = RcnnConfig::default();
+            spoil(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+        // Only an R-CNN config is held to its [rcnn] table; unknown keys are refused.
+        let mut other = DetectConfig::default();
+        other.rcnn.batch = 0;
+        other.validate().unwrap();
+        other.method = Method::Rcnn;
+        assert!(
+            other
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("[rcnn] batch")
+        );
+        let typo = toml::from_str::<DetectConfig>("method = \"rcnn\"\n[rcnn]\ntest_proposal = 5\n");
+        assert!(typo.unwrap_err().to_string().contains("test_proposal"));
     }
 }

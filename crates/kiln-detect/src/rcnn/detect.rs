@@ -52,7 +52,8 @@ pub struct ImageDetection {
 impl RcnnModel {
     /// Writes the model as JSON to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_vec(self).map_err(|e| DetectError::format(path, e.to_string()))?;
+        let text =
+            serde_json::to_vec(self).map_err(|e| DetectError::format(path, e.to_string()))?;
         kiln_train::write_atomic(path, &text)?;
         Ok(())
     }
@@ -61,7 +62,10 @@ impl RcnnModel {
     /// consistent sizes.
     pub fn load(path: &Path, classes: usize) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| {
-            DetectError::io(path, std::io::Error::new(e.kind(), format!("{e}; is this a finished R-CNN run?")))
+            DetectError::io(
+                path,
+                std::io::Error::new(e.kind(), format!("{e}; is this a finished R-CNN run?")),
+            )
         })?;
         let model: Self = serde_json::from_slice(&bytes)
             .map_err(|e| DetectError::format(path, format!("not an R-CNN model: {e}")))?;
@@ -70,14 +74,24 @@ impl RcnnModel {
                 && c.svm.weights.iter().all(|v| v.is_finite())
                 && c.svm.bias.is_finite()
                 && c.regressor.as_ref().is_none_or(|r| {
-                    r.weights.len() == 4 * model.dim && r.weights.iter().chain(&r.bias).all(|v| v.is_finite())
+                    r.weights.len() == 4 * model.dim
+                        && r.weights.iter().chain(&r.bias).all(|v| v.is_finite())
                 })
         });
-        if !consistent || !(model.feature_norm.is_finite() && model.feature_norm > 0.0) {
-            return Err(DetectError::format(path, "an SVM or regressor does not match the feature size, or holds a non-finite number"));
+        if !(consistent && model.feature_norm.is_finite() && model.feature_norm > 0.0) {
+            return Err(DetectError::format(
+                path,
+                "an SVM or regressor does not match the feature size, or holds a non-finite number",
+            ));
         }
         if model.classes.len() != classes {
-            return Err(DetectError::format(path, format!("{} classes, but the run's categories list {classes}", model.classes.len())));
+            return Err(DetectError::format(
+                path,
+                format!(
+                    "{} classes, but the run's categories list {classes}",
+                    model.classes.len()
+                ),
+            ));
         }
         Ok(model)
     }
@@ -94,17 +108,26 @@ impl RcnnModel {
         max_detections: usize,
         device: &Device,
     ) -> Result<Vec<ImageDetection>> {
-        if features.len() != proposals.len() || (!proposals.is_empty() && features.dim != self.dim) {
+        if features.len() != proposals.len() || (!proposals.is_empty() && features.dim != self.dim)
+        {
             return Err(DetectError::invalid(
                 "R-CNN features",
-                format!("{} rows of {} for {} proposals; the model takes {}", features.len(), features.dim, proposals.len(), self.dim),
+                format!(
+                    "{} rows of {} for {} proposals; the model takes {}",
+                    features.len(),
+                    features.dim,
+                    proposals.len(),
+                    self.dim
+                ),
             ));
         }
         let features = features.scaled(self.feature_norm);
         let coder = BoxCoder::new([1.0; 4]);
         let (mut boxes, mut scores, mut classes) = (Vec::new(), Vec::new(), Vec::new());
         for (c, class) in self.classes.iter().enumerate() {
-            let class_scores: Vec<f32> = (0..proposals.len()).map(|i| class.svm.score(features.row(i))).collect();
+            let class_scores: Vec<f32> = (0..proposals.len())
+                .map(|i| class.svm.score(features.row(i)))
+                .collect();
             let moved = match (&class.regressor, proposals.is_empty()) {
                 (Some(reg), false) => {
                     let deltas: Vec<BoundingBox> = (0..proposals.len())
@@ -113,7 +136,10 @@ impl RcnnModel {
                             BoundingBox { x1, y1, x2, y2 }
                         })
                         .collect();
-                    tensor_to_boxes(coder.decode(boxes_to_tensor(&deltas, device), boxes_to_tensor(proposals, device)))
+                    tensor_to_boxes(coder.decode(
+                        boxes_to_tensor(&deltas, device),
+                        boxes_to_tensor(proposals, device),
+                    ))
                 }
                 _ => proposals.to_vec(),
             };
@@ -130,7 +156,11 @@ impl RcnnModel {
         Ok(keep
             .into_iter()
             .take(max_detections)
-            .map(|i| ImageDetection { class: classes[i], bbox: boxes[i], score: scores[i] })
+            .map(|i| ImageDetection {
+                class: classes[i],
+                bbox: boxes[i],
+                score: scores[i],
+            })
             .collect())
     }
 }
@@ -152,30 +182,64 @@ mod tests {
             dim: 3,
             feature_norm: 1.0,
             classes: vec![ClassModel {
-                svm: LinearSvm { weights: vec![1.0, 0.0, 0.0], bias: 0.0 },
-                regressor: Some(BoxRegressor { weights, bias: [0.0; 4] }),
+                svm: LinearSvm {
+                    weights: vec![1.0, 0.0, 0.0],
+                    bias: 0.0,
+                },
+                regressor: Some(BoxRegressor {
+                    weights,
+                    bias: [0.0; 4],
+                }),
             }],
         }
     }
 
     #[test]
     fn detection_scores_regresses_clips_and_suppresses() {
-        let proposals = [b(0.0, 0.0, 10.0, 10.0), b(1.0, 0.0, 11.0, 10.0), b(50.0, 50.0, 70.0, 70.0)];
+        let proposals = [
+            b(0.0, 0.0, 10.0, 10.0),
+            b(1.0, 0.0, 11.0, 10.0),
+            b(50.0, 50.0, 70.0, 70.0),
+        ];
         // Unit rows after scaling with norm 1: (0.8, 0.6, 0) moves box 0 right by 0.6 widths.
-        let features = Features { dim: 3, values: vec![0.8, 0.6, 0.0, 0.6, 0.8, 0.0, 0.6, 0.0, 0.8] };
-        let found = model().detect(&proposals, features, [100.0, 80.0], 0.3, 100, &Device::flex()).unwrap();
+        let features = Features {
+            dim: 3,
+            values: vec![0.8, 0.6, 0.0, 0.6, 0.8, 0.0, 0.6, 0.0, 0.8],
+        };
+        let found = model()
+            .detect(
+                &proposals,
+                features,
+                [100.0, 80.0],
+                0.3,
+                100,
+                &Device::flex(),
+            )
+            .unwrap();
         // Boxes 0 and 1 overlap after moving (0 → x 6..16, 1 → x 9..19): 1 is suppressed.
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].score, 0.8);
         let first = found[0].bbox;
-        assert!((first.x1 - 6.0).abs() < 1e-4 && (first.x2 - 16.0).abs() < 1e-4, "{first:?}");
+        assert!(
+            (first.x1 - 6.0).abs() < 1e-4 && (first.x2 - 16.0).abs() < 1e-4,
+            "{first:?}"
+        );
         // Box 2 moves down by 0.8 heights (16 px, to 66..86) and is clipped at the bottom (80).
         let second = found[1].bbox;
         assert!((second.y1 - 66.0).abs() < 1e-3, "{second:?}");
         assert_eq!((second.y2, found[1].score), (80.0, 0.6));
         // max_detections caps the list.
-        let features = Features { dim: 3, values: vec![0.8, 0.6, 0.0, 0.6, 0.8, 0.0, 0.6, 0.0, 0.8] };
-        assert_eq!(model().detect(&proposals, features, [100.0, 80.0], 0.3, 1, &Device::flex()).unwrap().len(), 1);
+        let features = Features {
+            dim: 3,
+            values: vec![0.8, 0.6, 0.0, 0.6, 0.8, 0.0, 0.6, 0.0, 0.8],
+        };
+        assert_eq!(
+            model()
+                .detect(&proposals, features, [100.0, 80.0], 0.3, 1, &Device::flex())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -193,7 +257,9 @@ mod tests {
         wrong.dim = 4;
         wrong.save(&path).unwrap();
         assert!(RcnnModel::load(&path, 1).is_err());
-        let missing = RcnnModel::load(&dir.path().join("nothing.json"), 1).unwrap_err().to_string();
+        let missing = RcnnModel::load(&dir.path().join("nothing.json"), 1)
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("finished R-CNN run"), "{missing}");
     }
 }

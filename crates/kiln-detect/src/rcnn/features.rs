@@ -56,7 +56,7 @@ pub struct Features {
 impl Features {
     /// The number of boxes.
     pub fn len(&self) -> usize {
-        if self.dim == 0 { 0 } else { self.values.len() / self.dim }
+        self.values.len().checked_div(self.dim).unwrap_or(0)
     }
 
     /// Whether there are no boxes.
@@ -96,7 +96,13 @@ pub struct Extractor {
 impl Extractor {
     /// An extractor running `net` (put in inference mode) on `batch` warps at a time.
     /// `identity` names the weights (it keys the cache: give each backbone its own).
-    pub fn new(net: Network, warp: WarpConfig, batch: usize, device: &Device, identity: &str) -> Self {
+    pub fn new(
+        net: Network,
+        warp: WarpConfig,
+        batch: usize,
+        device: &Device,
+        identity: &str,
+    ) -> Self {
         Self {
             net: net.valid(),
             warp,
@@ -120,9 +126,15 @@ impl Extractor {
     pub fn extract(&self, image: &Image, boxes: &[BoundingBox]) -> Result<Features> {
         let fill = mean_rgb();
         let size = self.warp.size;
-        let mut out = Features { dim: self.net.feature_size(), values: Vec::with_capacity(boxes.len() * self.net.feature_size()) };
+        let mut out = Features {
+            dim: self.net.feature_size(),
+            values: Vec::with_capacity(boxes.len() * self.net.feature_size()),
+        };
         for chunk in boxes.chunks(self.batch) {
-            let warps: Vec<Image> = chunk.par_iter().map(|b| warp_box(image, b, &self.warp, fill)).collect();
+            let warps: Vec<Image> = chunk
+                .par_iter()
+                .map(|b| warp_box(image, b, &self.warp, fill))
+                .collect();
             let refs: Vec<&Image> = warps.iter().collect();
             let (values, shape) = normalise_into(&refs, [size, size]);
             let input = Tensor::<4>::from_data(TensorData::new(values, shape), &self.device);
@@ -152,8 +164,14 @@ impl FeatureCache {
     /// ([`Extractor::identity`]).
     pub fn new(dir: &Path, identity: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| DetectError::io(dir, e))?;
-        let salt = fnv1a(fnv1a(FNV_OFFSET, FORMAT_VERSION.as_bytes()), identity.as_bytes());
-        Ok(Self { dir: dir.to_path_buf(), salt })
+        let salt = fnv1a(
+            fnv1a(FNV_OFFSET, FORMAT_VERSION.as_bytes()),
+            identity.as_bytes(),
+        );
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            salt,
+        })
     }
 
     /// The key of `boxes` of the image whose file (or pixels) are `image_bytes`.
@@ -182,10 +200,17 @@ impl FeatureCache {
     pub fn store(&self, key: u64, boxes: &[BoundingBox], features: &Features) -> Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         if features.len() != boxes.len() {
-            return Err(DetectError::invalid("feature cache", format!("{} feature rows for {} boxes", features.len(), boxes.len())));
+            return Err(DetectError::invalid(
+                "feature cache",
+                format!("{} feature rows for {} boxes", features.len(), boxes.len()),
+            ));
         }
         let path = self.path(key);
-        let tmp = self.dir.join(format!(".{key:016x}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let tmp = self.dir.join(format!(
+            ".{key:016x}.{}.{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         let result = std::fs::write(&tmp, encode(key, boxes, features))
             .map_err(|e| DetectError::io(&tmp, e))
             .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| DetectError::io(&path, e)));
@@ -211,7 +236,10 @@ impl FeatureCache {
         }
         let path = self.path(key);
         if path.exists() {
-            eprintln!("note: {} is not a valid feature file for these boxes; recomputing it", path.display());
+            eprintln!(
+                "note: {} is not a valid feature file for these boxes; recomputing it",
+                path.display()
+            );
         }
         let features = extractor.extract(&decode()?, boxes)?;
         self.store(key, boxes, &features)?;
@@ -242,8 +270,18 @@ fn decode(bytes: &[u8], key: u64, boxes: &[BoundingBox]) -> Option<Features> {
     if bytes.len() < HEADER + 8 || &bytes[..8] != MAGIC {
         return None;
     }
-    let u64_at = |at: usize| bytes.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
-    let u32_at = |at: usize| bytes.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|s| s.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
     if u64_at(8)? != key {
         return None;
     }
@@ -257,7 +295,10 @@ fn decode(bytes: &[u8], key: u64, boxes: &[BoundingBox]) -> Option<Features> {
         return None;
     }
     let floats = |range: std::ops::Range<usize>| {
-        bytes[range].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>()
+        bytes[range]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<f32>>()
     };
     let stored = floats(HEADER..box_end);
     let same = stored
@@ -274,8 +315,18 @@ mod tests {
 
     fn boxes() -> Vec<BoundingBox> {
         vec![
-            BoundingBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 10.0 },
-            BoundingBox { x1: 2.5, y1: 3.0, x2: 7.0, y2: 9.5 },
+            BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 10.0,
+                y2: 10.0,
+            },
+            BoundingBox {
+                x1: 2.5,
+                y1: 3.0,
+                x2: 7.0,
+                y2: 9.5,
+            },
         ]
     }
 
@@ -283,13 +334,28 @@ mod tests {
     fn extractor() -> Extractor {
         use kiln_nets::zoo::{Geometry, ModelSpec};
         let device = Device::flex();
-        let net = ModelSpec::default().build(Geometry::new(3, 32, 32, 2), None, &device).expect("default spec builds");
-        Extractor::new(net, WarpConfig { size: 32, padding: 4 }, 1, &device, "test convnet")
+        let net = ModelSpec::default()
+            .build(Geometry::new(3, 32, 32, 2), None, &device)
+            .expect("default spec builds");
+        Extractor::new(
+            net,
+            WarpConfig {
+                size: 32,
+                padding: 4,
+            },
+            1,
+            &device,
+            "test convnet",
+        )
     }
 
     #[test]
     fn features_scale_to_the_feature_norm() {
-        let f = Features { dim: 2, values: vec![3.0, 4.0, 0.0, 0.0] }.scaled(20.0);
+        let f = Features {
+            dim: 2,
+            values: vec![3.0, 4.0, 0.0, 0.0],
+        }
+        .scaled(20.0);
         assert_eq!(f.values, vec![12.0, 16.0, 0.0, 0.0]);
         assert_eq!(f.len(), 2);
     }
@@ -311,7 +377,12 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert!(first.dim > 0);
         // Batched extraction gives the rows one-at-a-time extraction gives.
-        let batched = Extractor { batch: 2, ..ex.clone() }.extract(&image, &boxes()).unwrap();
+        let batched = Extractor {
+            batch: 2,
+            ..ex.clone()
+        }
+        .extract(&image, &boxes())
+        .unwrap();
         for (a, b) in batched.values.iter().zip(&first.values) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }

@@ -48,7 +48,9 @@ use crate::data::{BoundingBox, Detection, DetectionSet};
 use crate::eval::{VocAp, evaluate_coco, evaluate_voc};
 use crate::ops::host::iou;
 use crate::ops::{BoxCoder, boxes_to_tensor};
-use crate::proposals::{ProposalCache, ground_truth_boxes, propose_for_set_timed, proposal_recall, selective_search};
+use crate::proposals::{
+    ProposalCache, ground_truth_boxes, proposal_recall, propose_for_set_timed, selective_search,
+};
 use crate::{DetectError, Result};
 
 /// Seconds each stage of a run took (wall clock).
@@ -129,21 +131,45 @@ impl RcnnReport {
         let s = &self.seconds;
         let mut out = format!(
             "R-CNN stages (s): proposals {:.1} | features {:.1} | SVM training {:.1} | regression {:.1} | validation {:.1} | test {:.1} (selective search {:.1} + features and scoring {:.1})\n",
-            s.proposals, s.features, s.svm, s.regression, s.validation, s.test_proposals + s.test, s.test_proposals, s.test
+            s.proposals,
+            s.features,
+            s.svm,
+            s.regression,
+            s.validation,
+            s.test_proposals + s.test,
+            s.test_proposals,
+            s.test
         );
         out += &format!(
             "R-CNN: {} training images, {} warped boxes; caches: features {} images, proposals {} images; test proposal recall {:.3} @0.5, {:.3} @0.7; {:.2} test images/s\n",
-            self.train_images, self.train_boxes, self.feature_cache_hits, self.proposal_cache_hits, self.test_proposal_recall[0], self.test_proposal_recall[1], self.test_images_per_sec
+            self.train_images,
+            self.train_boxes,
+            self.feature_cache_hits,
+            self.proposal_cache_hits,
+            self.test_proposal_recall[0],
+            self.test_proposal_recall[1],
+            self.test_images_per_sec
         );
         for c in &self.classes {
-            let rounds: Vec<String> = c.mining.iter().map(|r| format!("{} neg → {} violators", r.negatives, r.violators)).collect();
+            let rounds: Vec<String> = c
+                .mining
+                .iter()
+                .map(|r| format!("{} neg → {} violators", r.negatives, r.violators))
+                .collect();
             out += &format!(
                 "R-CNN {}: {} positives, {} negatives in the pool, mining [{}], {} regression examples\n",
-                c.class, c.positives, c.negative_pool, rounds.join("; "), c.regression_examples
+                c.class,
+                c.positives,
+                c.negative_pool,
+                rounds.join("; "),
+                c.regression_examples
             );
         }
         if let Some(v) = &self.validation {
-            out += &format!("R-CNN validation ({} images): AP50 {:.3} (VOC {:.3}), AP {:.3}\n", v.images, v.coco_ap50, v.voc_ap50, v.coco_ap);
+            out += &format!(
+                "R-CNN validation ({} images): AP50 {:.3} (VOC {:.3}), AP {:.3}\n",
+                v.images, v.coco_ap50, v.voc_ap50, v.coco_ap
+            );
         }
         out
     }
@@ -168,7 +194,10 @@ fn backbone_identity(config: &DetectConfig) -> Option<String> {
     }
     let (arch, path) = resolve_weights(&config.backbone.weights).ok()?;
     let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Some(format!("{arch}|{name}|{len}"))
 }
 
@@ -177,9 +206,18 @@ fn extractor(config: &DetectConfig, device: &Device) -> Result<(Extractor, Optio
     let r = &config.rcnn;
     let identity = backbone_identity(config);
     let net = crate::train::backbone(config, device)?;
-    let extractor = Extractor::new(net, r.warp, r.batch, device, identity.as_deref().unwrap_or("random"));
+    let extractor = Extractor::new(
+        net,
+        r.warp,
+        r.batch,
+        device,
+        identity.as_deref().unwrap_or("random"),
+    );
     let cache = match identity {
-        Some(_) => Some(FeatureCache::new(&r.cache_root().join("features"), extractor.identity())?),
+        Some(_) => Some(FeatureCache::new(
+            &r.cache_root().join("features"),
+            extractor.identity(),
+        )?),
         None => None,
     };
     Ok((extractor, cache))
@@ -214,7 +252,9 @@ fn set_features(
     for (i, image) in set.images.iter().enumerate() {
         let bytes = std::fs::read(&image.path).map_err(|e| DetectError::io(&image.path, e))?;
         let boxes = boxes(i);
-        let (features, hit) = features_of(extractor, cache, &bytes, &boxes, || Ok(decode_image(&image.path, None)?.to_rgb()))?;
+        let (features, hit) = features_of(extractor, cache, &bytes, &boxes, || {
+            Ok(decode_image(&image.path, None)?.to_rgb())
+        })?;
         hits += usize::from(hit);
         warped += if hit { 0 } else { boxes.len() };
         each(i, boxes, features)?;
@@ -233,16 +273,26 @@ fn set_features(
 }
 
 /// Selective search over `set` with the config's cache and threads, with its wall time.
-fn proposals_for(set: &DetectionSet, config: &RcnnConfig, label: &str) -> Result<(Vec<Vec<BoundingBox>>, usize, f64)> {
+fn proposals_for(
+    set: &DetectionSet,
+    config: &RcnnConfig,
+    label: &str,
+) -> Result<(Vec<Vec<BoundingBox>>, usize, f64)> {
     if set.images.is_empty() {
         return Ok((Vec::new(), 0, 0.0));
     }
     let total = set.images.len();
-    let run = propose_for_set_timed(set, &config.proposals, &config.cache_root().join("proposals"), config.threads, |done| {
-        if done % 20 == 0 || done == total {
-            eprintln!("{label} selective search: {done}/{total} images");
-        }
-    })?;
+    let run = propose_for_set_timed(
+        set,
+        &config.proposals,
+        &config.cache_root().join("proposals"),
+        config.threads,
+        |done| {
+            if done % 20 == 0 || done == total {
+                eprintln!("{label} selective search: {done}/{total} images");
+            }
+        },
+    )?;
     let hits = run.cached.iter().filter(|c| **c).count();
     Ok((run.boxes, hits, run.wall_seconds))
 }
@@ -263,14 +313,33 @@ fn detect_set(
     device: &Device,
 ) -> Result<(Vec<Detection>, usize)> {
     let mut found = Vec::new();
-    let hits = set_features(set, |i| top(&proposals[i], config.test_proposals), extractor, cache, label, |i, boxes, features| {
-        let image = &set.images[i];
-        let size = [image.width as f32, image.height as f32];
-        for d in model.detect(&boxes, features, size, config.nms_iou, config.max_detections, device)? {
-            found.push(Detection { image_id: image.id, class: d.class, bbox: d.bbox, score: d.score });
-        }
-        Ok(())
-    })?;
+    let hits = set_features(
+        set,
+        |i| top(&proposals[i], config.test_proposals),
+        extractor,
+        cache,
+        label,
+        |i, boxes, features| {
+            let image = &set.images[i];
+            let size = [image.width as f32, image.height as f32];
+            for d in model.detect(
+                &boxes,
+                features,
+                size,
+                config.nms_iou,
+                config.max_detections,
+                device,
+            )? {
+                found.push(Detection {
+                    image_id: image.id,
+                    class: d.class,
+                    bbox: d.bbox,
+                    score: d.score,
+                });
+            }
+            Ok(())
+        },
+    )?;
     Ok((found, hits))
 }
 
@@ -304,7 +373,13 @@ pub fn train_and_detect(
         features: Features,
     }
     let mut items: Vec<Item> = Vec::with_capacity(train.images.len());
-    let gt_boxes = |i: usize| train.images[i].objects.iter().map(|o| o.bbox).collect::<Vec<_>>();
+    let gt_boxes = |i: usize| {
+        train.images[i]
+            .objects
+            .iter()
+            .map(|o| o.bbox)
+            .collect::<Vec<_>>()
+    };
     let mut feature_hits = set_features(
         train,
         |i| [gt_boxes(i), top(&train_props[i], r.train_proposals)].concat(),
@@ -312,7 +387,11 @@ pub fn train_and_detect(
         cache.as_ref(),
         "train features",
         |i, boxes, features| {
-            items.push(Item { gt: train.images[i].objects.len(), boxes, features: features.scaled(r.feature_norm) });
+            items.push(Item {
+                gt: train.images[i].objects.len(),
+                boxes,
+                features: features.scaled(r.feature_norm),
+            });
             Ok(())
         },
     )?;
@@ -326,9 +405,18 @@ pub fn train_and_detect(
     for c in 0..classes {
         let started = Instant::now();
         let (mut positives, mut negatives): (Vec<&[f32]>, Vec<&[f32]>) = (Vec::new(), Vec::new());
-        let (mut reg_x, mut reg_props, mut reg_gt): (Vec<&[f32]>, Vec<BoundingBox>, Vec<BoundingBox>) = Default::default();
+        let (mut reg_x, mut reg_props, mut reg_gt): (
+            Vec<&[f32]>,
+            Vec<BoundingBox>,
+            Vec<BoundingBox>,
+        ) = Default::default();
         for (image, item) in train.images.iter().zip(&items) {
-            let class_gt: Vec<BoundingBox> = image.objects.iter().filter(|o| o.class == c).map(|o| o.bbox).collect();
+            let class_gt: Vec<BoundingBox> = image
+                .objects
+                .iter()
+                .filter(|o| o.class == c)
+                .map(|o| o.bbox)
+                .collect();
             for (o, k) in image.objects.iter().zip(0..item.gt) {
                 if o.class == c && !o.difficult {
                     positives.push(item.features.row(k));
@@ -353,23 +441,37 @@ pub fn train_and_detect(
                 }
             }
         }
-        let (svm, mining) = train_with_mining(&positives, &negatives, &r.svm, config.seed.wrapping_add(c as u64));
+        let (svm, mining) = train_with_mining(
+            &positives,
+            &negatives,
+            &r.svm,
+            config.seed.wrapping_add(c as u64),
+        );
         times.svm += started.elapsed().as_secs_f64();
         let started = Instant::now();
         let regressor = if reg_x.is_empty() {
             None
         } else {
-            let deltas = coder.encode(boxes_to_tensor(&reg_gt, device), boxes_to_tensor(&reg_props, device));
+            let deltas = coder.encode(
+                boxes_to_tensor(&reg_gt, device),
+                boxes_to_tensor(&reg_props, device),
+            );
             let flat = deltas
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .map_err(|e| DetectError::invalid("box regression targets", format!("{e:?}")))?;
-            let targets: Vec<[f32; 4]> = flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+            let targets: Vec<[f32; 4]> = flat
+                .chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .collect();
             Some(fit_ridge(&reg_x, &targets, r.regression.lambda)?)
         };
         times.regression += started.elapsed().as_secs_f64();
-        let name = train.categories.get(c).map_or_else(|| c.to_string(), |cat| cat.name.clone());
+        let name = train
+            .categories
+            .get(c)
+            .map_or_else(|| c.to_string(), |cat| cat.name.clone());
         class_reports.push(ClassTraining {
             class: name,
             positives: positives.len(),
@@ -381,7 +483,11 @@ pub fn train_and_detect(
     }
     let train_boxes = items.iter().map(|it| it.boxes.len()).sum();
     drop(items);
-    let model = RcnnModel { dim, feature_norm: r.feature_norm, classes: class_models };
+    let model = RcnnModel {
+        dim,
+        feature_norm: r.feature_norm,
+        classes: class_models,
+    };
     model.save(&run.file(MODEL_FILE))?;
 
     // Validation on the held-out training images.
@@ -389,11 +495,24 @@ pub fn train_and_detect(
     let validation = if val.images.is_empty() {
         None
     } else {
-        let (found, hits) = detect_set(&model, val, &val_props, r, (&extractor, cache.as_ref()), "val features", device)?;
+        let (found, hits) = detect_set(
+            &model,
+            val,
+            &val_props,
+            r,
+            (&extractor, cache.as_ref()),
+            "val features",
+            device,
+        )?;
         feature_hits += hits;
         let coco = evaluate_coco(val, &found);
         let voc = evaluate_voc(val, &found, 0.5, VocAp::AllPoint);
-        Some(ValidationScores { images: val.images.len(), voc_ap50: voc.map, coco_ap50: coco.stats.ap50, coco_ap: coco.stats.ap })
+        Some(ValidationScores {
+            images: val.images.len(),
+            voc_ap50: voc.map,
+            coco_ap50: coco.stats.ap50,
+            coco_ap: coco.stats.ap,
+        })
     };
     times.validation = started.elapsed().as_secs_f64();
 
@@ -401,11 +520,27 @@ pub fn train_and_detect(
     let (test_props, hits_test, secs) = proposals_for(test, r, "test")?;
     times.test_proposals = secs;
     let started = Instant::now();
-    let (detections, hits) = detect_set(&model, test, &test_props, r, (&extractor, cache.as_ref()), "test features", device)?;
+    let (detections, hits) = detect_set(
+        &model,
+        test,
+        &test_props,
+        r,
+        (&extractor, cache.as_ref()),
+        "test features",
+        device,
+    )?;
     feature_hits += hits;
     times.test = started.elapsed().as_secs_f64();
-    let used: Vec<Vec<BoundingBox>> = test_props.iter().map(|p| top(p, r.test_proposals)).collect();
-    let recall = proposal_recall(&ground_truth_boxes(test), &used, &[r.test_proposals], &[0.5, 0.7]);
+    let used: Vec<Vec<BoundingBox>> = test_props
+        .iter()
+        .map(|p| top(p, r.test_proposals))
+        .collect();
+    let recall = proposal_recall(
+        &ground_truth_boxes(test),
+        &used,
+        &[r.test_proposals],
+        &[0.5, 0.7],
+    );
     let images_per_sec = test.images.len() as f64 / (times.test_proposals + times.test).max(1e-9);
     let report = RcnnReport {
         seconds: times,
@@ -419,7 +554,11 @@ pub fn train_and_detect(
         test_images: test.images.len(),
         test_images_per_sec: images_per_sec,
     };
-    Ok(RcnnOutcome { detections, images_per_sec, report })
+    Ok(RcnnOutcome {
+        detections,
+        images_per_sec,
+        report,
+    })
 }
 
 /// Detections of the R-CNN trained in `run` on `items` (photos in memory, reported in
@@ -441,7 +580,12 @@ pub fn predict_items(
     let mut found = Vec::new();
     for item in items {
         let image = &item.image;
-        let bytes = [&(image.width as u64).to_le_bytes()[..], &(image.height as u64).to_le_bytes(), &image.data].concat();
+        let bytes = [
+            &(image.width as u64).to_le_bytes()[..],
+            &(image.height as u64).to_le_bytes(),
+            &image.data,
+        ]
+        .concat();
         let key = proposal_cache.key(&bytes);
         let proposals = match proposal_cache.load(key) {
             Some(boxes) => boxes,
@@ -452,7 +596,9 @@ pub fn predict_items(
             }
         };
         let boxes = top(&proposals, r.test_proposals);
-        let (features, _) = features_of(&extractor, cache.as_ref(), &bytes, &boxes, || Ok(image.to_rgb()))?;
+        let (features, _) = features_of(&extractor, cache.as_ref(), &bytes, &boxes, || {
+            Ok(image.to_rgb())
+        })?;
         let size = [image.width as f32, image.height as f32];
         let (sx, sy) = (
             item.original_size[0] as f32 / image.width.max(1) as f32,
@@ -463,7 +609,12 @@ pub fn predict_items(
             found.push(Detection {
                 image_id: item.image_id,
                 class: d.class,
-                bbox: BoundingBox { x1: b.x1 * sx, y1: b.y1 * sy, x2: b.x2 * sx, y2: b.y2 * sy },
+                bbox: BoundingBox {
+                    x1: b.x1 * sx,
+                    y1: b.y1 * sy,
+                    x2: b.x2 * sx,
+                    y2: b.y2 * sy,
+                },
                 score: d.score,
             });
         }

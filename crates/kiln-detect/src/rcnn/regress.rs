@@ -42,7 +42,11 @@ impl BoxRegressor {
 pub fn fit_ridge(features: &[&[f32]], targets: &[[f32; 4]], lambda: f64) -> Result<BoxRegressor> {
     let bad = |reason: String| DetectError::invalid("box regression", reason);
     if features.is_empty() || features.len() != targets.len() {
-        return Err(bad(format!("{} feature rows for {} targets", features.len(), targets.len())));
+        return Err(bad(format!(
+            "{} feature rows for {} targets",
+            features.len(),
+            targets.len()
+        )));
     }
     let dim = features[0].len();
     if features.iter().any(|x| x.len() != dim) {
@@ -52,7 +56,10 @@ pub fn fit_ridge(features: &[&[f32]], targets: &[[f32; 4]], lambda: f64) -> Resu
     let n = dim + 1;
     // XᵀX (upper triangle) and XᵀY, accumulated by outer products over examples, split over
     // threads by chunks of examples.
-    let chunk = features.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let chunk = features
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
     let (mut a, b) = features
         .par_chunks(chunk)
         .zip(targets.par_chunks(chunk))
@@ -162,8 +169,13 @@ mod tests {
         let (dim, count) = (6, 400);
         let w: Vec<f32> = (0..dim * 4).map(|_| rng.random_range(-2.0..2.0)).collect();
         let bias = [0.5f32, -1.0, 2.0, 0.25];
-        let xs: Vec<Vec<f32>> = (0..count).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
-        let truth = BoxRegressor { weights: w.clone(), bias };
+        let xs: Vec<Vec<f32>> = (0..count)
+            .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let truth = BoxRegressor {
+            weights: w.clone(),
+            bias,
+        };
         let ys: Vec<[f32; 4]> = xs.iter().map(|x| truth.predict(x)).collect();
         let rows: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
         let fit = fit_ridge(&rows, &ys, 1e-6).unwrap();
@@ -176,7 +188,9 @@ mod tests {
         // A large λ shrinks the weights towards zero but leaves the bias free: it fits the mean.
         let shrunk = fit_ridge(&rows, &ys, 1e9).unwrap();
         assert!(shrunk.weights.iter().all(|v| v.abs() < 1e-3));
-        let mean: Vec<f32> = (0..4).map(|k| ys.iter().map(|y| y[k]).sum::<f32>() / count as f32).collect();
+        let mean: Vec<f32> = (0..4)
+            .map(|k| ys.iter().map(|y| y[k]).sum::<f32>() / count as f32)
+            .collect();
         for (a, b) in shrunk.bias.iter().zip(&mean) {
             assert!((a - b).abs() < 1e-3, "{a} vs {b}");
         }

@@ -77,12 +77,22 @@ struct DualSvm<'a> {
 
 impl<'a> DualSvm<'a> {
     fn new(dim: usize, beta: f64) -> Self {
-        Self { examples: Vec::new(), w: vec![0.0; dim + 1], beta: beta as f32 }
+        Self {
+            examples: Vec::new(),
+            w: vec![0.0; dim + 1],
+            beta: beta as f32,
+        }
     }
 
     fn push(&mut self, x: &'a [f32], positive: bool, bound: f64) {
         let q = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + (self.beta as f64).powi(2);
-        self.examples.push(Example { x, y: if positive { 1.0 } else { -1.0 }, bound, q, alpha: 0.0 });
+        self.examples.push(Example {
+            x,
+            y: if positive { 1.0 } else { -1.0 },
+            bound,
+            q,
+            alpha: 0.0,
+        });
     }
 
     fn decision(&self, x: &[f32]) -> f32 {
@@ -103,7 +113,8 @@ impl<'a> DualSvm<'a> {
                 if e.q <= 0.0 {
                     continue;
                 }
-                let g = e.y as f64 * (dot32(&self.w[..d], e.x) + self.w[d] * self.beta) as f64 - 1.0;
+                let g =
+                    e.y as f64 * (dot32(&self.w[..d], e.x) + self.w[d] * self.beta) as f64 - 1.0;
                 let pg = if e.alpha <= 0.0 {
                     g.min(0.0)
                 } else if e.alpha >= e.bound {
@@ -143,7 +154,10 @@ impl<'a> DualSvm<'a> {
 
     fn model(&self) -> LinearSvm {
         let d = self.w.len() - 1;
-        LinearSvm { weights: self.w[..d].to_vec(), bias: self.w[d] * self.beta }
+        LinearSvm {
+            weights: self.w[..d].to_vec(),
+            bias: self.w[d] * self.beta,
+        }
     }
 }
 
@@ -172,7 +186,10 @@ pub fn train_with_mining(
     config: &SvmConfig,
     seed: u64,
 ) -> (LinearSvm, Vec<MiningRound>) {
-    let dim = positives.first().or(negatives.first()).map_or(0, |x| x.len());
+    let dim = positives
+        .first()
+        .or(negatives.first())
+        .map_or(0, |x| x.len());
     let mut svm = DualSvm::new(dim, config.bias_feature);
     if positives.is_empty() || negatives.is_empty() {
         return (svm.model(), Vec::new());
@@ -222,10 +239,20 @@ mod tests {
     /// (separable by x + y > 3.5), most far away (easy) and a few near the boundary (hard).
     fn toy(seed: u64) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let pos: Vec<[f32; 2]> = (0..30).map(|_| [3.0 + rng.random_range(-0.5..0.5), 3.0 + rng.random_range(-0.5..0.5)]).collect();
+        let pos: Vec<[f32; 2]> = (0..30)
+            .map(|_| {
+                [
+                    3.0 + rng.random_range(-0.5..0.5),
+                    3.0 + rng.random_range(-0.5..0.5),
+                ]
+            })
+            .collect();
         let mut neg = Vec::new();
         while neg.len() < 2000 {
-            let p = [rng.random_range(-6.0..4.0f32), rng.random_range(-6.0..4.0f32)];
+            let p = [
+                rng.random_range(-6.0..4.0f32),
+                rng.random_range(-6.0..4.0f32),
+            ];
             if p[0] + p[1] < 2.5 {
                 neg.push(p);
             }
@@ -234,7 +261,16 @@ mod tests {
     }
 
     fn config() -> SvmConfig {
-        SvmConfig { c: 10.0, positive_weight: 1.0, bias_feature: 10.0, initial_negatives: 20, mining_rounds: 5, tolerance: 1e-4, max_epochs: 5000, ..SvmConfig::default() }
+        SvmConfig {
+            c: 10.0,
+            positive_weight: 1.0,
+            bias_feature: 10.0,
+            initial_negatives: 20,
+            mining_rounds: 5,
+            tolerance: 1e-4,
+            max_epochs: 5000,
+            ..SvmConfig::default()
+        }
     }
 
     #[test]
@@ -246,7 +282,10 @@ mod tests {
         // 20 random negatives cannot pin the boundary down: the first round finds violators,
         // the next round trains on them.
         assert!(rounds[0].violators > 0, "{rounds:?}");
-        assert_eq!(rounds[1].negatives, rounds[0].negatives + rounds[0].violators);
+        assert_eq!(
+            rounds[1].negatives,
+            rounds[0].negatives + rounds[0].violators
+        );
         // Mining stops once nothing violates the margin, well before the round limit, and the
         // set is then separated with margin by the SVM.
         let last = rounds.last().unwrap();
@@ -262,11 +301,22 @@ mod tests {
     fn dual_coordinate_descent_reaches_the_max_margin_line() {
         // Two points: the max-margin boundary is the bisector, each at margin exactly 1.
         let (a, b) = ([2.0f32, 0.0], [0.0f32, 0.0]);
-        let cfg = SvmConfig { c: 1e6, bias_feature: 100.0, initial_negatives: 1, mining_rounds: 0, tolerance: 1e-6, max_epochs: 100_000, ..SvmConfig::default() };
+        let cfg = SvmConfig {
+            c: 1e6,
+            bias_feature: 100.0,
+            initial_negatives: 1,
+            mining_rounds: 0,
+            tolerance: 1e-6,
+            max_epochs: 100_000,
+            ..SvmConfig::default()
+        };
         let (svm, rounds) = train_with_mining(&[&a], &[&b], &cfg, 0);
         assert!((svm.score(&a) - 1.0).abs() < 1e-3, "{svm:?} {rounds:?}");
         assert!((svm.score(&b) + 1.0).abs() < 1e-3, "{svm:?}");
-        assert!((svm.score(&[1.0, 5.0])).abs() < 1e-3, "the boundary is x = 1: {svm:?}");
+        assert!(
+            (svm.score(&[1.0, 5.0])).abs() < 1e-3,
+            "the boundary is x = 1: {svm:?}"
+        );
         // Nothing to separate: a zero SVM, not a panic.
         let (zero, rounds) = train_with_mining(&[], &[&b], &cfg, 0);
         assert_eq!((zero.score(&b), rounds.len()), (0.0, 0));

@@ -64,7 +64,8 @@ pub fn warp_box(image: &Image, b: &BoundingBox, warp: &WarpConfig, fill: [u8; 3]
     let xs = axis_samples(win.x1, win.x2, size, image.width);
     let ys = axis_samples(win.y1, win.y2, size, image.height);
     let c = image.channels;
-    let at = |x: usize, y: usize, k: usize| image.data[(y * image.width + x) * c + k.min(c - 1)] as f32;
+    let at =
+        |x: usize, y: usize, k: usize| image.data[(y * image.width + x) * c + k.min(c - 1)] as f32;
     let mut data = vec![0u8; size * size * 3];
     for (oy, ry) in ys.iter().enumerate() {
         for (ox, rx) in xs.iter().enumerate() {
@@ -94,7 +95,12 @@ pub fn warp_box(image: &Image, b: &BoundingBox, warp: &WarpConfig, fill: [u8; 3]
             }
         }
     }
-    Image { width: size, height: size, channels: 3, data }
+    Image {
+        width: size,
+        height: size,
+        channels: 3,
+        data,
+    }
 }
 
 #[cfg(test)]
@@ -119,17 +125,29 @@ mod tests {
 
     #[test]
     fn context_window_puts_the_box_in_the_central_square() {
-        let warp = WarpConfig { size: 64, padding: 16 };
+        let warp = WarpConfig {
+            size: 64,
+            padding: 16,
+        };
         // 40 pixels of box fill 32 warped pixels: 16 warped pixels of context are 20 image pixels.
         let win = context_window(&b(10.0, 20.0, 50.0, 40.0), &warp);
         assert_eq!(win, b(-10.0, 10.0, 70.0, 50.0));
-        let none = context_window(&b(10.0, 20.0, 50.0, 40.0), &WarpConfig { size: 64, padding: 0 });
+        let none = context_window(
+            &b(10.0, 20.0, 50.0, 40.0),
+            &WarpConfig {
+                size: 64,
+                padding: 0,
+            },
+        );
         assert_eq!(none, b(10.0, 20.0, 50.0, 40.0));
     }
 
     #[test]
     fn warp_maps_the_box_to_the_expected_window_and_fills_outside_with_the_mean() {
-        let warp = WarpConfig { size: 64, padding: 16 };
+        let warp = WarpConfig {
+            size: 64,
+            padding: 16,
+        };
         let fill = mean_rgb();
         assert_eq!(fill, [124, 116, 104]);
         // Box (10, 20)–(50, 40): window x −10..70 (1.25 px per warped px), y 10..50 (0.625).
@@ -146,10 +164,16 @@ mod tests {
                 // Two samples per pixel (1.25 → k = 2), each at the ramp's value x − ½ (clamped).
                 let k = 2.0;
                 let expect: f32 = (0..2)
-                    .map(|s| (-10.0 + 1.25 * (o as f32 + (s as f32 + 0.5) / k) - 0.5).clamp(0.0, 99.0))
+                    .map(|s| {
+                        (-10.0 + 1.25 * (o as f32 + (s as f32 + 0.5) / k) - 0.5).clamp(0.0, 99.0)
+                    })
                     .sum::<f32>()
                     / k;
-                assert!((px[0] as f32 - expect).abs() <= 0.51, "column {o}: {} vs {expect}", px[0]);
+                assert!(
+                    (px[0] as f32 - expect).abs() <= 0.51,
+                    "column {o}: {} vs {expect}",
+                    px[0]
+                );
                 assert_eq!(px[2], 7);
             }
         }
@@ -163,7 +187,10 @@ mod tests {
 
     #[test]
     fn a_window_past_every_border_is_mean_outside_and_image_inside() {
-        let warp = WarpConfig { size: 32, padding: 8 };
+        let warp = WarpConfig {
+            size: 32,
+            padding: 8,
+        };
         let image = Image::filled(20, 20, 3, 200);
         // The whole image as the box: the 8-pixel context frame is all outside.
         let out = warp_box(&image, &b(0.0, 0.0, 20.0, 20.0), &warp, [1, 2, 3]);
