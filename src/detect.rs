@@ -32,10 +32,15 @@ pub fn load(path: &Path, config: &DetectConfig, skip_bad_images: bool) -> Result
     };
     eprintln!("loading {} …", path.display());
     let data = load_detection_data(path, &options)?;
-    let boxes = |s: &kiln_detect::data::DetectionSet| s.images.iter().map(|i| i.objects.len()).sum::<usize>();
+    let boxes = |s: &kiln_detect::data::DetectionSet| {
+        s.images.iter().map(|i| i.objects.len()).sum::<usize>()
+    };
     let split = match &data.report.split {
         SplitSource::Files(dir) => format!("split files in {}", dir.display()),
-        SplitSource::Seeded { seed, test_fraction } => {
+        SplitSource::Seeded {
+            seed,
+            test_fraction,
+        } => {
             format!("no split files: seeded split (seed {seed}, test fraction {test_fraction})")
         }
     };
@@ -45,10 +50,17 @@ pub fn load(path: &Path, config: &DetectConfig, skip_bad_images: bool) -> Result
         boxes(&data.train),
         data.test.images.len(),
         boxes(&data.test),
-        data.train.categories.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        data.train
+            .categories
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
     );
     if data.report.clipped_boxes > 0 {
-        eprintln!("note: {} boxes crossed the image border and were clipped to it", data.report.clipped_boxes);
+        eprintln!(
+            "note: {} boxes crossed the image border and were clipped to it",
+            data.report.clipped_boxes
+        );
     }
     if data.report.resized_annotations > 0 {
         eprintln!(
@@ -63,7 +75,11 @@ pub fn load(path: &Path, config: &DetectConfig, skip_bad_images: bool) -> Result
             .iter()
             .map(|(p, why)| format!("{} ({why})", p.display()))
             .collect();
-        eprintln!("warning: skipped {} bad images: {}", list.len(), list.join("; "));
+        eprintln!(
+            "warning: skipped {} bad images: {}",
+            list.len(),
+            list.join("; ")
+        );
     }
     Ok(data)
 }
@@ -96,14 +112,20 @@ pub fn proposals(
     threads: usize,
     run: &kiln_train::RunDir,
 ) -> Result<String> {
-    use kiln_detect::proposals::{ground_truth_boxes, proposal_recall, propose_for_set_timed, recall_curve, save_recall_plot};
+    use kiln_detect::proposals::{
+        ground_truth_boxes, proposal_recall, propose_for_set_timed, recall_curve, save_recall_plot,
+    };
     let progress = kiln_train::Progress::new(set.images.len() as u64, "selective search", "img");
     let proposals = propose_for_set_timed(set, config, cache, threads, |_| progress.inc(1))?;
     progress.finish();
     let truth = ground_truth_boxes(set);
     let table = proposal_recall(&truth, &proposals.boxes, &PROPOSAL_COUNTS, &[0.5, 0.7]);
-    let ns: Vec<usize> = (0..=40).map(|k| (50.0 * 1.1f64.powi(k)).round() as usize).filter(|&n| n <= 3000).collect();
-    let curves = [0.5, 0.7].map(|iou| recall_curve(format!("IoU {iou}"), &truth, &proposals.boxes, iou, &ns));
+    let ns: Vec<usize> = (0..=40)
+        .map(|k| (50.0 * 1.1f64.powi(k)).round() as usize)
+        .filter(|&n| n <= 3000)
+        .collect();
+    let curves = [0.5, 0.7]
+        .map(|iou| recall_curve(format!("IoU {iou}"), &truth, &proposals.boxes, iou, &ns));
     save_recall_plot(&run.file("recall.png"), "selective search recall", &curves)?;
     let computed = proposals.cached.iter().filter(|c| !**c).count();
     let report = serde_json::json!({
@@ -114,16 +136,26 @@ pub fn proposals(
         "wall_seconds": proposals.wall_seconds,
         "threads": proposals.threads,
     });
-    run.write("proposals.json", serde_json::to_string_pretty(&report)?.as_bytes())?;
+    run.write(
+        "proposals.json",
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     let mut out = format!(
         "{} images, {} boxes; median {:.0} proposals per image\nrecall      {}\n",
         table.images,
         table.gt_boxes,
         table.median_proposals,
-        table.top_ns.iter().map(|n| format!("{:>7}", format!("top {n}"))).collect::<String>()
+        table
+            .top_ns
+            .iter()
+            .map(|n| format!("{:>7}", format!("top {n}")))
+            .collect::<String>()
     );
     for (t, row) in table.iou_thresholds.iter().zip(&table.recall) {
-        out += &format!("IoU ≥ {t:.1}   {}\n", row.iter().map(|r| format!("{r:>7.3}")).collect::<String>());
+        out += &format!(
+            "IoU ≥ {t:.1}   {}\n",
+            row.iter().map(|r| format!("{r:>7.3}")).collect::<String>()
+        );
     }
     out += &match proposals.mean_seconds() {
         Some(s) => format!(
@@ -133,7 +165,11 @@ pub fn proposals(
             proposals.wall_seconds,
             proposals.threads
         ),
-        None => format!("all {} images came from the cache {}", set.images.len(), cache.display()),
+        None => format!(
+            "all {} images came from the cache {}",
+            set.images.len(),
+            cache.display()
+        ),
     };
     Ok(out)
 }

@@ -26,16 +26,27 @@ fn boxes_dataset(root: &Path, n: usize) -> PathBuf {
         let img = image::RgbImage::from_fn(w, h, |x, y| {
             let inside = x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh;
             let noise = rng.random_range(0..40u8);
-            if inside { image::Rgb([220, 200 - noise, 40]) } else { image::Rgb([noise, noise + 30, noise + 60]) }
+            if inside {
+                image::Rgb([220, 200 - noise, 40])
+            } else {
+                image::Rgb([noise, noise + 30, noise + 60])
+            }
         });
         let name = format!("photo{i:02}.png");
         img.save(dir.join("images").join(&name)).unwrap();
         let xml = format!(
             "<annotation><filename>{name}</filename><size><width>{w}</width><height>{h}</height><depth>3</depth></size>\
              <object><name>box</name><difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object></annotation>",
-            x0 + 1, y0 + 1, x0 + bw, y0 + bh
+            x0 + 1,
+            y0 + 1,
+            x0 + bw,
+            y0 + bh
         );
-        fs::write(dir.join("annotations").join(format!("photo{i:02}.xml")), xml).unwrap();
+        fs::write(
+            dir.join("annotations").join(format!("photo{i:02}.xml")),
+            xml,
+        )
+        .unwrap();
     }
     dir
 }
@@ -85,40 +96,93 @@ fn localize_trains_scores_predicts_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     let data = boxes_dataset(dir.path(), 16);
     let run = dir.path().join("run");
-    let out = common::run_on(BIN, &["train"], &data, &config(dir.path(), "localize"), &run);
+    let out = common::run_on(
+        BIN,
+        &["train"],
+        &data,
+        &config(dir.path(), "localize"),
+        &run,
+    );
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("seeded split") && log.contains("12 training images"), "{log}");
+    assert!(
+        log.contains("seeded split") && log.contains("12 training images"),
+        "{log}"
+    );
     assert!(log.contains("AP50"), "{log}");
-    for file in ["config.toml", "metrics.jsonl", "categories.json", "detections.json", "metrics.json", "pr_curve.png", "predictions.png", "checkpoints/best.bpk"] {
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "categories.json",
+        "detections.json",
+        "metrics.json",
+        "pr_curve.png",
+        "predictions.png",
+        "checkpoints/best.bpk",
+    ] {
         assert!(run.join(file).is_file(), "{file} missing\n{log}");
     }
     // One detection per test image, in the images' own pixels.
-    let detections: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
+    let detections: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
     let detections = detections.as_array().unwrap();
     assert_eq!(detections.len(), 4, "{detections:?}");
     for d in detections {
-        let b: Vec<f64> = d["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3, "{b:?}");
+        let b: Vec<f64> = d["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
+            "{b:?}"
+        );
     }
-    let metrics: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
     let ap50 = metrics["coco"]["stats"]["ap50"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&ap50), "{metrics}");
 
     // `eval` on the same detections and ground truth gives the same AP.
     let eval_dir = dir.path().join("eval");
     let out = detect(
-        &["eval", "--gt", data.to_str().unwrap(), "--detections", run.join("detections.json").to_str().unwrap(), "--test-fraction", "0.25", "--seed", "1", "--out", eval_dir.to_str().unwrap()],
+        &[
+            "eval",
+            "--gt",
+            data.to_str().unwrap(),
+            "--detections",
+            run.join("detections.json").to_str().unwrap(),
+            "--test-fraction",
+            "0.25",
+            "--seed",
+            "1",
+            "--out",
+            eval_dir.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out));
-    let again: serde_json::Value = serde_json::from_str(&fs::read_to_string(eval_dir.join("metrics.json")).unwrap()).unwrap();
+    let again: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(eval_dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(again["coco"]["stats"], metrics["coco"]["stats"]);
 
     // `predict` draws every photo it is given.
     let photo = data.join("images/photo00.png");
     let drawn = dir.path().join("drawn");
-    let out = detect(&["predict", "--run", run.to_str().unwrap(), "--out", drawn.to_str().unwrap(), "--min-score", "0", photo.to_str().unwrap()], dir.path());
+    let out = detect(
+        &[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            "--out",
+            drawn.to_str().unwrap(),
+            "--min-score",
+            "0",
+            photo.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let png = image::open(drawn.join("photo00.png")).unwrap();
     assert_eq!((png.width(), png.height()), (96, 72));
@@ -129,15 +193,27 @@ fn overfeat_slides_windows_over_several_scales() {
     let dir = tempfile::tempdir().unwrap();
     let data = boxes_dataset(dir.path(), 12);
     let run = dir.path().join("run");
-    let out = common::run_on(BIN, &["train"], &data, &config(dir.path(), "overfeat"), &run);
+    let out = common::run_on(
+        BIN,
+        &["train"],
+        &data,
+        &config(dir.path(), "overfeat"),
+        &run,
+    );
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    let detections: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
+    let detections: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
     // Windows at two scales, merged by NMS: some test image gets more than one candidate or
     // none, but every detection is a valid box of a known class in a known image.
     for d in detections.as_array().unwrap() {
         assert_eq!(d["category_id"], 1, "{d}");
-        let b: Vec<f64> = d["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let b: Vec<f64> = d["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert!(b[2] > 0.0 && b[3] > 0.0, "{b:?}");
     }
 }
@@ -150,7 +226,11 @@ fn bad_input_is_a_clear_error_and_leaves_no_run() {
     let run = dir.path().join("run");
 
     // A malformed annotation names its file.
-    fs::write(data.join("annotations/photo03.xml"), "<annotation><filename>photo03.png").unwrap();
+    fs::write(
+        data.join("annotations/photo03.xml"),
+        "<annotation><filename>photo03.png",
+    )
+    .unwrap();
     let out = common::run_on(BIN, &["train"], &data, &cfg, &run);
     assert!(!out.status.success());
     assert!(text(&out).contains("photo03.xml"), "{}", text(&out));
@@ -158,20 +238,57 @@ fn bad_input_is_a_clear_error_and_leaves_no_run() {
 
     // A missing dataset, and a bad config value, are refused before anything is written.
     let out = common::run_on(BIN, &["train"], &dir.path().join("nowhere"), &cfg, &run);
-    assert!(!out.status.success() && text(&out).contains("nowhere"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("nowhere"),
+        "{}",
+        text(&out)
+    );
     let bad = dir.path().join("bad.toml");
-    fs::write(&bad, fs::read_to_string(&cfg).unwrap().replace("input_size = 64", "input_size = 50")).unwrap();
+    fs::write(
+        &bad,
+        fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("input_size = 64", "input_size = 50"),
+    )
+    .unwrap();
     let out = common::run_on(BIN, &["train"], &data, &bad, &run);
-    assert!(!out.status.success() && text(&out).contains("input_size"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("input_size"),
+        "{}",
+        text(&out)
+    );
     assert!(!run.exists());
 
     // Detections for an image the ground truth does not have.
     let results = dir.path().join("results.json");
-    fs::write(&results, r#"[{"image_id": 999, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5}]"#).unwrap();
-    fs::write(data.join("annotations/photo03.xml"), fs::read_to_string(data.join("annotations/photo02.xml")).unwrap().replace("photo02", "photo03")).unwrap();
-    let out = detect(&["eval", "--gt", data.to_str().unwrap(), "--detections", results.to_str().unwrap()], dir.path());
+    fs::write(
+        &results,
+        r#"[{"image_id": 999, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5}]"#,
+    )
+    .unwrap();
+    fs::write(
+        data.join("annotations/photo03.xml"),
+        fs::read_to_string(data.join("annotations/photo02.xml"))
+            .unwrap()
+            .replace("photo02", "photo03"),
+    )
+    .unwrap();
+    let out = detect(
+        &[
+            "eval",
+            "--gt",
+            data.to_str().unwrap(),
+            "--detections",
+            results.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     assert!(!out.status.success());
-    assert!(text(&out).contains("results.json") && text(&out).contains("999"), "{}", text(&out));
+    assert!(
+        text(&out).contains("results.json") && text(&out).contains("999"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -182,11 +299,23 @@ fn proposals_find_the_boxes_and_are_cached() {
     let run_proposals = |out: &str| {
         let out_dir = dir.path().join(out);
         let out = detect(
-            &["proposals", "--data", data.to_str().unwrap(), "--split", "all", "--cache", cache.to_str().unwrap(), "--out", out_dir.to_str().unwrap()],
+            &[
+                "proposals",
+                "--data",
+                data.to_str().unwrap(),
+                "--split",
+                "all",
+                "--cache",
+                cache.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
             dir.path(),
         );
         assert!(out.status.success(), "{}", text(&out));
-        let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(out_dir.join("proposals.json")).unwrap()).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(out_dir.join("proposals.json")).unwrap())
+                .unwrap();
         assert!(out_dir.join("recall.png").is_file());
         (text(&out), report)
     };

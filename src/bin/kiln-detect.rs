@@ -193,7 +193,11 @@ fn voc_split(path: &Path, split: &str, test_fraction: f32, seed: u64) -> Result<
 
 /// The ground truth `eval` compares with.
 fn ground_truth(args: &EvalArgs) -> Result<DetectionSet> {
-    if args.gt.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+    if args
+        .gt
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
         let images = args.gt.parent().unwrap_or(Path::new("."));
         return Ok(read_coco_instances(&args.gt, images)?);
     }
@@ -220,19 +224,32 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let detections = read_coco_results(&args.detections, &gt)?;
     let out = match &args.out {
         Some(dir) => dir.clone(),
-        None => args.detections.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        None => args
+            .detections
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let scores = score_detections(&gt, &detections, &out)?;
     println!("{}", format_report(&scores.coco, &scores.voc));
-    println!("wrote {} and {}", out.join("metrics.json").display(), out.join("pr_curve.png").display());
+    println!(
+        "wrote {} and {}",
+        out.join("metrics.json").display(),
+        out.join("pr_curve.png").display()
+    );
     Ok(())
 }
 
 fn predict(args: &PredictArgs) -> Result<()> {
     let device = backend::device(args.device.as_deref())?;
     let out = args.out.clone().unwrap_or_else(|| args.run.join("predict"));
-    let written = kiln_detect::predict::predict_files(&args.run, &args.images, &out, args.min_score, &device)?;
+    let written = kiln_detect::predict::predict_files(
+        &args.run,
+        &args.images,
+        &out,
+        args.min_score,
+        &device,
+    )?;
     for path in written {
         println!("{}", path.display());
     }

@@ -101,8 +101,11 @@ fn table_json(table: &RecallTable) -> Value {
     })
 }
 
+/// Boxes per image file name.
+type BoxesByName = HashMap<String, Vec<BoundingBox>>;
+
 /// OpenCV's boxes per image (by file name) and seconds per image from the benchmark's JSON.
-fn read_opencv(path: &PathBuf) -> Result<(HashMap<String, Vec<BoundingBox>>, Vec<f64>), String> {
+fn read_opencv(path: &PathBuf) -> Result<(BoxesByName, Vec<f64>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value: Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;

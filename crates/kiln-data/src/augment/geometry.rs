@@ -335,7 +335,11 @@ pub struct RandomResizedCrop {
 
 /// Drops the boxes of `sample` that keep less than `min_visible` of their area inside the
 /// window `(x0, y0, w, h)`.
-fn drop_hidden_boxes(sample: Sample, (x0, y0, w, h): (f32, f32, f32, f32), min_visible: f32) -> Sample {
+fn drop_hidden_boxes(
+    sample: Sample,
+    (x0, y0, w, h): (f32, f32, f32, f32),
+    min_visible: f32,
+) -> Sample {
     let Target::Boxes { boxes, labels } = sample.target else {
         return sample;
     };
@@ -442,8 +446,18 @@ mod tests {
         // A 10×10 box in the top-left corner and one in the bottom-right of a 40×40 image;
         // every crop that cuts a box to under half its area must drop it, others keep it.
         let boxes = vec![
-            BoundingBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 10.0 },
-            BoundingBox { x1: 30.0, y1: 30.0, x2: 40.0, y2: 40.0 },
+            BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 10.0,
+                y2: 10.0,
+            },
+            BoundingBox {
+                x1: 30.0,
+                y1: 30.0,
+                x2: 40.0,
+                y2: 40.0,
+            },
         ];
         let rrc = RandomResizedCrop {
             size: 20,
@@ -457,7 +471,10 @@ mod tests {
             let window = rrc.window(40, 40, &mut r.clone());
             let s = Sample {
                 image: gradient_image(40, 40),
-                target: Target::Boxes { boxes: boxes.clone(), labels: vec![0, 1] },
+                target: Target::Boxes {
+                    boxes: boxes.clone(),
+                    labels: vec![0, 1],
+                },
             };
             let Target::Boxes { labels, .. } = rrc.apply(s, &mut r).target else {
                 panic!("boxes stay boxes");
@@ -468,10 +485,17 @@ mod tests {
                 let ih = (b.y2.min(y0 + h) - b.y1.max(y0)).max(0.0);
                 let visible = iw * ih / 100.0;
                 assert_eq!(labels.contains(&l), visible >= 0.5, "seed {seed}, box {l}");
-                if visible >= 0.5 { kept += 1 } else { dropped += 1 }
+                if visible >= 0.5 {
+                    kept += 1
+                } else {
+                    dropped += 1
+                }
             }
         }
-        assert!(kept > 0 && dropped > 0, "both cases occur ({kept} kept, {dropped} dropped)");
+        assert!(
+            kept > 0 && dropped > 0,
+            "both cases occur ({kept} kept, {dropped} dropped)"
+        );
     }
 
     #[test]

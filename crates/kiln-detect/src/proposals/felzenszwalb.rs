@@ -105,16 +105,16 @@ impl SortedGraph {
     /// The segmentation for scale `k` and minimum region size `min_size`.
     pub(crate) fn segment(&self, k: f32, min_size: usize) -> Segmentation {
         let n = self.width * self.height;
-        let mut sets = DisjointSets::new(n);
-        let mut threshold = vec![k; n];
+        let mut sets = DisjointSets::new(n, k);
         for &edge in &self.edges {
             let weight = f32::from_bits((edge >> 32) as u32);
             let p = ((edge & 0xFFFF_FFFF) >> 2) as usize;
             let q = neighbour(p, (edge & 3) as usize, self.width);
             let (a, b) = (sets.find(p), sets.find(q));
-            if a != b && weight <= threshold[a] && weight <= threshold[b] {
+            if a != b && weight <= sets.nodes[a].threshold && weight <= sets.nodes[b].threshold {
                 let root = sets.join(a, b);
-                threshold[root] = weight + k / sets.size[root] as f32;
+                let node = &mut sets.nodes[root];
+                node.threshold = weight + k / node.size as f32;
             }
         }
         if min_size > 1 {
@@ -123,7 +123,7 @@ impl SortedGraph {
             let small: Vec<bool> = (0..n)
                 .map(|p| {
                     let root = sets.find(p);
-                    (sets.size[root] as usize) < min_size
+                    (sets.nodes[root].size as usize) < min_size
                 })
                 .collect();
             for &edge in &self.edges {
@@ -134,7 +134,8 @@ impl SortedGraph {
                 }
                 let (a, b) = (sets.find(p), sets.find(q));
                 if a != b
-                    && ((sets.size[a] as usize) < min_size || (sets.size[b] as usize) < min_size)
+                    && ((sets.nodes[a].size as usize) < min_size
+                        || (sets.nodes[b].size as usize) < min_size)
                 {
                     sets.join(a, b);
                 }
@@ -160,38 +161,56 @@ impl SortedGraph {
     }
 }
 
+/// One pixel of the union–find forest; `size` and `threshold` are meaningful at roots. Kept
+/// together so that a root's lookup and its threshold share a cache line (the edges visit
+/// pixels in weight order, i.e. at random).
+#[derive(Clone, Copy)]
+struct Node {
+    parent: u32,
+    size: u32,
+    /// The component's internal difference plus `k / size`.
+    threshold: f32,
+}
+
 /// Union–find over pixels, by size with path halving.
 struct DisjointSets {
-    parent: Vec<u32>,
-    size: Vec<u32>,
+    nodes: Vec<Node>,
 }
 
 impl DisjointSets {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, k: f32) -> Self {
         Self {
-            parent: (0..n as u32).collect(),
-            size: vec![1; n],
+            nodes: (0..n as u32)
+                .map(|p| Node {
+                    parent: p,
+                    size: 1,
+                    threshold: k,
+                })
+                .collect(),
         }
     }
 
     fn find(&mut self, mut p: usize) -> usize {
-        while self.parent[p] as usize != p {
-            let grand = self.parent[self.parent[p] as usize];
-            self.parent[p] = grand;
+        loop {
+            let parent = self.nodes[p].parent as usize;
+            if parent == p {
+                return p;
+            }
+            let grand = self.nodes[parent].parent;
+            self.nodes[p].parent = grand;
             p = grand as usize;
         }
-        p
     }
 
     /// Joins the sets rooted at `a` and `b`; returns the new root.
     fn join(&mut self, a: usize, b: usize) -> usize {
-        let (big, small) = if self.size[a] >= self.size[b] {
+        let (big, small) = if self.nodes[a].size >= self.nodes[b].size {
             (a, b)
         } else {
             (b, a)
         };
-        self.parent[small] = big as u32;
-        self.size[big] += self.size[small];
+        self.nodes[small].parent = big as u32;
+        self.nodes[big].size += self.nodes[small].size;
         big
     }
 }
