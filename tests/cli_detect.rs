@@ -189,6 +189,53 @@ fn localize_trains_scores_predicts_and_evaluates() {
 }
 
 #[test]
+fn a_pretrained_backbone_run_predicts_from_its_checkpoint() {
+    let Some(shared) = common::shared_dir("the pretrained-backbone detection run was skipped")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = boxes_dataset(dir.path(), 8);
+    let cfg = config(dir.path(), "overfeat");
+    let text_cfg = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("weights = \"none\"", "weights = \"efficientnet-lite0\"");
+    fs::write(&cfg, text_cfg.replace("epochs = 2", "epochs = 1")).unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let out = std::process::Command::new(BIN)
+        .args(&args)
+        .env("KILN_SHARED", &shared)
+        .env("KILN_DATA", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let photo = data.join("images/photo01.png");
+    args = vec![
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ];
+    let out = std::process::Command::new(BIN)
+        .args(&args)
+        .env("KILN_SHARED", &shared)
+        .env("KILN_DATA", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(run.join("predict/photo01.png").is_file());
+}
+
+#[test]
 fn overfeat_slides_windows_over_several_scales() {
     let dir = tempfile::tempdir().unwrap();
     let data = boxes_dataset(dir.path(), 12);

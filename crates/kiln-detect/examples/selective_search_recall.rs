@@ -1,7 +1,7 @@
 //! Selective search recall and speed on a VOC data set, optionally beside OpenCV's.
 //!
 //! ```text
-//! python3 crates/kiln-detect/benches/selective_search_opencv.py \
+//! python3 benches/selective_search_opencv.py \
 //!     $KILN_SHARED/datasets/raccoon-voc.tar.gz --out /tmp/opencv-ss.json
 //! cargo run --release -p kiln-detect --example selective_search_recall -- \
 //!     $KILN_SHARED/datasets/raccoon-voc.tar.gz --opencv /tmp/opencv-ss.json \

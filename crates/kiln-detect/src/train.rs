@@ -52,7 +52,9 @@ pub fn backbone(config: &DetectConfig, device: &Device) -> Result<Network> {
     let (arch, path) = resolve_weights(&config.backbone.weights)
         .map_err(|e| DetectError::invalid("[backbone] weights", e.to_string()))?;
     eprintln!("{arch} backbone from {}", path.display());
-    Ok(arch.load(&path, device)?)
+    // The ImageNet classifier is not used: a one-class stand-in keeps checkpoints small and
+    // the same shape as `localizer_shape` builds.
+    Ok(arch.load(&path, device)?.with_classes(1, device))
 }
 
 /// The head sizes of a config.

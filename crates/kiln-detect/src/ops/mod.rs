@@ -3,7 +3,7 @@
 //!
 //! Boxes are `[N, 4]` tensors of `(x1, y1, x2, y2)` in continuous pixel coordinates (see
 //! [`crate::data`]); every function is differentiable where it makes sense and works on any
-//! backend. [`host`] holds the same ops on plain [`BoundingBox`](crate::data::BoundingBox)es for
+//! backend. [`host`] holds the same ops on plain [`BoundingBox`]es for
 //! code that runs off the tensor path (evaluation, proposals, data).
 
 mod boxes;

@@ -3,7 +3,7 @@
 `proposals::selective_search` is measured against.
 
     pip install opencv-contrib-python-headless numpy
-    python3 crates/kiln-detect/benches/selective_search_opencv.py \
+    python3 benches/selective_search_opencv.py \
         $KILN_SHARED/datasets/raccoon-voc.tar.gz --split train --out opencv-ss.json
 
 For every image of the split it runs `cv2.ximgproc.segmentation` selective search on one thread
@@ -13,6 +13,17 @@ colour conversions and search). It then prints the recall table kiln's `proposal
 the fraction of non-difficult ground-truth boxes covered by one of the top-N proposals at IoU >= t.
 The JSON it writes (`--out`) holds every image's boxes, so kiln's runner
 (`examples/selective_search_recall.rs --opencv FILE`) can score both with the same code.
+
+Measured on the 160 raccoon training images (173 boxes), a shared 2-core machine, this script
+then the runner back to back (opencv-contrib-python-headless 5.0.0.93; kiln's defaults, the
+paper's fast mode):
+
+                     recall@0.5 top 100/300/1000/2000   recall@0.7 top 100/300/1000/2000
+    OpenCV           0.659 0.919 0.988 0.994            0.329 0.555 0.803 0.902
+    kiln             0.965 0.988 1.000 1.000            0.780 0.890 0.931 0.942
+
+    median proposals: OpenCV 1,117, kiln 3,086.5
+    seconds per image, one thread: OpenCV 1.35, kiln 0.25
 """
 
 import argparse

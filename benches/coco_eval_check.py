@@ -9,7 +9,7 @@ kiln (the `coco_eval` example of kiln-detect), and reports the largest absolute 
 the 12 summary numbers.
 
     python3 -m venv /tmp/cocoenv && /tmp/cocoenv/bin/pip install pycocotools numpy
-    /tmp/cocoenv/bin/python crates/kiln-detect/benches/coco_eval_check.py --cases 250
+    /tmp/cocoenv/bin/python benches/coco_eval_check.py --cases 250
 
 Run from the workspace root; it builds the example with `cargo build --release` unless
 `--kiln-bin` names an already-built binary. Exits non-zero when a case differs by more than
