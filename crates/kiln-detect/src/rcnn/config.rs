@@ -269,9 +269,12 @@ mod tests {
         assert_eq!(config.rcnn.proposals, SelectiveSearchConfig::default());
     }
 
+    /// A setting's name and a change that makes it invalid.
+    type BadCase = (&'static str, fn(&mut RcnnConfig));
+
     #[test]
     fn bad_settings_are_errors_naming_the_setting() {
-        let cases: Vec<(&str, fn(&mut RcnnConfig))> = vec![
+        let cases: Vec<BadCase> = vec![
             ("warp.size", |c| c.warp.size = 100),
             ("warp.padding", |c| c.warp.padding = 112),
             ("train_proposals", |c| c.test_proposals = 0),
