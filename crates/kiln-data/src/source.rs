@@ -88,8 +88,9 @@ pub fn extract_into_cache(archive: &Path) -> Result<PathBuf> {
     extract_into(archive, &cache_dir())
 }
 
-/// [`extract_into_cache`] with the cache folder given (the detection and segmentation readers'
-/// archives go to the same place).
+/// Extracts a dataset archive once into `<cache>/extracted/<archive name>-<content hash>` for
+/// the given cache folder and returns that directory (detection and segmentation archives go to
+/// the same place as classification ones).
 pub fn extract_into(archive: &Path, cache: &Path) -> Result<PathBuf> {
     let name = archive
         .file_name()

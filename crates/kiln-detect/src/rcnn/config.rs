@@ -35,6 +35,10 @@ pub struct SvmConfig {
     /// The hinge loss's weight `C` (liblinear's, as R-CNN used it): the objective is
     /// `½‖w‖² + C Σ wᵢ max(0, 1 − yᵢ f(xᵢ))`.
     pub c: f64,
+    /// Values of `C` to try: each trains the SVMs, the one with the best AP50 on the
+    /// validation images (`[data] val_fraction`) is kept. Empty (or no validation images):
+    /// `c` alone.
+    pub c_grid: Vec<f64>,
     /// Positives' loss weight relative to negatives' (R-CNN: 2).
     pub positive_weight: f64,
     /// Value of the constant feature that carries the bias (R-CNN's `bias_mult`, 10): a larger
@@ -60,6 +64,7 @@ impl Default for SvmConfig {
     fn default() -> Self {
         Self {
             c: 1e-3,
+            c_grid: Vec::new(),
             positive_weight: 2.0,
             bias_feature: 10.0,
             negative_iou: 0.3,
@@ -194,6 +199,9 @@ impl RcnnConfig {
                 return bad(name, format!("{v} must be a positive number"));
             }
         }
+        if let Some(bad_c) = s.c_grid.iter().find(|c| !(c.is_finite() && **c > 0.0)) {
+            return bad("svm.c_grid", format!("{bad_c} must be a positive number"));
+        }
         if !(s.bias_feature.is_finite() && s.bias_feature >= 0.0) {
             return bad(
                 "svm.bias_feature",
@@ -281,6 +289,7 @@ mod tests {
             ("batch", |c| c.batch = 0),
             ("feature_norm", |c| c.feature_norm = f64::NAN),
             ("svm.c", |c| c.svm.c = -1.0),
+            ("svm.c_grid", |c| c.svm.c_grid = vec![0.1, 0.0]),
             ("svm.negative_iou", |c| c.svm.negative_iou = 1.5),
             ("svm.initial_negatives", |c| c.svm.initial_negatives = 0),
             ("regression.min_iou", |c| c.regression.min_iou = 1.0),

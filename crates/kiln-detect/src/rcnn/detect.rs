@@ -103,6 +103,20 @@ impl RcnnModel {
         &self,
         proposals: &[BoundingBox],
         features: Features,
+        size: [f32; 2],
+        nms_iou: f32,
+        max_detections: usize,
+        device: &Device,
+    ) -> Result<Vec<ImageDetection>> {
+        let scaled = features.scaled(self.feature_norm);
+        self.detect_scaled(proposals, &scaled, size, nms_iou, max_detections, device)
+    }
+
+    /// [`RcnnModel::detect`] on features already scaled to the model's feature norm.
+    pub fn detect_scaled(
+        &self,
+        proposals: &[BoundingBox],
+        features: &Features,
         [width, height]: [f32; 2],
         nms_iou: f32,
         max_detections: usize,
@@ -121,7 +135,6 @@ impl RcnnModel {
                 ),
             ));
         }
-        let features = features.scaled(self.feature_norm);
         let coder = BoxCoder::new([1.0; 4]);
         let (mut boxes, mut scores, mut classes) = (Vec::new(), Vec::new(), Vec::new());
         for (c, class) in self.classes.iter().enumerate() {

@@ -60,11 +60,12 @@ pub struct StageTimes {
     pub proposals: f64,
     /// Warping and backbone features of the training images' boxes.
     pub features: f64,
-    /// Training the SVMs (hard-negative mining included).
+    /// Training the SVMs (hard-negative mining included), for every candidate `C`.
     pub svm: f64,
     /// Fitting the box regressors.
     pub regression: f64,
-    /// Detecting on the validation images (proposals are in `proposals`) and scoring them.
+    /// Features of the validation images (proposals are in `proposals`), detecting on them and
+    /// scoring them for every candidate `C`.
     pub validation: f64,
     /// Selective search on the test images.
     pub test_proposals: f64,
@@ -75,6 +76,8 @@ pub struct StageTimes {
 /// Scores on the validation images held out of training.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ValidationScores {
+    /// The SVMs' `C`.
+    pub c: f64,
     /// Validation images.
     pub images: usize,
     /// VOC all-point AP at IoU 0.5 (mean over classes).
@@ -117,7 +120,11 @@ pub struct RcnnReport {
     pub test_proposal_recall: [f64; 2],
     /// Per-class training.
     pub classes: Vec<ClassTraining>,
-    /// Validation scores, when images were held out.
+    /// The SVMs' `C` (picked by validation AP50 when `c_grid` has several).
+    pub c: f64,
+    /// Validation scores of each candidate `C`, ascending.
+    pub c_search: Vec<ValidationScores>,
+    /// Validation scores of the chosen model, when images were held out.
     pub validation: Option<ValidationScores>,
     /// Test images.
     pub test_images: usize,
@@ -163,6 +170,18 @@ impl RcnnReport {
                 c.negative_pool,
                 rounds.join("; "),
                 c.regression_examples
+            );
+        }
+        if self.c_search.len() > 1 {
+            let tried: Vec<String> = self
+                .c_search
+                .iter()
+                .map(|v| format!("C {} → AP50 {:.3}", v.c, v.voc_ap50))
+                .collect();
+            out += &format!(
+                "R-CNN SVM C by validation (VOC AP50): {}; chose C = {}\n",
+                tried.join(", "),
+                self.c
             );
         }
         if let Some(v) = &self.validation {
@@ -343,8 +362,121 @@ fn detect_set(
     Ok((found, hits))
 }
 
-/// Trains R-CNN on `train` (validating on `val` when it has images) and detects on `test`;
-/// writes the model into `run` ([`MODEL_FILE`]).
+/// One training image's boxes (ground truth first, then proposals) and scaled features.
+struct TrainImage {
+    gt: usize,
+    boxes: Vec<BoundingBox>,
+    features: Features,
+}
+
+/// One class's training examples, as rows of the scaled training features.
+#[derive(Default)]
+struct ClassData<'a> {
+    positives: Vec<&'a [f32]>,
+    negatives: Vec<&'a [f32]>,
+    regression_rows: Vec<&'a [f32]>,
+    regression_proposals: Vec<BoundingBox>,
+    regression_targets: Vec<BoundingBox>,
+}
+
+/// Class `c`'s SVM positives (its ground-truth boxes), negatives (proposals with IoU below
+/// `negative_iou` with each of its boxes) and regression examples (proposals with IoU above
+/// `min_iou` with one of its boxes, paired with the box they overlap most).
+fn class_data<'a>(
+    set: &DetectionSet,
+    images: &'a [TrainImage],
+    c: usize,
+    r: &RcnnConfig,
+) -> ClassData<'a> {
+    let mut data = ClassData::default();
+    for (image, item) in set.images.iter().zip(images) {
+        let class_gt: Vec<BoundingBox> = image
+            .objects
+            .iter()
+            .filter(|o| o.class == c)
+            .map(|o| o.bbox)
+            .collect();
+        for (o, k) in image.objects.iter().zip(0..item.gt) {
+            if o.class == c && !o.difficult {
+                data.positives.push(item.features.row(k));
+            }
+        }
+        for k in item.gt..item.boxes.len() {
+            let proposal = item.boxes[k];
+            let best = class_gt
+                .iter()
+                .map(|g| (iou(&proposal, g), *g))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if best.map_or(0.0, |(o, _)| o) < r.svm.negative_iou {
+                data.negatives.push(item.features.row(k));
+            }
+            if let Some((o, g)) = best
+                && o > r.regression.min_iou
+            {
+                data.regression_rows.push(item.features.row(k));
+                data.regression_proposals.push(proposal);
+                data.regression_targets.push(g);
+            }
+        }
+    }
+    data
+}
+
+/// The ridge box regressor of a class's examples (`None` without examples).
+fn fit_regressor(
+    data: &ClassData,
+    r: &RcnnConfig,
+    device: &Device,
+) -> Result<Option<BoxRegressor>> {
+    if data.regression_rows.is_empty() {
+        return Ok(None);
+    }
+    let deltas = BoxCoder::new([1.0; 4]).encode(
+        boxes_to_tensor(&data.regression_targets, device),
+        boxes_to_tensor(&data.regression_proposals, device),
+    );
+    let flat = deltas
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| DetectError::invalid("box regression targets", format!("{e:?}")))?;
+    let targets: Vec<[f32; 4]> = flat
+        .chunks_exact(4)
+        .map(|c| [c[0], c[1], c[2], c[3]])
+        .collect();
+    Ok(Some(fit_ridge(
+        &data.regression_rows,
+        &targets,
+        r.regression.lambda,
+    )?))
+}
+
+/// Detections of `model` on images whose boxes and scaled features are in memory.
+fn detect_loaded(
+    model: &RcnnModel,
+    set: &DetectionSet,
+    loaded: &[(Vec<BoundingBox>, Features)],
+    r: &RcnnConfig,
+    device: &Device,
+) -> Result<Vec<Detection>> {
+    let mut found = Vec::new();
+    for (image, (boxes, features)) in set.images.iter().zip(loaded) {
+        let size = [image.width as f32, image.height as f32];
+        for d in model.detect_scaled(boxes, features, size, r.nms_iou, r.max_detections, device)? {
+            found.push(Detection {
+                image_id: image.id,
+                class: d.class,
+                bbox: d.bbox,
+                score: d.score,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Trains R-CNN on `train` (validating on `val` when it has images, and picking the SVMs' `C`
+/// from `[rcnn.svm] c_grid` by validation AP50) and detects on `test`; writes the model into
+/// `run` ([`MODEL_FILE`]).
 pub fn train_and_detect(
     config: &DetectConfig,
     train: &DetectionSet,
@@ -367,12 +499,7 @@ pub fn train_and_detect(
     // 2. Features of each training image's ground-truth boxes and best proposals, scaled.
     let started = Instant::now();
     let (extractor, cache) = extractor(config, device)?;
-    struct Item {
-        gt: usize,
-        boxes: Vec<BoundingBox>,
-        features: Features,
-    }
-    let mut items: Vec<Item> = Vec::with_capacity(train.images.len());
+    let mut images: Vec<TrainImage> = Vec::with_capacity(train.images.len());
     let gt_boxes = |i: usize| {
         train.images[i]
             .objects
@@ -387,8 +514,9 @@ pub fn train_and_detect(
         cache.as_ref(),
         "train features",
         |i, boxes, features| {
-            items.push(Item {
-                gt: train.images[i].objects.len(),
+            let gt = train.images[i].objects.len();
+            images.push(TrainImage {
+                gt,
                 boxes,
                 features: features.scaled(r.feature_norm),
             });
@@ -396,125 +524,141 @@ pub fn train_and_detect(
         },
     )?;
     times.features = started.elapsed().as_secs_f64();
-    let dim = extractor.dim();
+    let data: Vec<ClassData> = (0..classes)
+        .map(|c| class_data(train, &images, c, r))
+        .collect();
 
-    // 3. One SVM per class with hard-negative mining; 4. its box regressor.
-    let coder = BoxCoder::new([1.0; 4]);
-    let mut class_models = Vec::with_capacity(classes);
-    let mut class_reports = Vec::with_capacity(classes);
-    for c in 0..classes {
-        let started = Instant::now();
-        let (mut positives, mut negatives): (Vec<&[f32]>, Vec<&[f32]>) = (Vec::new(), Vec::new());
-        let (mut reg_x, mut reg_props, mut reg_gt): (
-            Vec<&[f32]>,
-            Vec<BoundingBox>,
-            Vec<BoundingBox>,
-        ) = Default::default();
-        for (image, item) in train.images.iter().zip(&items) {
-            let class_gt: Vec<BoundingBox> = image
-                .objects
-                .iter()
-                .filter(|o| o.class == c)
-                .map(|o| o.bbox)
-                .collect();
-            for (o, k) in image.objects.iter().zip(0..item.gt) {
-                if o.class == c && !o.difficult {
-                    positives.push(item.features.row(k));
-                }
-            }
-            for k in item.gt..item.boxes.len() {
-                let proposal = item.boxes[k];
-                let best = class_gt
-                    .iter()
-                    .map(|g| (iou(&proposal, g), *g))
-                    .max_by(|a, b| a.0.total_cmp(&b.0));
-                let overlap = best.map_or(0.0, |(o, _)| o);
-                if overlap < r.svm.negative_iou {
-                    negatives.push(item.features.row(k));
-                }
-                if let Some((o, g)) = best
-                    && o > r.regression.min_iou
-                {
-                    reg_x.push(item.features.row(k));
-                    reg_props.push(proposal);
-                    reg_gt.push(g);
-                }
-            }
+    // 3. Box regressors (they do not depend on the SVMs).
+    let started = Instant::now();
+    let regressors = data
+        .iter()
+        .map(|d| fit_regressor(d, r, device))
+        .collect::<Result<Vec<_>>>()?;
+    times.regression = started.elapsed().as_secs_f64();
+
+    // Validation features, kept in memory to score every candidate C.
+    let started = Instant::now();
+    let mut val_loaded: Vec<(Vec<BoundingBox>, Features)> = Vec::with_capacity(val.images.len());
+    feature_hits += set_features(
+        val,
+        |i| top(&val_props[i], r.test_proposals),
+        &extractor,
+        cache.as_ref(),
+        "val features",
+        |_, boxes, features| {
+            val_loaded.push((boxes, features.scaled(r.feature_norm)));
+            Ok(())
+        },
+    )?;
+    times.validation = started.elapsed().as_secs_f64();
+
+    // 4. One SVM per class with hard-negative mining, for each candidate C.
+    let mut grid = if r.svm.c_grid.is_empty() || val.images.is_empty() {
+        if !r.svm.c_grid.is_empty() {
+            eprintln!(
+                "note: no validation images ([data] val_fraction = 0): [rcnn.svm] c_grid is unused, c = {}",
+                r.svm.c
+            );
         }
-        let (svm, mining) = train_with_mining(
-            &positives,
-            &negatives,
-            &r.svm,
-            config.seed.wrapping_add(c as u64),
-        );
-        times.svm += started.elapsed().as_secs_f64();
+        vec![r.svm.c]
+    } else {
+        r.svm.c_grid.clone()
+    };
+    grid.sort_by(f64::total_cmp);
+    grid.dedup();
+    let mut best: Option<(RcnnModel, Vec<Vec<MiningRound>>, Option<ValidationScores>)> = None;
+    let mut c_search = Vec::new();
+    for &c_value in &grid {
         let started = Instant::now();
-        let regressor = if reg_x.is_empty() {
+        let svm_config = SvmConfig {
+            c: c_value,
+            ..r.svm.clone()
+        };
+        let trained: Vec<(LinearSvm, Vec<MiningRound>)> = data
+            .iter()
+            .enumerate()
+            .map(|(c, d)| {
+                train_with_mining(
+                    &d.positives,
+                    &d.negatives,
+                    &svm_config,
+                    config.seed.wrapping_add(c as u64),
+                )
+            })
+            .collect();
+        times.svm += started.elapsed().as_secs_f64();
+        let (svms, mining): (Vec<LinearSvm>, Vec<Vec<MiningRound>>) = trained.into_iter().unzip();
+        let model = RcnnModel {
+            dim: extractor.dim(),
+            feature_norm: r.feature_norm,
+            classes: svms
+                .into_iter()
+                .zip(&regressors)
+                .map(|(svm, regressor)| ClassModel {
+                    svm,
+                    regressor: regressor.clone(),
+                })
+                .collect(),
+        };
+        let started = Instant::now();
+        let scores = if val.images.is_empty() {
             None
         } else {
-            let deltas = coder.encode(
-                boxes_to_tensor(&reg_gt, device),
-                boxes_to_tensor(&reg_props, device),
-            );
-            let flat = deltas
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| DetectError::invalid("box regression targets", format!("{e:?}")))?;
-            let targets: Vec<[f32; 4]> = flat
-                .chunks_exact(4)
-                .map(|c| [c[0], c[1], c[2], c[3]])
-                .collect();
-            Some(fit_ridge(&reg_x, &targets, r.regression.lambda)?)
+            let found = detect_loaded(&model, val, &val_loaded, r, device)?;
+            let coco = evaluate_coco(val, &found);
+            let voc = evaluate_voc(val, &found, 0.5, VocAp::AllPoint);
+            let scores = ValidationScores {
+                c: c_value,
+                images: val.images.len(),
+                voc_ap50: voc.map,
+                coco_ap50: coco.stats.ap50,
+                coco_ap: coco.stats.ap,
+            };
+            if grid.len() > 1 {
+                eprintln!(
+                    "C = {c_value}: validation AP50 {:.3} (VOC {:.3}), AP {:.3}",
+                    scores.coco_ap50, scores.voc_ap50, scores.coco_ap
+                );
+            }
+            c_search.push(scores.clone());
+            Some(scores)
         };
-        times.regression += started.elapsed().as_secs_f64();
-        let name = train
-            .categories
-            .get(c)
-            .map_or_else(|| c.to_string(), |cat| cat.name.clone());
-        class_reports.push(ClassTraining {
-            class: name,
-            positives: positives.len(),
-            negative_pool: negatives.len(),
-            mining,
-            regression_examples: reg_x.len(),
-        });
-        class_models.push(ClassModel { svm, regressor });
+        times.validation += started.elapsed().as_secs_f64();
+        let better = match (&best, &scores) {
+            (None, _) => true,
+            (Some((_, _, Some(old))), Some(new)) => new.voc_ap50 > old.voc_ap50,
+            _ => false,
+        };
+        if better {
+            best = Some((model, mining, scores));
+        }
     }
-    let train_boxes = items.iter().map(|it| it.boxes.len()).sum();
-    drop(items);
-    let model = RcnnModel {
-        dim,
-        feature_norm: r.feature_norm,
-        classes: class_models,
+    let Some((model, mining, validation)) = best else {
+        return Err(DetectError::invalid(
+            "[rcnn.svm] c_grid",
+            "no value of C to train with",
+        ));
     };
-    model.save(&run.file(MODEL_FILE))?;
-
-    // Validation on the held-out training images.
-    let started = Instant::now();
-    let validation = if val.images.is_empty() {
-        None
-    } else {
-        let (found, hits) = detect_set(
-            &model,
-            val,
-            &val_props,
-            r,
-            (&extractor, cache.as_ref()),
-            "val features",
-            device,
-        )?;
-        feature_hits += hits;
-        let coco = evaluate_coco(val, &found);
-        let voc = evaluate_voc(val, &found, 0.5, VocAp::AllPoint);
-        Some(ValidationScores {
-            images: val.images.len(),
-            voc_ap50: voc.map,
-            coco_ap50: coco.stats.ap50,
-            coco_ap: coco.stats.ap,
+    drop(val_loaded);
+    let class_reports: Vec<ClassTraining> = data
+        .iter()
+        .zip(mining)
+        .enumerate()
+        .map(|(c, (d, mining))| ClassTraining {
+            class: train
+                .categories
+                .get(c)
+                .map_or_else(|| c.to_string(), |cat| cat.name.clone()),
+            positives: d.positives.len(),
+            negative_pool: d.negatives.len(),
+            mining,
+            regression_examples: d.regression_rows.len(),
         })
-    };
-    times.validation = started.elapsed().as_secs_f64();
+        .collect();
+    let train_boxes = images.iter().map(|it| it.boxes.len()).sum();
+    drop(data);
+    drop(images);
+    model.save(&run.file(MODEL_FILE))?;
 
     // 5. Test: proposals, then features, scores, regression and NMS.
     let (test_props, hits_test, secs) = proposals_for(test, r, "test")?;
@@ -550,6 +694,8 @@ pub fn train_and_detect(
         proposal_cache_hits: hits_train + hits_val + hits_test,
         test_proposal_recall: [recall.recall[0][0], recall.recall[1][0]],
         classes: class_reports,
+        c: validation.as_ref().map_or(grid[0], |v| v.c),
+        c_search,
         validation,
         test_images: test.images.len(),
         test_images_per_sec: images_per_sec,
