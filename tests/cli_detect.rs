@@ -1,5 +1,5 @@
 //! `kiln-detect` end to end on a small VOC folder the tests draw themselves: train
-//! (localization and OverFeat), the files every run writes, `predict`, `eval`, and clear errors
+//! (localization, OverFeat and Fast R-CNN), the files every run writes, `predict`, `eval`, and clear errors
 //! for bad input that leave no run directory behind.
 
 mod common;
@@ -73,6 +73,15 @@ min_object_fraction = 0.2
 [overfeat]
 window = 64
 scales = [64, 96]
+[fast_rcnn]
+train_proposals = 100
+test_proposals = 50
+resize = {{ type = "short-side", short_side = 64, max_long_side = 96 }}
+[fast_rcnn.sampling]
+per_image = 16
+[fast_rcnn.head]
+neck_channels = 16
+hidden = 32
 [train]
 epochs = 2
 batch_size = 4
@@ -263,6 +272,65 @@ fn overfeat_slides_windows_over_several_scales() {
             .collect();
         assert!(b[2] > 0.0 && b[3] > 0.0, "{b:?}");
     }
+}
+
+#[test]
+fn fast_rcnn_trains_on_proposals_detects_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = boxes_dataset(dir.path(), 12);
+    let run = dir.path().join("run");
+    let out = common::run_on(
+        BIN,
+        &["train"],
+        &data,
+        &config(dir.path(), "fast-rcnn"),
+        &run,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("train selective search: 7/7 images"), "{log}");
+    for file in [
+        "detections.json",
+        "metrics.json",
+        "predictions.png",
+        "checkpoints/best.bpk",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing\n{log}");
+    }
+    // Validation scored AP50 every epoch.
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.matches("\"val_ap50\"").count(), 2, "{metrics}");
+    // At most 100 boxes per test image, each inside its 96×72 image.
+    let detections: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
+    let detections = detections.as_array().unwrap();
+    assert!(detections.len() <= 3 * 100, "{}", detections.len());
+    for d in detections {
+        let b: Vec<f64> = d["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
+            "{b:?}"
+        );
+        assert!(d["score"].as_f64().unwrap() > 0.05, "{d}");
+    }
+    // The run predicts on a new photo from its checkpoint (selective search included).
+    let photo = data.join("images/photo02.png");
+    let out = detect(
+        &[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            photo.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(run.join("predict/photo02.png").is_file());
 }
 
 #[test]

@@ -25,33 +25,53 @@ pub struct DetectionItem {
     pub image_id: u64,
     /// `[width, height]` of the original image, which detections are reported in.
     pub original_size: [u32; 2],
+    /// Region proposals in `image`'s pixels, best first (for detectors that classify given
+    /// regions, such as Fast R-CNN; empty otherwise). Augmentation moves them with the image.
+    pub proposals: Vec<BoundingBox>,
 }
 
+/// The label proposals carry through augmentation, beside the objects' class indices.
+const PROPOSAL_LABEL: usize = usize::MAX;
+
 impl DetectionItem {
-    /// The item as a kiln-data sample (for augmentation).
+    /// The item as a kiln-data sample (for augmentation); proposals travel as boxes with a
+    /// reserved label.
     pub fn into_sample(self) -> (Sample, u64, [u32; 2]) {
+        let mut boxes = self.boxes;
+        let mut labels = self.labels;
+        labels.extend(std::iter::repeat_n(PROPOSAL_LABEL, self.proposals.len()));
+        boxes.extend(self.proposals);
         let sample = Sample {
             image: self.image,
-            target: Target::Boxes {
-                boxes: self.boxes,
-                labels: self.labels,
-            },
+            target: Target::Boxes { boxes, labels },
         };
         (sample, self.image_id, self.original_size)
     }
 
-    /// An item from an augmented sample.
+    /// An item from an augmented sample (proposals separated from objects again).
     pub fn from_sample(sample: Sample, image_id: u64, original_size: [u32; 2]) -> Self {
-        let (boxes, labels) = match sample.target {
-            Target::Boxes { boxes, labels } => (boxes, labels),
-            _ => (Vec::new(), Vec::new()),
-        };
+        let (mut boxes, mut labels, mut proposals) = (Vec::new(), Vec::new(), Vec::new());
+        if let Target::Boxes {
+            boxes: all,
+            labels: all_labels,
+        } = sample.target
+        {
+            for (b, label) in all.into_iter().zip(all_labels) {
+                if label == PROPOSAL_LABEL {
+                    proposals.push(b);
+                } else {
+                    boxes.push(b);
+                    labels.push(label);
+                }
+            }
+        }
         Self {
             image: sample.image,
             boxes,
             labels,
             image_id,
             original_size,
+            proposals,
         }
     }
 }
@@ -128,6 +148,8 @@ pub struct ImageInfo {
     pub boxes: Vec<BoundingBox>,
     /// Their class indices.
     pub labels: Vec<usize>,
+    /// The item's region proposals in input pixels (empty when it has none).
+    pub proposals: Vec<BoundingBox>,
 }
 
 impl ImageInfo {
@@ -202,6 +224,7 @@ impl DetectionBatcher {
                     input_size: [w, h],
                     boxes: resized.boxes,
                     labels: resized.labels,
+                    proposals: resized.proposals,
                 };
                 (resized.image.to_rgb(), info)
             })
@@ -254,6 +277,7 @@ mod tests {
             labels: vec![0],
             image_id: 7,
             original_size: [w as u32, h as u32],
+            proposals: vec![],
         }
     }
 
@@ -304,5 +328,44 @@ mod tests {
             .max()
             .into_scalar::<f32>();
         assert_eq!(pad, 0.0);
+    }
+
+    #[test]
+    fn proposals_travel_with_the_image_and_stay_apart_from_objects() {
+        let b = BoundingBox {
+            x1: 10.0,
+            y1: 5.0,
+            x2: 30.0,
+            y2: 25.0,
+        };
+        let proposal = BoundingBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 32.0,
+            y2: 16.0,
+        };
+        let mut with = item(64, 32, b);
+        with.proposals = vec![proposal, b];
+        // Through a sample (what augmentation sees) and back: nothing is mixed up.
+        let (sample, id, size) = with.clone().into_sample();
+        assert_eq!(DetectionItem::from_sample(sample, id, size), with);
+        // A flip moves them like the objects.
+        let (sample, id, size) = with.into_sample();
+        let flipped =
+            DetectionItem::from_sample(kiln_data::augment::HorizontalFlip::flip(sample), id, size);
+        assert_eq!(flipped.labels, vec![0]);
+        assert_eq!((flipped.boxes[0].x1, flipped.boxes[0].x2), (34.0, 54.0));
+        assert_eq!(
+            (flipped.proposals[0].x1, flipped.proposals[0].x2),
+            (32.0, 64.0)
+        );
+        // The batcher scales them into input pixels.
+        let batcher = DetectionBatcher::new(ResizeRule::ShortSide {
+            short_side: 64,
+            max_long_side: 200,
+        });
+        let batch = batcher.batch(vec![flipped], &Device::flex());
+        assert_eq!(batch.infos[0].proposals[0].x2, 128.0);
+        assert_eq!(batch.infos[0].proposals.len(), 2);
     }
 }

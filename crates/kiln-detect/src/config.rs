@@ -21,6 +21,8 @@ pub enum Method {
     Overfeat,
     /// Selective-search proposals, CNN features, per-class SVMs and box regression.
     Rcnn,
+    /// Selective-search proposals classified and refined from one shared feature map.
+    FastRcnn,
 }
 
 /// Where the data comes from and how it is split.
@@ -127,6 +129,9 @@ pub struct DetectConfig {
     /// R-CNN's proposals, warps, SVMs, box regressors and test settings.
     #[serde(default)]
     pub rcnn: crate::rcnn::RcnnConfig,
+    /// Fast R-CNN's proposals, box head, region sampling and test rule.
+    #[serde(default)]
+    pub fast_rcnn: crate::two_stage::FastRcnnConfig,
     /// kiln-train's loop settings.
     pub train: TrainSettings,
     /// Training augmentation (box-aware).
@@ -200,6 +205,9 @@ impl DetectConfig {
         }
         if self.method == Method::Rcnn {
             self.rcnn.validate()?;
+        }
+        if self.method == Method::FastRcnn {
+            self.fast_rcnn.validate()?;
         }
         self.train.validate()?;
         for step in &self.augment {

@@ -28,6 +28,7 @@ pub fn decode_items(set: &DetectionSet, max_side: Option<usize>) -> Result<Vec<D
                 labels: annotated.objects.iter().map(|o| o.class).collect(),
                 image_id: annotated.id,
                 original_size: [w as u32, h as u32],
+                proposals: Vec::new(),
             };
             // Annotations are in the file's pixels: rescale boxes if the annotation's size
             // was wrong (the reader trusts the file) — they agree after reading.

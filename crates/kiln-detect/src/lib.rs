@@ -1,5 +1,5 @@
 //! Object detection on Burn, the way CS231n walks it: localization as regression, sliding
-//! windows (OverFeat), region proposals (selective search) and R-CNN, with everything detectors
+//! windows (OverFeat), region proposals (selective search), R-CNN and Fast R-CNN, with everything detectors
 //! share in one place.
 //!
 //! - [`data`]: annotated images, Pascal VOC and COCO readers and writers, COCO results;
@@ -7,7 +7,8 @@
 //!   every detector as torchvision's `ops` are;
 //! - [`eval`]: the COCO evaluator (equal to pycocotools' `COCOeval`) and VOC's AP;
 //! - [`proposals`]: selective search (Felzenszwalb–Huttenlocher segmentation and hierarchical
-//!   grouping) and proposal recall.
+//!   grouping) and proposal recall;
+//! - [`two_stage`]: Fast R-CNN (RoI pooling of a shared feature map, the box head).
 //!
 //! The crate never picks a Burn backend: every function takes tensors or a device.
 
@@ -27,5 +28,6 @@ pub mod proposals;
 pub mod rcnn;
 pub mod run;
 pub mod train;
+pub mod two_stage;
 
 pub use error::{DetectError, Result};

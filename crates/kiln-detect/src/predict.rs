@@ -10,8 +10,10 @@ use crate::batch::DetectionItem;
 use crate::config::{DetectConfig, Method};
 use crate::data::Category;
 use crate::draw::{draw_detections, save_png};
+use crate::proposals::selective_search;
 use crate::run::CATEGORIES_FILE;
 use crate::train::{detect_with_localizer, localizer_shape};
+use crate::two_stage::pipeline::{detect_fast_rcnn, fast_rcnn_shape};
 use crate::{DetectError, Result};
 
 /// The config and categories a run was trained with.
@@ -75,6 +77,7 @@ pub fn predict_files(
                 labels: vec![],
                 image_id: k as u64 + 1,
                 original_size: size,
+                proposals: vec![],
             })
         })
         .collect::<Result<_>>()?;
@@ -86,6 +89,23 @@ pub fn predict_files(
         }
         Method::Rcnn => {
             crate::rcnn::predict_items(&run, &config, categories.len(), &items, device)?
+        }
+        Method::FastRcnn => {
+            let classes = categories.len();
+            let model = fast_rcnn_shape(&config, classes, device)?;
+            let model = kiln_train::load_module(model, &best_checkpoint(&run)?)?;
+            let keep = config.fast_rcnn.test_proposals;
+            let items: Vec<DetectionItem> = items
+                .iter()
+                .map(|item| DetectionItem {
+                    proposals: selective_search(&item.image, &config.fast_rcnn.proposals)
+                        .into_iter()
+                        .take(keep)
+                        .collect(),
+                    ..item.clone()
+                })
+                .collect();
+            detect_fast_rcnn(&config, &model, classes, &items, device)?.0
         }
     };
     std::fs::create_dir_all(out).map_err(|e| DetectError::io(out, e))?;

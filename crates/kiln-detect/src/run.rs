@@ -23,6 +23,7 @@ use crate::eval::{
 };
 use crate::ops::host::iou;
 use crate::train::{detect_with_localizer, hold_out, train_localizer};
+use crate::two_stage::pipeline::{detect_fast_rcnn, items_with_proposals, train_fast_rcnn};
 
 /// The run file naming the categories a detector was trained on, in class-index order.
 pub const CATEGORIES_FILE: &str = "categories.json";
@@ -174,6 +175,17 @@ pub fn train_and_test(
                 return Ok(None);
             }
             detect_with_localizer(config, &trained.model, &test_items, device)?
+        }
+        Method::FastRcnn => {
+            let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
+            let trained = train_fast_rcnn(config, &train, &val, run, device, resume)?;
+            if trained.paused {
+                return Ok(None);
+            }
+            let classes = data.train.categories.len();
+            let keep = config.fast_rcnn.test_proposals;
+            let (items, _) = items_with_proposals(config, &data.test, keep, "test")?;
+            detect_fast_rcnn(config, &trained.model, classes, &items, device)?
         }
         Method::Rcnn => {
             let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);

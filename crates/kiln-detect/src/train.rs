@@ -1,4 +1,5 @@
-//! Training and testing the localization and OverFeat detectors through kiln-train's loop.
+//! Training detectors through kiln-train's loop (the generic [`fit_detector`], the backbone a
+//! config names) and the localization and OverFeat detectors' own training and testing.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,12 +10,13 @@ use burn::tensor::Device;
 use kiln_nets::Architecture;
 use kiln_nets::download::resolve_weights;
 use kiln_nets::zoo::Network;
+use kiln_train::task::Task;
 use kiln_train::trainer::{EpochRecord, FitData, fit};
 use kiln_train::{Progress, RunDir};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::batch::{DetectionBatcher, DetectionItem, ResizeRule};
+use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::{DetectConfig, Method};
 use crate::data::{Detection, DetectionSet};
 use crate::dataset::{DetectionImages, decode_items};
@@ -74,19 +76,24 @@ pub fn localizer(config: &DetectConfig, classes: usize, device: &Device) -> Resu
     Ok(head(config, classes).init(backbone(config, device)?, device))
 }
 
-/// The same network shape with untrained weights (to load a checkpoint into).
-pub fn localizer_shape(
-    config: &DetectConfig,
-    classes: usize,
-    device: &Device,
-) -> Result<Localizer> {
+/// The config's backbone architecture with untrained weights (to load a checkpoint into).
+pub fn backbone_shape(config: &DetectConfig, device: &Device) -> Result<Network> {
     let arch = match config.backbone.weights.as_str() {
         "none" => Architecture::parse(&config.backbone.arch)?,
         spec => resolve_weights(spec)
             .map(|(arch, _)| arch)
             .or_else(|_| Architecture::parse(&config.backbone.arch))?,
     };
-    Ok(head(config, classes).init(arch.init(1, device), device))
+    Ok(arch.init(1, device))
+}
+
+/// The same network shape with untrained weights (to load a checkpoint into).
+pub fn localizer_shape(
+    config: &DetectConfig,
+    classes: usize,
+    device: &Device,
+) -> Result<Localizer> {
+    Ok(head(config, classes).init(backbone_shape(config, device)?, device))
 }
 
 /// The training task of a config.
@@ -100,14 +107,67 @@ pub fn localize_task(config: &DetectConfig) -> LocalizeTask {
     }
 }
 
-/// What training a localizer produced.
-pub struct TrainedLocalizer {
+/// What training a detector in kiln-train's loop produced.
+pub struct Trained<M> {
     /// The final model (the best checkpoint when there was validation data).
-    pub model: Localizer,
+    pub model: M,
     /// Per-epoch records.
     pub history: Vec<EpochRecord>,
     /// Whether training stopped early on request (`pause_after`).
     pub paused: bool,
+}
+
+/// What training a localizer produced.
+pub type TrainedLocalizer = Trained<Localizer>;
+
+/// Trains `model` on `task` in kiln-train's loop with `train_items` (augmented by the config's
+/// `[[augment]]` steps) and `val_items`, writing metrics, plots and checkpoints into `run`, and
+/// returns the checkpoint that validated best (as torchvision's references report).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_detector<T>(
+    task: &T,
+    model: T::Model,
+    train_items: Vec<DetectionItem>,
+    val_items: Vec<DetectionItem>,
+    config: &DetectConfig,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<Trained<T::Model>>
+where
+    T: Task<Item = DetectionItem, Batch = DetectionBatch, Batcher = DetectionBatcher>,
+{
+    let has_val = !val_items.is_empty();
+    let train_set = DetectionImages::new(Arc::new(train_items), &config.augment, config.seed)?;
+    let data = FitData {
+        epoch: train_set.epoch_counter(),
+        train: train_set,
+        val: DetectionImages::plain(Arc::new(val_items)),
+    };
+    let (model, history) = fit(
+        task,
+        model,
+        data,
+        &config.train,
+        config.seed,
+        run,
+        device,
+        resume,
+    )?;
+    let paused = history
+        .last()
+        .is_some_and(|r| r.epoch < config.train.epochs);
+    let best = run.path().join("checkpoints").join("best.bpk");
+    let model = if has_val && best.is_file() {
+        kiln_train::load_module(model, &best)?
+    } else {
+        model
+    };
+    Ok(Trained {
+        model,
+        history,
+        paused,
+    })
 }
 
 /// Trains the localization network of `config` on `train` (validating on `val`), writing
@@ -120,43 +180,18 @@ pub fn train_localizer(
     device: &Device,
     resume: bool,
 ) -> Result<TrainedLocalizer> {
-    let classes = train.categories.len();
-    let model = localizer(config, classes, device)?;
+    let model = localizer(config, train.categories.len(), device)?;
     let max_side = Some(config.data.max_side);
-    let train_items = Arc::new(decode_items(train, max_side)?);
-    let val_items = Arc::new(decode_items(val, max_side)?);
-    let train_set = DetectionImages::new(train_items, &config.augment, config.seed)?;
-    let data = FitData {
-        epoch: train_set.epoch_counter(),
-        train: train_set,
-        val: DetectionImages::plain(val_items),
-    };
-    let task = localize_task(config);
-    let (model, history) = fit(
-        &task,
+    fit_detector(
+        &localize_task(config),
         model,
-        data,
-        &config.train,
-        config.seed,
+        decode_items(train, max_side)?,
+        decode_items(val, max_side)?,
+        config,
         run,
         device,
         resume,
-    )?;
-    let paused = history
-        .last()
-        .is_some_and(|r| r.epoch < config.train.epochs);
-    // Test with the checkpoint that validated best, as torchvision's references report.
-    let best = run.path().join("checkpoints").join("best.bpk");
-    let model = if !val.images.is_empty() && best.is_file() {
-        kiln_train::load_module(model, &best)?
-    } else {
-        model
-    };
-    Ok(TrainedLocalizer {
-        model,
-        history,
-        paused,
-    })
+    )
 }
 
 /// Detections on `items` by the config's method (localization or OverFeat), with the

@@ -1,5 +1,6 @@
 //! Box ops shared by every detector, as torchvision keeps them in `torchvision.ops`: IoU and
-//! GIoU matrices, R-CNN box coding, clipping, NMS and batched (per-class) NMS.
+//! GIoU matrices, R-CNN box coding, clipping, NMS and batched (per-class) NMS, and the RoI
+//! ops RoIAlign and RoIPool.
 //!
 //! Boxes are `[N, 4]` tensors of `(x1, y1, x2, y2)` in continuous pixel coordinates (see
 //! [`crate::data`]); every function is differentiable where it makes sense and works on any
@@ -10,10 +11,12 @@ mod boxes;
 mod coder;
 pub mod host;
 mod nms;
+mod roi;
 
 pub use boxes::{box_area, box_iou, clip_boxes, generalized_box_iou, paired_generalized_iou};
 pub use coder::{BoxCoder, DEFAULT_DELTA_CLAMP};
 pub use nms::{batched_nms, nms};
+pub use roi::{RoiAlignConfig, RoiPoolConfig, roi_align, roi_pool};
 
 use burn::tensor::{Tensor, TensorData};
 

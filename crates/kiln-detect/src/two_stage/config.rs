@@ -1,0 +1,299 @@
+//! Settings of the two-stage detectors' box head and of Fast R-CNN (`[fast_rcnn]` in a
+//! `kiln-detect` config).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::sampler::RoiSampling;
+use crate::batch::ResizeRule;
+use crate::ops::{RoiAlignConfig, RoiPoolConfig};
+use crate::proposals::SelectiveSearchConfig;
+use crate::{DetectError, Result};
+
+/// How a region's features are cut from the feature map.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RoiOp {
+    /// RoIAlign (Mask R-CNN): bilinear samples, no rounding.
+    Align {
+        /// Samples per bin along each side; 0 samples `⌈region side / bins⌉` (adaptive).
+        sampling_ratio: usize,
+        /// Half-pixel alignment (`aligned=True` in torchvision).
+        aligned: bool,
+    },
+    /// RoIPool (Fast R-CNN): the maximum over bins rounded to whole cells.
+    Pool,
+}
+
+impl RoiOp {
+    /// The op on a map of `stride` pixels per cell, `bins`×`bins` per region.
+    pub fn pooler(&self, bins: usize, stride: usize) -> RoiPooler {
+        let scale = 1.0 / stride.max(1) as f32;
+        match *self {
+            RoiOp::Align {
+                sampling_ratio,
+                aligned,
+            } => RoiPooler::Align(
+                RoiAlignConfig::new([bins, bins])
+                    .with_spatial_scale(scale)
+                    .with_sampling_ratio((sampling_ratio > 0).then_some(sampling_ratio))
+                    .with_aligned(aligned),
+            ),
+            RoiOp::Pool => {
+                RoiPooler::Pool(RoiPoolConfig::new([bins, bins]).with_spatial_scale(scale))
+            }
+        }
+    }
+}
+
+/// A configured RoI op (see [`RoiOp::pooler`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoiPooler {
+    /// [`crate::ops::roi_align`] with these settings.
+    Align(RoiAlignConfig),
+    /// [`crate::ops::roi_pool`] with these settings.
+    Pool(RoiPoolConfig),
+}
+
+/// The box head: a 1×1 convolution narrowing the backbone's last map, the RoI op, two fully
+/// connected layers, and a classifier (background + classes) and class-specific box deltas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoxHeadConfig {
+    /// Channels the 1×1 convolution narrows the backbone's last map to before the RoI op
+    /// (torchvision pools the full 1,280 channels of EfficientNet-Lite0 into a 62,720-wide first
+    /// layer; 256 is what its FPN models pool).
+    pub neck_channels: usize,
+    /// The RoI op.
+    pub roi: RoiOp,
+    /// Bins per region side (7).
+    pub bins: usize,
+    /// Width of the two fully connected layers (1,024).
+    pub hidden: usize,
+    /// Weights of the box coding `(x, y, w, h)` (torchvision: 10, 10, 5, 5).
+    pub box_weights: [f32; 4],
+    /// The smooth-L1 box loss's quadratic zone (torchvision: 1/9).
+    pub smooth_l1_beta: f32,
+}
+
+impl Default for BoxHeadConfig {
+    fn default() -> Self {
+        Self {
+            neck_channels: 256,
+            roi: RoiOp::Align {
+                sampling_ratio: 2,
+                aligned: false,
+            },
+            bins: 7,
+            hidden: 1024,
+            box_weights: [10.0, 10.0, 5.0, 5.0],
+            smooth_l1_beta: 1.0 / 9.0,
+        }
+    }
+}
+
+/// What a detector reports at test time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionRule {
+    /// Class scores below this are dropped (torchvision: 0.05).
+    pub score_threshold: f32,
+    /// Per-class NMS IoU (torchvision: 0.5).
+    pub nms_iou: f32,
+    /// Detections per image, best first (100).
+    pub max_detections: usize,
+    /// Boxes narrower or lower than this many input pixels are dropped.
+    pub min_size: f32,
+}
+
+impl Default for DetectionRule {
+    fn default() -> Self {
+        Self {
+            score_threshold: 0.05,
+            nms_iou: 0.5,
+            max_detections: 100,
+            min_size: 1.0,
+        }
+    }
+}
+
+/// Fast R-CNN (`[fast_rcnn]`): selective-search proposals, whole-image features, the box head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastRcnnConfig {
+    /// Selective search (`[fast_rcnn.proposals]`; default: the paper's fast mode, cached beside
+    /// R-CNN's, so the two methods compute proposals once).
+    pub proposals: SelectiveSearchConfig,
+    /// Proposals per training image, best first (Fast R-CNN: 2,000).
+    pub train_proposals: usize,
+    /// Proposals per test image, best first.
+    pub test_proposals: usize,
+    /// How images are sized for the network.
+    pub resize: ResizeRule,
+    /// The minibatch of regions per image (`[fast_rcnn.sampling]`).
+    pub sampling: RoiSampling,
+    /// The box head (`[fast_rcnn.head]`).
+    pub head: BoxHeadConfig,
+    /// Test-time rule (`[fast_rcnn.detection]`).
+    pub detection: DetectionRule,
+    /// Images per evaluation step.
+    pub eval_batch: usize,
+    /// Threads for selective search (0: one per core).
+    pub threads: usize,
+    /// Where proposals are cached (default: `$KILN_DATA/rcnn/proposals`, shared with R-CNN).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for FastRcnnConfig {
+    fn default() -> Self {
+        Self {
+            proposals: SelectiveSearchConfig::default(),
+            train_proposals: 2000,
+            test_proposals: 1000,
+            resize: ResizeRule::ShortSide {
+                short_side: 416,
+                max_long_side: 640,
+            },
+            sampling: RoiSampling::default(),
+            head: BoxHeadConfig::default(),
+            detection: DetectionRule::default(),
+            eval_batch: 4,
+            threads: 0,
+            cache_dir: None,
+        }
+    }
+}
+
+impl FastRcnnConfig {
+    /// Checks every setting, naming the first one out of range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, reason: &str| {
+            Err(DetectError::invalid(
+                format!("[fast_rcnn] {what}"),
+                reason.to_string(),
+            ))
+        };
+        self.proposals
+            .validate()
+            .map_err(|e| DetectError::invalid("[fast_rcnn.proposals]", e.to_string()))?;
+        self.resize.validate()?;
+        self.sampling.validate("[fast_rcnn.sampling]")?;
+        self.head.validate("[fast_rcnn.head]")?;
+        self.detection.validate("[fast_rcnn.detection]")?;
+        if self.train_proposals == 0 || self.test_proposals == 0 {
+            return bad("train_proposals / test_proposals", "must be positive");
+        }
+        if self.eval_batch == 0 {
+            return bad("eval_batch", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// Where proposals are cached.
+    pub fn proposal_cache(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            kiln_data::download::cache_dir()
+                .join("rcnn")
+                .join("proposals")
+        })
+    }
+}
+
+impl BoxHeadConfig {
+    /// Checks the sizes and loss settings; `what` names the section in errors.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let bad = |field: &str, reason: String| {
+            Err(DetectError::invalid(format!("{what} {field}"), reason))
+        };
+        if self.neck_channels == 0 || self.bins == 0 || self.hidden == 0 {
+            return bad("neck_channels / bins / hidden", "must be positive".into());
+        }
+        if self
+            .box_weights
+            .iter()
+            .any(|w| !(w.is_finite() && *w > 0.0))
+        {
+            return bad(
+                "box_weights",
+                format!("{:?}: each must be positive", self.box_weights),
+            );
+        }
+        if !(self.smooth_l1_beta.is_finite() && self.smooth_l1_beta > 0.0) {
+            return bad(
+                "smooth_l1_beta",
+                format!("{} must be positive", self.smooth_l1_beta),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl DetectionRule {
+    /// Checks the thresholds; `what` names the section in errors.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let bad = |field: &str, reason: String| {
+            Err(DetectError::invalid(format!("{what} {field}"), reason))
+        };
+        if !(0.0..1.0).contains(&self.score_threshold) {
+            return bad(
+                "score_threshold",
+                format!("{} is not in [0, 1)", self.score_threshold),
+            );
+        }
+        if !(self.nms_iou > 0.0 && self.nms_iou <= 1.0) {
+            return bad("nms_iou", format!("{} is not in (0, 1]", self.nms_iou));
+        }
+        if self.max_detections == 0 {
+            return bad("max_detections", "must be positive".into());
+        }
+        if self.min_size.is_nan() || self.min_size < 0.0 {
+            return bad("min_size", format!("{} must be 0 or more", self.min_size));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        FastRcnnConfig::default().validate().unwrap();
+        type Edit = fn(&mut FastRcnnConfig);
+        let cases: [(&str, Edit); 6] = [
+            ("train_proposals", |c| c.test_proposals = 0),
+            ("eval_batch", |c| c.eval_batch = 0),
+            ("box_weights", |c| c.head.box_weights[2] = 0.0),
+            ("neck_channels", |c| c.head.bins = 0),
+            ("nms_iou", |c| c.detection.nms_iou = 0.0),
+            ("background_iou", |c| c.sampling.background_iou = [0.6, 0.7]),
+        ];
+        for (field, edit) in cases {
+            let mut config = FastRcnnConfig::default();
+            edit(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn roi_ops_map_to_the_ops_settings() {
+        let align = RoiOp::Align {
+            sampling_ratio: 0,
+            aligned: true,
+        };
+        match align.pooler(7, 32) {
+            RoiPooler::Align(c) => {
+                assert_eq!(
+                    (c.output_size, c.sampling_ratio, c.aligned),
+                    ([7, 7], None, true)
+                );
+                assert_eq!(c.spatial_scale, 1.0 / 32.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(RoiOp::Pool.pooler(7, 16), RoiPooler::Pool(_)));
+    }
+}

@@ -1,0 +1,171 @@
+//! Fast R-CNN from a config: selective-search proposals attached to the decoded images,
+//! training through [`crate::train::fit_detector`], and detection in original-image pixels.
+
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::tensor::Device;
+use kiln_train::{Progress, RunDir};
+
+use super::model::FastRcnn;
+use super::task::FastRcnnTask;
+use crate::Result;
+use crate::batch::DetectionItem;
+use crate::config::DetectConfig;
+use crate::data::{BoundingBox, Detection, DetectionSet};
+use crate::dataset::decode_items;
+use crate::proposals::propose_for_set_timed;
+use crate::train::{Trained, backbone, backbone_shape, fit_detector};
+
+/// Fast R-CNN on the config's pretrained backbone, for `classes` object classes.
+pub fn fast_rcnn(config: &DetectConfig, classes: usize, device: &Device) -> Result<FastRcnn> {
+    Ok(FastRcnn::new(
+        &config.fast_rcnn.head,
+        backbone(config, device)?,
+        classes,
+        device,
+    ))
+}
+
+/// The same network with untrained weights (to load a checkpoint into).
+pub fn fast_rcnn_shape(config: &DetectConfig, classes: usize, device: &Device) -> Result<FastRcnn> {
+    Ok(FastRcnn::new(
+        &config.fast_rcnn.head,
+        backbone_shape(config, device)?,
+        classes,
+        device,
+    ))
+}
+
+/// `boxes` in pixels of an image of `from` `[width, height]` rescaled to one of `to`.
+fn rescale(boxes: &[BoundingBox], from: [u32; 2], to: [usize; 2], keep: usize) -> Vec<BoundingBox> {
+    let sx = to[0] as f32 / from[0].max(1) as f32;
+    let sy = to[1] as f32 / from[1].max(1) as f32;
+    boxes
+        .iter()
+        .take(keep)
+        .map(|b| BoundingBox {
+            x1: b.x1 * sx,
+            y1: b.y1 * sy,
+            x2: b.x2 * sx,
+            y2: b.y2 * sy,
+        })
+        .collect()
+}
+
+/// The images of `set` decoded (long side at most `[data] max_side`) with their best `keep`
+/// selective-search proposals (cached; see [`crate::proposals`]) in the decoded pixels, and the
+/// seconds selective search took on the images it computed.
+pub fn items_with_proposals(
+    config: &DetectConfig,
+    set: &DetectionSet,
+    keep: usize,
+    label: &str,
+) -> Result<(Vec<DetectionItem>, f64)> {
+    let mut items = decode_items(set, Some(config.data.max_side))?;
+    if set.images.is_empty() {
+        return Ok((items, 0.0));
+    }
+    let f = &config.fast_rcnn;
+    let total = set.images.len();
+    let run = propose_for_set_timed(set, &f.proposals, &f.proposal_cache(), f.threads, |done| {
+        if done % 20 == 0 || done == total {
+            eprintln!("{label} selective search: {done}/{total} images");
+        }
+    })?;
+    let computed: f64 = run.seconds.iter().sum();
+    for ((item, annotated), proposals) in items.iter_mut().zip(&set.images).zip(&run.boxes) {
+        item.proposals = rescale(
+            proposals,
+            [annotated.width, annotated.height],
+            [item.image.width, item.image.height],
+            keep,
+        );
+    }
+    Ok((items, computed))
+}
+
+/// Trains Fast R-CNN on `train` (validating on `val`), writing the run into `run`.
+pub fn train_fast_rcnn(
+    config: &DetectConfig,
+    train: &DetectionSet,
+    val: &DetectionSet,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<Trained<FastRcnn>> {
+    let classes = train.categories.len();
+    let f = &config.fast_rcnn;
+    let (train_items, _) = items_with_proposals(config, train, f.train_proposals, "train")?;
+    let (val_items, _) = items_with_proposals(config, val, f.test_proposals, "val")?;
+    let task = FastRcnnTask::new(f, classes, config.seed);
+    let model = fast_rcnn(config, classes, device)?;
+    fit_detector(
+        &task,
+        model,
+        train_items,
+        val_items,
+        config,
+        run,
+        device,
+        resume,
+    )
+}
+
+/// Detections of `model` on `items` (which carry their proposals) in original-image pixels,
+/// with the images per second the network ran at (selective search excluded, as Fast R-CNN
+/// reports it).
+pub fn detect_fast_rcnn(
+    config: &DetectConfig,
+    model: &FastRcnn,
+    classes: usize,
+    items: &[DetectionItem],
+    device: &Device,
+) -> Result<(Vec<Detection>, f64)> {
+    let model = model.valid();
+    let task = FastRcnnTask::new(&config.fast_rcnn, classes, config.seed);
+    let progress = Progress::new(items.len() as u64, "detect", "img");
+    let start = Instant::now();
+    let mut found = Vec::new();
+    for chunk in items.chunks(config.fast_rcnn.eval_batch) {
+        let batch = task.batcher.batch(chunk.to_vec(), device);
+        let infos = batch.infos.clone();
+        for (info, detections) in infos.iter().zip(task.detect(&model, batch)?) {
+            found.extend(detections.into_iter().map(|d| Detection {
+                bbox: info.to_original(&d.bbox),
+                ..d
+            }));
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    progress.finish();
+    Ok((found, items.len() as f64 / seconds.max(1e-9)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_are_rescaled_into_the_decoded_pixels_and_cut_to_the_best() {
+        let b = BoundingBox {
+            x1: 10.0,
+            y1: 20.0,
+            x2: 110.0,
+            y2: 220.0,
+        };
+        let out = rescale(&[b, b, b], [1000, 800], [500, 400], 2);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0],
+            BoundingBox {
+                x1: 5.0,
+                y1: 10.0,
+                x2: 55.0,
+                y2: 110.0
+            }
+        );
+    }
+}

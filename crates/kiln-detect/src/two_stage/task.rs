@@ -1,0 +1,231 @@
+//! Fast R-CNN in kiln-train's loop: each step samples a minibatch of regions per image from its
+//! proposals (plus its ground-truth boxes), pools them from the shared feature map and takes the
+//! head's two losses; validation detects on the held-out images and scores VOC AP50.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::tensor::Tensor;
+use kiln_train::task::{Evaluation, StepOutput, Task};
+use kiln_train::{Result as TrainResult, TrainError};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::config::{FastRcnnConfig, RoiPooler};
+use super::model::FastRcnn;
+use super::roi_heads::{HeadLoss, detect_regions, head_loss};
+use super::sampler::{SampledRoi, sample_rois};
+use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ImageInfo};
+use crate::data::{AnnotatedImage, BoundingBox, Category, Detection, DetectionSet, Object};
+use crate::eval::{VocAp, evaluate_voc};
+use crate::ops::BoxCoder;
+use crate::ops::host::area;
+
+/// Fast R-CNN training: [`DetectionBatcher`] batches whose items carry proposals.
+#[derive(Debug)]
+pub struct FastRcnnTask {
+    /// Resizes items (and their boxes and proposals) to the network input.
+    pub batcher: DetectionBatcher,
+    /// The method's settings.
+    pub config: FastRcnnConfig,
+    /// Object classes.
+    pub classes: usize,
+    /// Seed of the region sampling.
+    pub seed: u64,
+    /// Training steps taken (each draws its own regions).
+    steps: AtomicU64,
+}
+
+impl FastRcnnTask {
+    /// The task of `config` for `classes` object classes.
+    pub fn new(config: &FastRcnnConfig, classes: usize, seed: u64) -> Self {
+        Self {
+            batcher: DetectionBatcher::new(config.resize),
+            config: config.clone(),
+            classes,
+            seed,
+            steps: AtomicU64::new(0),
+        }
+    }
+
+    /// The box coding of the head's deltas.
+    pub fn coder(&self) -> BoxCoder {
+        BoxCoder::new(self.config.head.box_weights)
+    }
+
+    fn pooler(&self, model: &FastRcnn) -> RoiPooler {
+        self.config
+            .head
+            .roi
+            .pooler(self.config.head.bins, model.stride())
+    }
+
+    /// The head's losses on regions sampled from each image with `rng`.
+    fn losses(&self, model: &FastRcnn, batch: DetectionBatch, rng: &mut ChaCha8Rng) -> HeadLoss {
+        let features = model.features(batch.images);
+        let sampled: Vec<Vec<SampledRoi>> = batch
+            .infos
+            .iter()
+            .map(|info| {
+                sample_rois(
+                    &info.proposals,
+                    &info.boxes,
+                    &info.labels,
+                    &self.config.sampling,
+                    rng,
+                )
+            })
+            .collect();
+        let rois: Vec<Vec<BoundingBox>> = sampled
+            .iter()
+            .map(|s| s.iter().map(|r| r.region).collect())
+            .collect();
+        let (logits, deltas) = model.classify_regions(features, &rois, &self.pooler(model));
+        let flat: Vec<SampledRoi> = sampled.into_iter().flatten().collect();
+        head_loss(
+            logits,
+            deltas,
+            &flat,
+            &self.coder(),
+            self.config.head.smooth_l1_beta,
+        )
+    }
+
+    /// Detections of a batch in input pixels (see [`detect_regions`]), each image's best
+    /// `test_proposals` proposals classified.
+    pub fn detect(
+        &self,
+        model: &FastRcnn,
+        batch: DetectionBatch,
+    ) -> crate::Result<Vec<Vec<Detection>>> {
+        let features = model.features(batch.images);
+        let rois: Vec<Vec<BoundingBox>> = batch
+            .infos
+            .iter()
+            .map(|info| {
+                info.proposals
+                    .iter()
+                    .filter(|b| area(b) > 0.0)
+                    .take(self.config.test_proposals)
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        let (logits, deltas) = model.classify_regions(features, &rois, &self.pooler(model));
+        let mut out = Vec::with_capacity(rois.len());
+        let mut start = 0;
+        for (info, regions) in batch.infos.iter().zip(&rois) {
+            let n = regions.len();
+            let rows = start..start + n;
+            start += n;
+            let [_, k] = logits.dims();
+            let [_, d] = deltas.dims();
+            out.push(detect_regions(
+                logits.clone().slice([rows.clone(), 0..k]),
+                deltas.clone().slice([rows, 0..d]),
+                regions,
+                info,
+                &self.coder(),
+                &self.config.detection,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
+/// A detection set of the batches' targets, in input pixels (what validation scores against).
+fn ground_truth(infos: &[ImageInfo], classes: usize) -> DetectionSet {
+    DetectionSet {
+        categories: (0..classes)
+            .map(|c| Category {
+                id: c as u64 + 1,
+                name: format!("class {c}"),
+            })
+            .collect(),
+        images: infos
+            .iter()
+            .map(|info| AnnotatedImage {
+                id: info.image_id,
+                path: Default::default(),
+                width: info.input_size[0] as u32,
+                height: info.input_size[1] as u32,
+                objects: info
+                    .boxes
+                    .iter()
+                    .zip(&info.labels)
+                    .map(|(b, &class)| Object {
+                        bbox: *b,
+                        class,
+                        area: area(b),
+                        difficult: false,
+                        crowd: false,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn total(loss: HeadLoss) -> Tensor<1> {
+    loss.classification + loss.regression
+}
+
+impl Task for FastRcnnTask {
+    type Model = FastRcnn;
+    type Item = DetectionItem;
+    type Batch = DetectionBatch;
+    type Batcher = DetectionBatcher;
+
+    const SCORE: &'static str = "ap50";
+    const LOSS_NAME: &'static str = "cross-entropy + smooth-L1";
+
+    fn batcher(&self) -> DetectionBatcher {
+        self.batcher.clone()
+    }
+
+    fn train_step(&self, model: &FastRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
+        let step = self.steps.fetch_add(1, Ordering::Relaxed);
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let items = batch.infos.len();
+        let loss = self.losses(model, batch, &mut rng);
+        Ok(StepOutput {
+            loss: total(loss),
+            items,
+            sums: Vec::new(),
+        })
+    }
+
+    fn evaluate(
+        &self,
+        model: &FastRcnn,
+        batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
+    ) -> TrainResult<Evaluation> {
+        // The same regions every epoch, so validation losses compare.
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let (mut loss, mut n) = (0.0, 0usize);
+        let (mut infos, mut found) = (Vec::new(), Vec::new());
+        for batch in batches {
+            let batch = batch?;
+            let count = batch.infos.len();
+            loss += total(self.losses(model, batch.clone(), &mut rng)).into_scalar::<f64>()
+                * count as f64;
+            n += count;
+            infos.extend(batch.infos.clone());
+            let detections = self
+                .detect(model, batch)
+                .map_err(|e| TrainError::Invalid(e.to_string()))?;
+            found.extend(detections.into_iter().flatten());
+        }
+        let ap50 = evaluate_voc(
+            &ground_truth(&infos, self.classes),
+            &found,
+            0.5,
+            VocAp::AllPoint,
+        )
+        .map;
+        Ok(Evaluation {
+            loss: loss / n.max(1) as f64,
+            metrics: vec![("ap50", ap50.max(0.0))],
+        })
+    }
+}
