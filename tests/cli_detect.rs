@@ -82,6 +82,20 @@ per_image = 16
 [fast_rcnn.head]
 neck_channels = 16
 hidden = 32
+[faster_rcnn]
+resize = {{ type = "short-side", short_side = 64, max_long_side = 96 }}
+[faster_rcnn.rpn]
+per_image = 32
+pre_nms = [200, 100]
+post_nms = [100, 50]
+[faster_rcnn.rpn.anchors]
+sizes = [16.0, 32.0]
+aspect_ratios = [1.0]
+[faster_rcnn.sampling]
+per_image = 16
+[faster_rcnn.head]
+neck_channels = 16
+hidden = 32
 [train]
 epochs = 2
 batch_size = 4
@@ -331,6 +345,51 @@ fn fast_rcnn_trains_on_proposals_detects_and_predicts() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(run.join("predict/photo02.png").is_file());
+}
+
+#[test]
+fn faster_rcnn_trains_its_own_proposals_detects_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = boxes_dataset(dir.path(), 12);
+    let run = dir.path().join("run");
+    let out = common::run_on(
+        BIN,
+        &["train"],
+        &data,
+        &config(dir.path(), "faster-rcnn"),
+        &run,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("selective search"), "{log}");
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.matches("\"val_ap50\"").count(), 2, "{metrics}");
+    let detections: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
+    for d in detections.as_array().unwrap() {
+        let b: Vec<f64> = d["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
+            "{b:?}"
+        );
+    }
+    let photo = data.join("images/photo03.png");
+    let out = detect(
+        &[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            photo.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(run.join("predict/photo03.png").is_file());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `kiln-detect`: object detection the CS231n way, from localization to R-CNN.
 //!
 //! - `kiln-detect train --config configs/raccoon-localize.toml --data DATA` trains the config's
-//!   method (localize, overfeat, rcnn, fast-rcnn), then detects on the test split and writes
+//!   method (localize, overfeat, rcnn, fast-rcnn, faster-rcnn), then detects on the test split and writes
 //!   `detections.json` (COCO results), `metrics.json`, `pr_curve.png` and `predictions.png`;
 //! - `kiln-detect eval --gt DATA|instances.json --detections results.json` scores detections
 //!   (COCO AP as pycocotools computes it, VOC AP);

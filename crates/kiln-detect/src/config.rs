@@ -23,6 +23,8 @@ pub enum Method {
     Rcnn,
     /// Selective-search proposals classified and refined from one shared feature map.
     FastRcnn,
+    /// Fast R-CNN with its own region proposal network.
+    FasterRcnn,
 }
 
 /// Where the data comes from and how it is split.
@@ -132,6 +134,9 @@ pub struct DetectConfig {
     /// Fast R-CNN's proposals, box head, region sampling and test rule.
     #[serde(default)]
     pub fast_rcnn: crate::two_stage::FastRcnnConfig,
+    /// Faster R-CNN's RPN, box head, region sampling and test rule.
+    #[serde(default)]
+    pub faster_rcnn: crate::two_stage::FasterRcnnConfig,
     /// kiln-train's loop settings.
     pub train: TrainSettings,
     /// Training augmentation (box-aware).
@@ -208,6 +213,9 @@ impl DetectConfig {
         }
         if self.method == Method::FastRcnn {
             self.fast_rcnn.validate()?;
+        }
+        if self.method == Method::FasterRcnn {
+            self.faster_rcnn.validate()?;
         }
         self.train.validate()?;
         for step in &self.augment {

@@ -13,6 +13,7 @@ use crate::draw::{draw_detections, save_png};
 use crate::proposals::selective_search;
 use crate::run::CATEGORIES_FILE;
 use crate::train::{detect_with_localizer, localizer_shape};
+use crate::two_stage::faster::{detect_faster_rcnn, faster_rcnn_shape};
 use crate::two_stage::pipeline::{detect_fast_rcnn, fast_rcnn_shape};
 use crate::{DetectError, Result};
 
@@ -106,6 +107,12 @@ pub fn predict_files(
                 })
                 .collect();
             detect_fast_rcnn(&config, &model, classes, &items, device)?.0
+        }
+        Method::FasterRcnn => {
+            let classes = categories.len();
+            let model = faster_rcnn_shape(&config, classes, device)?;
+            let model = kiln_train::load_module(model, &best_checkpoint(&run)?)?;
+            detect_faster_rcnn(&config, &model, classes, &items, device)?.0
         }
     };
     std::fs::create_dir_all(out).map_err(|e| DetectError::io(out, e))?;

@@ -23,6 +23,7 @@ use crate::eval::{
 };
 use crate::ops::host::iou;
 use crate::train::{detect_with_localizer, hold_out, train_localizer};
+use crate::two_stage::faster::{detect_faster_rcnn, train_faster_rcnn};
 use crate::two_stage::pipeline::{detect_fast_rcnn, items_with_proposals, train_fast_rcnn};
 
 /// The run file naming the categories a detector was trained on, in class-index order.
@@ -186,6 +187,15 @@ pub fn train_and_test(
             let keep = config.fast_rcnn.test_proposals;
             let (items, _) = items_with_proposals(config, &data.test, keep, "test")?;
             detect_fast_rcnn(config, &trained.model, classes, &items, device)?
+        }
+        Method::FasterRcnn => {
+            let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
+            let trained = train_faster_rcnn(config, &train, &val, run, device, resume)?;
+            if trained.paused {
+                return Ok(None);
+            }
+            let classes = data.train.categories.len();
+            detect_faster_rcnn(config, &trained.model, classes, &test_items, device)?
         }
         Method::Rcnn => {
             let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);

@@ -10,10 +10,10 @@ use kiln_train::{Result as TrainResult, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::{FastRcnnConfig, RoiPooler};
+use super::config::{BoxHeadConfig, DetectionRule, FastRcnnConfig};
 use super::model::FastRcnn;
 use super::roi_heads::{HeadLoss, detect_regions, head_loss};
-use super::sampler::{SampledRoi, sample_rois};
+use super::sampler::{RoiSampling, SampledRoi, sample_rois};
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ImageInfo};
 use crate::data::{AnnotatedImage, BoundingBox, Category, Detection, DetectionSet, Object};
 use crate::eval::{VocAp, evaluate_voc};
@@ -52,41 +52,19 @@ impl FastRcnnTask {
         BoxCoder::new(self.config.head.box_weights)
     }
 
-    fn pooler(&self, model: &FastRcnn) -> RoiPooler {
-        self.config
-            .head
-            .roi
-            .pooler(self.config.head.bins, model.stride())
-    }
-
-    /// The head's losses on regions sampled from each image with `rng`.
+    /// The head's losses on regions sampled from each image's proposals with `rng`.
     fn losses(&self, model: &FastRcnn, batch: DetectionBatch, rng: &mut ChaCha8Rng) -> HeadLoss {
         let features = model.features(batch.images);
-        let sampled: Vec<Vec<SampledRoi>> = batch
-            .infos
-            .iter()
-            .map(|info| {
-                sample_rois(
-                    &info.proposals,
-                    &info.boxes,
-                    &info.labels,
-                    &self.config.sampling,
-                    rng,
-                )
-            })
-            .collect();
-        let rois: Vec<Vec<BoundingBox>> = sampled
-            .iter()
-            .map(|s| s.iter().map(|r| r.region).collect())
-            .collect();
-        let (logits, deltas) = model.classify_regions(features, &rois, &self.pooler(model));
-        let flat: Vec<SampledRoi> = sampled.into_iter().flatten().collect();
-        head_loss(
-            logits,
-            deltas,
-            &flat,
-            &self.coder(),
-            self.config.head.smooth_l1_beta,
+        let proposals: Vec<Vec<BoundingBox>> =
+            batch.infos.iter().map(|i| i.proposals.clone()).collect();
+        box_head_loss(
+            model,
+            features,
+            &proposals,
+            &batch.infos,
+            &self.config.sampling,
+            &self.config.head,
+            rng,
         )
     }
 
@@ -104,36 +82,117 @@ impl FastRcnnTask {
             .map(|info| {
                 info.proposals
                     .iter()
-                    .filter(|b| area(b) > 0.0)
                     .take(self.config.test_proposals)
                     .copied()
                     .collect()
             })
             .collect();
-        let (logits, deltas) = model.classify_regions(features, &rois, &self.pooler(model));
-        let mut out = Vec::with_capacity(rois.len());
-        let mut start = 0;
-        for (info, regions) in batch.infos.iter().zip(&rois) {
-            let n = regions.len();
-            let rows = start..start + n;
-            start += n;
-            let [_, k] = logits.dims();
-            let [_, d] = deltas.dims();
-            out.push(detect_regions(
-                logits.clone().slice([rows.clone(), 0..k]),
-                deltas.clone().slice([rows, 0..d]),
-                regions,
-                info,
-                &self.coder(),
-                &self.config.detection,
-            )?);
-        }
-        Ok(out)
+        detect_on(
+            model,
+            features,
+            &rois,
+            &batch.infos,
+            &self.config.head,
+            &self.config.detection,
+        )
     }
 }
 
+/// The box head's losses on minibatches drawn (with `rng`) from each image's `proposals` plus
+/// its ground-truth boxes, the regions pooled from `features`.
+pub(crate) fn box_head_loss(
+    model: &FastRcnn,
+    features: Tensor<4>,
+    proposals: &[Vec<BoundingBox>],
+    infos: &[ImageInfo],
+    sampling: &RoiSampling,
+    head: &BoxHeadConfig,
+    rng: &mut ChaCha8Rng,
+) -> HeadLoss {
+    let sampled: Vec<Vec<SampledRoi>> = infos
+        .iter()
+        .zip(proposals)
+        .map(|(info, proposals)| sample_rois(proposals, &info.boxes, &info.labels, sampling, rng))
+        .collect();
+    let rois: Vec<Vec<BoundingBox>> = sampled
+        .iter()
+        .map(|s| s.iter().map(|r| r.region).collect())
+        .collect();
+    let pooler = head.roi.pooler(head.bins, model.stride());
+    let (logits, deltas) = model.classify_regions(features, &rois, &pooler);
+    let flat: Vec<SampledRoi> = sampled.into_iter().flatten().collect();
+    head_loss(
+        logits,
+        deltas,
+        &flat,
+        &BoxCoder::new(head.box_weights),
+        head.smooth_l1_beta,
+    )
+}
+
+/// Detections (in input pixels) of each image's `rois`, pooled from `features`.
+pub(crate) fn detect_on(
+    model: &FastRcnn,
+    features: Tensor<4>,
+    rois: &[Vec<BoundingBox>],
+    infos: &[ImageInfo],
+    head: &BoxHeadConfig,
+    rule: &DetectionRule,
+) -> crate::Result<Vec<Vec<Detection>>> {
+    let rois: Vec<Vec<BoundingBox>> = rois
+        .iter()
+        .map(|r| r.iter().filter(|b| area(b) > 0.0).copied().collect())
+        .collect();
+    let pooler = head.roi.pooler(head.bins, model.stride());
+    let (logits, deltas) = model.classify_regions(features, &rois, &pooler);
+    let coder = BoxCoder::new(head.box_weights);
+    let [_, k] = logits.dims();
+    let [_, d] = deltas.dims();
+    let mut out = Vec::with_capacity(rois.len());
+    let mut start = 0;
+    for (info, regions) in infos.iter().zip(&rois) {
+        let rows = start..start + regions.len();
+        start += regions.len();
+        out.push(detect_regions(
+            logits.clone().slice([rows.clone(), 0..k]),
+            deltas.clone().slice([rows, 0..d]),
+            regions,
+            info,
+            &coder,
+            rule,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Validation shared by the two-stage tasks: the mean loss (`loss` of a batch) and VOC AP50 of
+/// the detections (`detect` of a batch, input pixels) over `batches`.
+pub(crate) fn validate(
+    classes: usize,
+    batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
+    mut loss_of: impl FnMut(DetectionBatch) -> Tensor<1>,
+    mut detect: impl FnMut(DetectionBatch) -> crate::Result<Vec<Vec<Detection>>>,
+) -> TrainResult<Evaluation> {
+    let (mut loss, mut n) = (0.0, 0usize);
+    let (mut infos, mut found) = (Vec::new(), Vec::new());
+    for batch in batches {
+        let batch = batch?;
+        let count = batch.infos.len();
+        loss += loss_of(batch.clone()).into_scalar::<f64>() * count as f64;
+        n += count;
+        infos.extend(batch.infos.clone());
+        let detections = detect(batch).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        found.extend(detections.into_iter().flatten());
+    }
+    let ap50 = evaluate_voc(&ground_truth(&infos, classes), &found, 0.5, VocAp::AllPoint).map;
+    Ok(Evaluation {
+        loss: loss / n.max(1) as f64,
+        metrics: vec![("ap50", ap50.max(0.0))],
+    })
+}
+
 /// A detection set of the batches' targets, in input pixels (what validation scores against).
-fn ground_truth(infos: &[ImageInfo], classes: usize) -> DetectionSet {
+pub(crate) fn ground_truth(infos: &[ImageInfo], classes: usize) -> DetectionSet {
     DetectionSet {
         categories: (0..classes)
             .map(|c| Category {
@@ -165,7 +224,7 @@ fn ground_truth(infos: &[ImageInfo], classes: usize) -> DetectionSet {
     }
 }
 
-fn total(loss: HeadLoss) -> Tensor<1> {
+pub(crate) fn total(loss: HeadLoss) -> Tensor<1> {
     loss.classification + loss.regression
 }
 
@@ -202,30 +261,11 @@ impl Task for FastRcnnTask {
     ) -> TrainResult<Evaluation> {
         // The same regions every epoch, so validation losses compare.
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let (mut loss, mut n) = (0.0, 0usize);
-        let (mut infos, mut found) = (Vec::new(), Vec::new());
-        for batch in batches {
-            let batch = batch?;
-            let count = batch.infos.len();
-            loss += total(self.losses(model, batch.clone(), &mut rng)).into_scalar::<f64>()
-                * count as f64;
-            n += count;
-            infos.extend(batch.infos.clone());
-            let detections = self
-                .detect(model, batch)
-                .map_err(|e| TrainError::Invalid(e.to_string()))?;
-            found.extend(detections.into_iter().flatten());
-        }
-        let ap50 = evaluate_voc(
-            &ground_truth(&infos, self.classes),
-            &found,
-            0.5,
-            VocAp::AllPoint,
+        validate(
+            self.classes,
+            batches,
+            |batch| total(self.losses(model, batch, &mut rng)),
+            |batch| self.detect(model, batch),
         )
-        .map;
-        Ok(Evaluation {
-            loss: loss / n.max(1) as f64,
-            metrics: vec![("ap50", ap50.max(0.0))],
-        })
     }
 }

@@ -1,0 +1,313 @@
+//! Faster R-CNN (Ren et al. 2015): Fast R-CNN whose regions come from its own region proposal
+//! network on the same feature map, both trained together (approximate joint training: the
+//! proposals are constants for the box head, as in torchvision).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::tensor::Device;
+use kiln_train::task::{Evaluation, StepOutput, Task};
+use kiln_train::{Progress, Result as TrainResult, RunDir, TrainError};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::config::{BoxHeadConfig, DetectionRule};
+use super::model::FastRcnn;
+use super::rpn::{RpnConfig, RpnHead, propose, rpn_loss};
+use super::sampler::RoiSampling;
+use super::task::{box_head_loss, detect_on, total, validate};
+use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
+use crate::config::DetectConfig;
+use crate::data::{Detection, DetectionSet};
+use crate::dataset::decode_items;
+use crate::train::{Trained, backbone, backbone_shape, fit_detector};
+use crate::{DetectError, Result};
+
+/// Faster R-CNN's settings (`[faster_rcnn]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FasterRcnnConfig {
+    /// How images are sized for the network.
+    pub resize: ResizeRule,
+    /// The region proposal network (`[faster_rcnn.rpn]`).
+    pub rpn: RpnConfig,
+    /// The box head's minibatch of regions per image (`[faster_rcnn.sampling]`; torchvision:
+    /// 512 regions, a quarter foreground at IoU ≥ 0.5, background below 0.5).
+    pub sampling: RoiSampling,
+    /// The box head (`[faster_rcnn.head]`).
+    pub head: BoxHeadConfig,
+    /// Test-time rule (`[faster_rcnn.detection]`).
+    pub detection: DetectionRule,
+    /// Images per evaluation step.
+    pub eval_batch: usize,
+}
+
+impl Default for FasterRcnnConfig {
+    fn default() -> Self {
+        Self {
+            resize: ResizeRule::ShortSide {
+                short_side: 416,
+                max_long_side: 640,
+            },
+            rpn: RpnConfig::default(),
+            sampling: RoiSampling {
+                per_image: 512,
+                background_iou: [0.0, 0.5],
+                ..RoiSampling::default()
+            },
+            head: BoxHeadConfig::default(),
+            detection: DetectionRule::default(),
+            eval_batch: 4,
+        }
+    }
+}
+
+impl FasterRcnnConfig {
+    /// Checks every setting, naming the first one out of range.
+    pub fn validate(&self) -> Result<()> {
+        self.resize.validate()?;
+        self.rpn.validate("[faster_rcnn.rpn]")?;
+        self.sampling.validate("[faster_rcnn.sampling]")?;
+        self.head.validate("[faster_rcnn.head]")?;
+        self.detection.validate("[faster_rcnn.detection]")?;
+        if self.eval_batch == 0 {
+            return Err(DetectError::invalid(
+                "[faster_rcnn] eval_batch",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Fast R-CNN's network plus the RPN on its neck's map.
+#[derive(Module, Debug)]
+pub struct FasterRcnn {
+    /// Backbone, neck and box head.
+    pub detector: FastRcnn,
+    /// The region proposal network.
+    pub rpn: RpnHead,
+}
+
+impl FasterRcnn {
+    /// The network on `backbone` for `classes` object classes.
+    pub fn new(
+        config: &FasterRcnnConfig,
+        backbone: kiln_nets::zoo::Network,
+        classes: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            detector: FastRcnn::new(&config.head, backbone, classes, device),
+            rpn: RpnHead::new(
+                config.head.neck_channels,
+                config.rpn.anchors.per_cell(),
+                device,
+            ),
+        }
+    }
+}
+
+/// Faster R-CNN training in kiln-train's loop: RPN and box-head losses summed.
+#[derive(Debug)]
+pub struct FasterRcnnTask {
+    /// Resizes items to the network input.
+    pub batcher: DetectionBatcher,
+    /// The method's settings.
+    pub config: FasterRcnnConfig,
+    /// Object classes.
+    pub classes: usize,
+    /// Seed of the anchor and region sampling.
+    pub seed: u64,
+    steps: AtomicU64,
+}
+
+impl FasterRcnnTask {
+    /// The task of `config` for `classes` object classes.
+    pub fn new(config: &FasterRcnnConfig, classes: usize, seed: u64) -> Self {
+        Self {
+            batcher: DetectionBatcher::new(config.resize),
+            config: config.clone(),
+            classes,
+            seed,
+            steps: AtomicU64::new(0),
+        }
+    }
+
+    /// The four losses of a batch, summed (RPN objectness and boxes, head classes and boxes).
+    fn loss(
+        &self,
+        model: &FasterRcnn,
+        batch: DetectionBatch,
+        rng: &mut ChaCha8Rng,
+    ) -> TrainResult<burn::tensor::Tensor<1>> {
+        let features = model.detector.features(batch.images);
+        let stride = model.detector.stride();
+        let output = model
+            .rpn
+            .forward(features.clone(), &self.config.rpn.anchors, stride);
+        let rpn = rpn_loss(&output, &batch.infos, &self.config.rpn, rng);
+        let proposals = propose(&output, &batch.infos, &self.config.rpn, true)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let head = box_head_loss(
+            &model.detector,
+            features,
+            &proposals,
+            &batch.infos,
+            &self.config.sampling,
+            &self.config.head,
+            rng,
+        );
+        Ok(rpn.objectness + rpn.regression + total(head))
+    }
+
+    /// Detections of a batch in input pixels: the RPN's test proposals through the box head.
+    pub fn detect(&self, model: &FasterRcnn, batch: DetectionBatch) -> Result<Vec<Vec<Detection>>> {
+        let features = model.detector.features(batch.images);
+        let output = model.rpn.forward(
+            features.clone(),
+            &self.config.rpn.anchors,
+            model.detector.stride(),
+        );
+        let proposals = propose(&output, &batch.infos, &self.config.rpn, false)?;
+        detect_on(
+            &model.detector,
+            features,
+            &proposals,
+            &batch.infos,
+            &self.config.head,
+            &self.config.detection,
+        )
+    }
+}
+
+impl Task for FasterRcnnTask {
+    type Model = FasterRcnn;
+    type Item = DetectionItem;
+    type Batch = DetectionBatch;
+    type Batcher = DetectionBatcher;
+
+    const SCORE: &'static str = "ap50";
+    const LOSS_NAME: &'static str = "RPN + box head losses";
+
+    fn batcher(&self) -> DetectionBatcher {
+        self.batcher.clone()
+    }
+
+    fn train_step(&self, model: &FasterRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
+        let step = self.steps.fetch_add(1, Ordering::Relaxed);
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let items = batch.infos.len();
+        Ok(StepOutput {
+            loss: self.loss(model, batch, &mut rng)?,
+            items,
+            sums: Vec::new(),
+        })
+    }
+
+    fn evaluate(
+        &self,
+        model: &FasterRcnn,
+        batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
+    ) -> TrainResult<Evaluation> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut failure = None;
+        let evaluation = validate(
+            self.classes,
+            batches,
+            |batch| match self.loss(model, batch, &mut rng) {
+                Ok(loss) => loss,
+                Err(e) => {
+                    failure = Some(e);
+                    burn::tensor::Tensor::zeros([1], &model.rpn.conv.weight.device())
+                }
+            },
+            |batch| self.detect(model, batch),
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(evaluation),
+        }
+    }
+}
+
+/// Faster R-CNN on the config's pretrained backbone, for `classes` object classes.
+pub fn faster_rcnn(config: &DetectConfig, classes: usize, device: &Device) -> Result<FasterRcnn> {
+    Ok(FasterRcnn::new(
+        &config.faster_rcnn,
+        backbone(config, device)?,
+        classes,
+        device,
+    ))
+}
+
+/// The same network with untrained weights (to load a checkpoint into).
+pub fn faster_rcnn_shape(
+    config: &DetectConfig,
+    classes: usize,
+    device: &Device,
+) -> Result<FasterRcnn> {
+    Ok(FasterRcnn::new(
+        &config.faster_rcnn,
+        backbone_shape(config, device)?,
+        classes,
+        device,
+    ))
+}
+
+/// Trains Faster R-CNN on `train` (validating on `val`), writing the run into `run`.
+pub fn train_faster_rcnn(
+    config: &DetectConfig,
+    train: &DetectionSet,
+    val: &DetectionSet,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<Trained<FasterRcnn>> {
+    let classes = train.categories.len();
+    let max_side = Some(config.data.max_side);
+    let task = FasterRcnnTask::new(&config.faster_rcnn, classes, config.seed);
+    fit_detector(
+        &task,
+        faster_rcnn(config, classes, device)?,
+        decode_items(train, max_side)?,
+        decode_items(val, max_side)?,
+        config,
+        run,
+        device,
+        resume,
+    )
+}
+
+/// Detections of `model` on `items` in original-image pixels, with the images per second.
+pub fn detect_faster_rcnn(
+    config: &DetectConfig,
+    model: &FasterRcnn,
+    classes: usize,
+    items: &[DetectionItem],
+    device: &Device,
+) -> Result<(Vec<Detection>, f64)> {
+    let model = model.valid();
+    let task = FasterRcnnTask::new(&config.faster_rcnn, classes, config.seed);
+    let progress = Progress::new(items.len() as u64, "detect", "img");
+    let start = Instant::now();
+    let mut found = Vec::new();
+    for chunk in items.chunks(config.faster_rcnn.eval_batch) {
+        let batch = task.batcher.batch(chunk.to_vec(), device);
+        let infos = batch.infos.clone();
+        for (info, detections) in infos.iter().zip(task.detect(&model, batch)?) {
+            found.extend(detections.into_iter().map(|d| Detection {
+                bbox: info.to_original(&d.bbox),
+                ..d
+            }));
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    progress.finish();
+    Ok((found, items.len() as f64 / seconds.max(1e-9)))
+}
