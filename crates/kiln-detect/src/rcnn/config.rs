@@ -35,9 +35,7 @@ pub struct SvmConfig {
     /// The hinge loss's weight `C` (liblinear's, as R-CNN used it): the objective is
     /// `½‖w‖² + C Σ wᵢ max(0, 1 − yᵢ f(xᵢ))`.
     pub c: f64,
-    /// Values of `C` to try: each trains the SVMs, the one with the best AP50 on the
-    /// validation images (`[data] val_fraction`) is kept. Empty (or no validation images):
-    /// `c` alone.
+    /// Values of `C` to choose from by cross-validation on the training images (empty: `c`).
     pub c_grid: Vec<f64>,
     /// Positives' loss weight relative to negatives' (R-CNN: 2).
     pub positive_weight: f64,
@@ -47,6 +45,11 @@ pub struct SvmConfig {
     /// A proposal is a negative of a class when its IoU with every ground-truth box of that
     /// class is below this (R-CNN: 0.3).
     pub negative_iou: f32,
+    /// Negative thresholds to choose from by cross-validation (empty: `negative_iou`).
+    pub negative_iou_grid: Vec<f32>,
+    /// Folds of the cross-validation over the training images that picks `C` and the negative
+    /// threshold from their grids by pooled VOC AP50 (used only when a grid offers a choice).
+    pub folds: usize,
     /// Negatives drawn at random (seeded) to start the mining.
     pub initial_negatives: usize,
     /// Rounds of mining after the first training: each adds every negative scoring above
@@ -68,6 +71,8 @@ impl Default for SvmConfig {
             positive_weight: 2.0,
             bias_feature: 10.0,
             negative_iou: 0.3,
+            negative_iou_grid: Vec::new(),
+            folds: 4,
             initial_negatives: 5000,
             mining_rounds: 3,
             hard_margin: -1.0,
@@ -109,6 +114,11 @@ pub struct RcnnConfig {
     pub test_proposals: usize,
     /// Warping (`[rcnn.warp]`).
     pub warp: WarpConfig,
+    /// Features: the backbone's last map averaged over the whole warp and, above 1, over each
+    /// cell of a `grid`×`grid` layout too (R-CNN's `pool5` keeps the layout; a global average
+    /// alone scores a part of an object much like the whole). At most the map's side
+    /// (`warp.size / 32`).
+    pub grid: usize,
     /// Warped proposals per backbone pass.
     pub batch: usize,
     /// Features are L2-normalised, then multiplied by this (R-CNN's "feature norm" of 20).
@@ -134,6 +144,7 @@ impl Default for RcnnConfig {
             train_proposals: 500,
             test_proposals: 500,
             warp: WarpConfig::default(),
+            grid: 1,
             batch: 32,
             feature_norm: 20.0,
             svm: SvmConfig::default(),
@@ -180,6 +191,16 @@ impl RcnnConfig {
                 ),
             );
         }
+        if self.grid == 0 || self.grid > w.size / 32 {
+            return bad(
+                "grid",
+                format!(
+                    "{} is not in 1..={} (the side of the backbone's last map)",
+                    self.grid,
+                    w.size / 32
+                ),
+            );
+        }
         if self.batch == 0 {
             return bad("batch", "must be positive".into());
         }
@@ -212,6 +233,22 @@ impl RcnnConfig {
             return bad(
                 "svm.negative_iou",
                 format!("{} is not in (0, 1]", s.negative_iou),
+            );
+        }
+        if let Some(t) = s
+            .negative_iou_grid
+            .iter()
+            .find(|t| !(**t > 0.0 && **t <= 1.0))
+        {
+            return bad("svm.negative_iou_grid", format!("{t} is not in (0, 1]"));
+        }
+        if s.folds < 2 && (s.c_grid.len() > 1 || s.negative_iou_grid.len() > 1) {
+            return bad(
+                "svm.folds",
+                format!(
+                    "{} folds cannot cross-validate the grids: use 2 or more",
+                    s.folds
+                ),
             );
         }
         if s.initial_negatives == 0 || s.max_epochs == 0 {
@@ -287,10 +324,18 @@ mod tests {
             ("warp.padding", |c| c.warp.padding = 112),
             ("train_proposals", |c| c.test_proposals = 0),
             ("batch", |c| c.batch = 0),
+            ("grid", |c| c.grid = 8),
             ("feature_norm", |c| c.feature_norm = f64::NAN),
             ("svm.c", |c| c.svm.c = -1.0),
             ("svm.c_grid", |c| c.svm.c_grid = vec![0.1, 0.0]),
             ("svm.negative_iou", |c| c.svm.negative_iou = 1.5),
+            ("svm.negative_iou_grid", |c| {
+                c.svm.negative_iou_grid = vec![0.3, 0.0]
+            }),
+            ("svm.folds", |c| {
+                c.svm.c_grid = vec![0.1, 1.0];
+                c.svm.folds = 1;
+            }),
             ("svm.initial_negatives", |c| c.svm.initial_negatives = 0),
             ("regression.min_iou", |c| c.regression.min_iou = 1.0),
             ("regression.lambda", |c| c.regression.lambda = 0.0),

@@ -2,8 +2,11 @@
 //! them.
 //!
 //! Every proposal is warped with context ([`super::warp`]), normalised with ImageNet's
-//! statistics and passed through the backbone; its pooled embedding (1280 numbers for
-//! EfficientNet-Lite0) is the feature. The raw features are cached; scaling (the "feature
+//! statistics and passed through the backbone; its last feature map averaged over the whole
+//! warp (the pooled embedding, 1280 numbers for EfficientNet-Lite0) is the feature, followed,
+//! with a `grid` above 1, by the map averaged over each cell of a `grid`×`grid` layout (as
+//! adaptive average pooling splits it). The layout is what R-CNN's `pool5` features keep: a
+//! global average alone scores a part of an object much like the whole of it. The raw features are cached; scaling (the "feature
 //! norm") is applied when they are used, so changing it does not invalidate the cache.
 //!
 //! A cache file is named by a 64-bit key hashed from the image's bytes, the boxes, the warp and
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use kiln_data::Image;
+use kiln_nets::Backbone;
 use kiln_nets::zoo::Network;
 use rayon::prelude::*;
 
@@ -88,27 +92,76 @@ impl Features {
 pub struct Extractor {
     net: Network,
     warp: WarpConfig,
+    grid: usize,
     batch: usize,
     device: Device,
     identity: String,
 }
 
+/// `[channels, height, width]` maps (row-major, one after another) averaged over the whole map
+/// and then over each cell of a `grid`×`grid` layout, cell `i` of `n` rows covering rows
+/// `⌊i·n/grid⌋ .. ⌈(i+1)·n/grid⌉` (adaptive average pooling; cells overlap when `grid` does not
+/// divide `n`): `channels · (1 + grid²)` numbers per map, channel-major within each part. A
+/// `grid` of 1 gives the global average alone.
+pub fn pool_grid(maps: &[f32], [channels, height, width]: [usize; 3], grid: usize) -> Vec<f32> {
+    let plane = height * width;
+    let span = |i: usize, n: usize| {
+        (
+            i * n / grid,
+            ((i + 1) * n).div_ceil(grid).max(i * n / grid + 1).min(n),
+        )
+    };
+    let mut cells = vec![(0, height, 0, width)];
+    if grid > 1 {
+        for gy in 0..grid {
+            for gx in 0..grid {
+                let ((y0, y1), (x0, x1)) = (span(gy, height), span(gx, width));
+                cells.push((y0, y1, x0, x1));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(maps.len() / plane.max(1) * cells.len());
+    for map in maps.chunks_exact(channels * plane) {
+        for &(y0, y1, x0, x1) in &cells {
+            let count = ((y1 - y0) * (x1 - x0)).max(1) as f32;
+            for c in 0..channels {
+                let values = &map[c * plane..(c + 1) * plane];
+                let sum: f32 = (y0..y1)
+                    .map(|y| values[y * width + x0..y * width + x1].iter().sum::<f32>())
+                    .sum();
+                out.push(sum / count);
+            }
+        }
+    }
+    out
+}
+
 impl Extractor {
-    /// An extractor running `net` (put in inference mode) on `batch` warps at a time.
-    /// `identity` names the weights (it keys the cache: give each backbone its own).
+    /// An extractor running `net` (put in inference mode) on `batch` warps at a time, pooling
+    /// its last map globally and, with `grid` above 1, over a `grid`×`grid` layout too (see
+    /// [`pool_grid`]). `identity` names the weights (it keys the cache: give each backbone its
+    /// own).
     pub fn new(
         net: Network,
         warp: WarpConfig,
+        grid: usize,
         batch: usize,
         device: &Device,
         identity: &str,
     ) -> Self {
+        let grid = grid.max(1);
+        let layout = if grid > 1 {
+            format!("|grid {grid}")
+        } else {
+            String::new()
+        };
         Self {
             net: net.valid(),
             warp,
+            grid,
             batch: batch.max(1),
             device: device.clone(),
-            identity: format!("{identity}|warp {}+{}", warp.size, warp.padding),
+            identity: format!("{identity}|warp {}+{}{layout}", warp.size, warp.padding),
         }
     }
 
@@ -117,9 +170,15 @@ impl Extractor {
         &self.identity
     }
 
-    /// Numbers per feature vector (the backbone's embedding size).
+    /// Numbers per feature vector: the backbone's embedding size, or with a grid, the channels
+    /// of its last map times `1 + grid²`.
     pub fn dim(&self) -> usize {
-        self.net.feature_size()
+        if self.grid > 1 {
+            let channels = self.net.feature_levels().last().map_or(0, |l| l.channels);
+            channels * (1 + self.grid * self.grid)
+        } else {
+            self.net.feature_size()
+        }
     }
 
     /// The features of `boxes` of the RGB `image`, one row per box.
@@ -127,8 +186,14 @@ impl Extractor {
         let fill = mean_rgb();
         let size = self.warp.size;
         let mut out = Features {
-            dim: self.net.feature_size(),
-            values: Vec::with_capacity(boxes.len() * self.net.feature_size()),
+            dim: self.dim(),
+            values: Vec::with_capacity(boxes.len() * self.dim()),
+        };
+        let to_vec = |t: Tensor<4>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| DetectError::invalid("backbone features", format!("{e:?}")))
         };
         for chunk in boxes.chunks(self.batch) {
             let warps: Vec<Image> = chunk
@@ -138,15 +203,28 @@ impl Extractor {
             let refs: Vec<&Image> = warps.iter().collect();
             let (values, shape) = normalise_into(&refs, [size, size]);
             let input = Tensor::<4>::from_data(TensorData::new(values, shape), &self.device);
-            let embedding = self.net.forward_embedding(input);
-            let [_, dim] = embedding.dims();
-            out.dim = dim;
-            let data = embedding
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| DetectError::invalid("backbone features", format!("{e:?}")))?;
-            out.values.extend_from_slice(&data);
+            if self.grid > 1 {
+                let map = self.net.feature_maps(input).coarsest().clone();
+                let [_, channels, h, w] = map.dims();
+                out.values
+                    .extend(pool_grid(&to_vec(map)?, [channels, h, w], self.grid));
+            } else {
+                let embedding = self.net.forward_embedding(input);
+                let [n, dim] = embedding.dims();
+                out.values
+                    .extend(to_vec(embedding.reshape([n, dim, 1, 1]))?);
+            }
+        }
+        if out.values.len() != boxes.len() * out.dim {
+            return Err(DetectError::invalid(
+                "backbone features",
+                format!(
+                    "{} numbers for {} boxes of {}",
+                    out.values.len(),
+                    boxes.len(),
+                    out.dim
+                ),
+            ));
         }
         Ok(out)
     }
@@ -332,6 +410,10 @@ mod tests {
 
     /// A tiny ConvNet extractor (no shared data): 32-pixel warps.
     fn extractor() -> Extractor {
+        grid_extractor(1)
+    }
+
+    fn grid_extractor(grid: usize) -> Extractor {
         use kiln_nets::zoo::{Geometry, ModelSpec};
         let device = Device::flex();
         let net = ModelSpec::default()
@@ -343,10 +425,44 @@ mod tests {
                 size: 32,
                 padding: 4,
             },
+            grid,
             1,
             &device,
             "test convnet",
         )
+    }
+
+    #[test]
+    fn grid_pooling_averages_the_whole_map_then_each_cell() {
+        // Two channels of a 3×3 map: channel 0 holds 0..9, channel 1 is all ones.
+        let mut map: Vec<f32> = (0..9).map(|v| v as f32).collect();
+        map.extend([1.0; 9]);
+        assert_eq!(pool_grid(&map, [2, 3, 3], 1), vec![4.0, 1.0]);
+        // A 2×2 grid on 3 rows: rows 0..2 and 1..3 (overlapping), alike for columns.
+        let pooled = pool_grid(&map, [2, 3, 3], 2);
+        assert_eq!(pooled.len(), 2 * 5);
+        assert_eq!(&pooled[..2], &[4.0, 1.0]);
+        // Top-left cell: values 0, 1, 3, 4; bottom-right: 4, 5, 7, 8.
+        assert_eq!(&pooled[2..4], &[2.0, 1.0]);
+        assert_eq!(&pooled[8..10], &[6.0, 1.0]);
+        // A grid as fine as the map gives each position; two maps are pooled one after another.
+        let fine = pool_grid(&[map.clone(), map].concat(), [2, 3, 3], 3);
+        assert_eq!(fine.len(), 2 * 2 * 10);
+        assert_eq!(fine[2 + 2 * 5], 5.0, "channel 0 of cell (1, 2)");
+        assert_eq!(&fine[20..22], &[4.0, 1.0]);
+    }
+
+    #[test]
+    fn grid_features_have_their_own_size_and_cache_keys() {
+        let (plain, grid) = (extractor(), grid_extractor(2));
+        let channels = plain.net.feature_levels().last().unwrap().channels;
+        assert_eq!(grid.dim(), 5 * channels);
+        assert_ne!(plain.identity(), grid.identity());
+        let features = grid
+            .extract(&Image::filled(16, 16, 3, 90), &boxes())
+            .unwrap();
+        assert_eq!((features.len(), features.dim), (2, grid.dim()));
+        assert!(features.values.iter().all(|v| v.is_finite()));
     }
 
     #[test]

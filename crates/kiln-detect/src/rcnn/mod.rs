@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::batch::DetectionItem;
 use crate::config::DetectConfig;
-use crate::data::{BoundingBox, Detection, DetectionSet};
+use crate::data::{AnnotatedImage, BoundingBox, Detection, DetectionSet};
 use crate::eval::{VocAp, evaluate_coco, evaluate_voc};
 use crate::ops::host::iou;
 use crate::ops::{BoxCoder, boxes_to_tensor};
@@ -60,12 +60,15 @@ pub struct StageTimes {
     pub proposals: f64,
     /// Warping and backbone features of the training images' boxes.
     pub features: f64,
-    /// Training the SVMs (hard-negative mining included), for every candidate `C`.
+    /// Cross-validating the candidate SVM settings on the training images (SVMs and
+    /// regressors trained for each fold and setting).
+    pub selection: f64,
+    /// Training the final SVMs (hard-negative mining included).
     pub svm: f64,
     /// Fitting the box regressors.
     pub regression: f64,
     /// Features of the validation images (proposals are in `proposals`), detecting on them and
-    /// scoring them for every candidate `C`.
+    /// scoring them.
     pub validation: f64,
     /// Selective search on the test images.
     pub test_proposals: f64,
@@ -76,11 +79,24 @@ pub struct StageTimes {
 /// Scores on the validation images held out of training.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ValidationScores {
-    /// The SVMs' `C`.
-    pub c: f64,
     /// Validation images.
     pub images: usize,
     /// VOC all-point AP at IoU 0.5 (mean over classes).
+    pub voc_ap50: f64,
+    /// COCO AP50.
+    pub coco_ap50: f64,
+    /// COCO AP (IoU 0.50:0.95).
+    pub coco_ap: f64,
+}
+
+/// Cross-validated scores of one SVM setting on the training images.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SelectionScore {
+    /// The SVMs' `C`.
+    pub c: f64,
+    /// The negative IoU threshold.
+    pub negative_iou: f32,
+    /// VOC all-point AP at IoU 0.5 (mean over classes), all folds pooled.
     pub voc_ap50: f64,
     /// COCO AP50.
     pub coco_ap50: f64,
@@ -120,11 +136,13 @@ pub struct RcnnReport {
     pub test_proposal_recall: [f64; 2],
     /// Per-class training.
     pub classes: Vec<ClassTraining>,
-    /// The SVMs' `C` (picked by validation AP50 when `c_grid` has several).
+    /// The SVMs' `C` (picked by cross-validation when there was a choice).
     pub c: f64,
-    /// Validation scores of each candidate `C`, ascending.
-    pub c_search: Vec<ValidationScores>,
-    /// Validation scores of the chosen model, when images were held out.
+    /// The SVMs' negative IoU threshold (picked alike).
+    pub negative_iou: f32,
+    /// Cross-validated scores of each candidate SVM setting (empty without a choice).
+    pub selection: Vec<SelectionScore>,
+    /// Scores of the chosen model on the validation images, when images were held out.
     pub validation: Option<ValidationScores>,
     /// Test images.
     pub test_images: usize,
@@ -137,9 +155,10 @@ impl RcnnReport {
     pub fn summary(&self) -> String {
         let s = &self.seconds;
         let mut out = format!(
-            "R-CNN stages (s): proposals {:.1} | features {:.1} | SVM training {:.1} | regression {:.1} | validation {:.1} | test {:.1} (selective search {:.1} + features and scoring {:.1})\n",
+            "R-CNN stages (s): proposals {:.1} | features {:.1} | model selection {:.1} | SVM training {:.1} | regression {:.1} | validation {:.1} | test {:.1} (selective search {:.1} + features and scoring {:.1})\n",
             s.proposals,
             s.features,
+            s.selection,
             s.svm,
             s.regression,
             s.validation,
@@ -172,16 +191,18 @@ impl RcnnReport {
                 c.regression_examples
             );
         }
-        if self.c_search.len() > 1 {
+        if !self.selection.is_empty() {
             let tried: Vec<String> = self
-                .c_search
+                .selection
                 .iter()
-                .map(|v| format!("C {} → AP50 {:.3}", v.c, v.voc_ap50))
+                .map(|v| format!("C {} neg<{} → {:.3}", v.c, v.negative_iou, v.voc_ap50))
                 .collect();
             out += &format!(
-                "R-CNN SVM C by validation (VOC AP50): {}; chose C = {}\n",
+                "R-CNN SVM settings by {}-image cross-validation (VOC AP50): {}; chose C = {}, negative IoU < {}\n",
+                self.train_images,
                 tried.join(", "),
-                self.c
+                self.c,
+                self.negative_iou
             );
         }
         if let Some(v) = &self.validation {
@@ -228,6 +249,7 @@ fn extractor(config: &DetectConfig, device: &Device) -> Result<(Extractor, Optio
     let extractor = Extractor::new(
         net,
         r.warp,
+        r.grid,
         r.batch,
         device,
         identity.as_deref().unwrap_or("random"),
@@ -362,10 +384,12 @@ fn detect_set(
     Ok((found, hits))
 }
 
-/// One training image's boxes (ground truth first, then proposals) and scaled features.
-struct TrainImage {
-    gt: usize,
-    boxes: Vec<BoundingBox>,
+/// One training image: its annotation, its proposals, and the scaled features of its objects
+/// (one row per object) and of its proposals.
+struct TrainImage<'s> {
+    image: &'s AnnotatedImage,
+    gt: Features,
+    proposals: Vec<BoundingBox>,
     features: Features,
 }
 
@@ -383,38 +407,37 @@ struct ClassData<'a> {
 /// `negative_iou` with each of its boxes) and regression examples (proposals with IoU above
 /// `min_iou` with one of its boxes, paired with the box they overlap most).
 fn class_data<'a>(
-    set: &DetectionSet,
-    images: &'a [TrainImage],
+    images: &[&'a TrainImage],
     c: usize,
-    r: &RcnnConfig,
+    negative_iou: f32,
+    min_iou: f32,
 ) -> ClassData<'a> {
     let mut data = ClassData::default();
-    for (image, item) in set.images.iter().zip(images) {
-        let class_gt: Vec<BoundingBox> = image
-            .objects
+    for item in images {
+        let objects = &item.image.objects;
+        let class_gt: Vec<BoundingBox> = objects
             .iter()
             .filter(|o| o.class == c)
             .map(|o| o.bbox)
             .collect();
-        for (o, k) in image.objects.iter().zip(0..item.gt) {
+        for (k, o) in objects.iter().enumerate() {
             if o.class == c && !o.difficult {
-                data.positives.push(item.features.row(k));
+                data.positives.push(item.gt.row(k));
             }
         }
-        for k in item.gt..item.boxes.len() {
-            let proposal = item.boxes[k];
+        for (k, proposal) in item.proposals.iter().enumerate() {
             let best = class_gt
                 .iter()
-                .map(|g| (iou(&proposal, g), *g))
+                .map(|g| (iou(proposal, g), *g))
                 .max_by(|a, b| a.0.total_cmp(&b.0));
-            if best.map_or(0.0, |(o, _)| o) < r.svm.negative_iou {
+            if best.map_or(0.0, |(o, _)| o) < negative_iou {
                 data.negatives.push(item.features.row(k));
             }
             if let Some((o, g)) = best
-                && o > r.regression.min_iou
+                && o > min_iou
             {
                 data.regression_rows.push(item.features.row(k));
-                data.regression_proposals.push(proposal);
+                data.regression_proposals.push(*proposal);
                 data.regression_targets.push(g);
             }
         }
@@ -422,47 +445,110 @@ fn class_data<'a>(
     data
 }
 
-/// The ridge box regressor of a class's examples (`None` without examples).
-fn fit_regressor(
-    data: &ClassData,
+/// The ridge box regressor of each class (`None` for a class without examples), and how many
+/// examples each had.
+fn fit_regressors(
+    images: &[&TrainImage],
+    classes: usize,
     r: &RcnnConfig,
     device: &Device,
-) -> Result<Option<BoxRegressor>> {
-    if data.regression_rows.is_empty() {
-        return Ok(None);
+) -> Result<(Vec<Option<BoxRegressor>>, Vec<usize>)> {
+    let mut regressors = Vec::with_capacity(classes);
+    let mut counts = Vec::with_capacity(classes);
+    for c in 0..classes {
+        let data = class_data(images, c, 0.0, r.regression.min_iou);
+        counts.push(data.regression_rows.len());
+        if data.regression_rows.is_empty() {
+            regressors.push(None);
+            continue;
+        }
+        let deltas = BoxCoder::new([1.0; 4]).encode(
+            boxes_to_tensor(&data.regression_targets, device),
+            boxes_to_tensor(&data.regression_proposals, device),
+        );
+        let flat = deltas
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| DetectError::invalid("box regression targets", format!("{e:?}")))?;
+        let targets: Vec<[f32; 4]> = flat
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect();
+        regressors.push(Some(fit_ridge(
+            &data.regression_rows,
+            &targets,
+            r.regression.lambda,
+        )?));
     }
-    let deltas = BoxCoder::new([1.0; 4]).encode(
-        boxes_to_tensor(&data.regression_targets, device),
-        boxes_to_tensor(&data.regression_proposals, device),
-    );
-    let flat = deltas
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| DetectError::invalid("box regression targets", format!("{e:?}")))?;
-    let targets: Vec<[f32; 4]> = flat
-        .chunks_exact(4)
-        .map(|c| [c[0], c[1], c[2], c[3]])
-        .collect();
-    Ok(Some(fit_ridge(
-        &data.regression_rows,
-        &targets,
-        r.regression.lambda,
-    )?))
+    Ok((regressors, counts))
 }
 
-/// Detections of `model` on images whose boxes and scaled features are in memory.
+/// What training one class's SVM gave: the SVM, its positives and negative pool sizes, and its
+/// mining rounds.
+type TrainedSvm = (LinearSvm, [usize; 2], Vec<MiningRound>);
+
+/// The SVM of each class with `svm`'s settings.
+fn train_svms(
+    images: &[&TrainImage],
+    classes: usize,
+    svm: &SvmConfig,
+    seed: u64,
+) -> Vec<TrainedSvm> {
+    (0..classes)
+        .map(|c| {
+            let data = class_data(images, c, svm.negative_iou, 1.0);
+            let (model, rounds) = train_with_mining(
+                &data.positives,
+                &data.negatives,
+                svm,
+                seed.wrapping_add(c as u64),
+            );
+            (model, [data.positives.len(), data.negatives.len()], rounds)
+        })
+        .collect()
+}
+
+/// A model of trained SVMs and regressors.
+fn assemble(
+    dim: usize,
+    r: &RcnnConfig,
+    svms: Vec<LinearSvm>,
+    regressors: &[Option<BoxRegressor>],
+) -> RcnnModel {
+    RcnnModel {
+        dim,
+        feature_norm: r.feature_norm,
+        classes: svms
+            .into_iter()
+            .zip(regressors)
+            .map(|(svm, regressor)| ClassModel {
+                svm,
+                regressor: regressor.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Detections of `model` on training images, from their proposals and features in memory.
 fn detect_loaded(
     model: &RcnnModel,
-    set: &DetectionSet,
-    loaded: &[(Vec<BoundingBox>, Features)],
+    images: &[&TrainImage],
     r: &RcnnConfig,
     device: &Device,
 ) -> Result<Vec<Detection>> {
     let mut found = Vec::new();
-    for (image, (boxes, features)) in set.images.iter().zip(loaded) {
+    for item in images {
+        let image = item.image;
         let size = [image.width as f32, image.height as f32];
-        for d in model.detect_scaled(boxes, features, size, r.nms_iou, r.max_detections, device)? {
+        for d in model.detect_scaled(
+            &item.proposals,
+            &item.features,
+            size,
+            r.nms_iou,
+            r.max_detections,
+            device,
+        )? {
             found.push(Detection {
                 image_id: image.id,
                 class: d.class,
@@ -474,9 +560,94 @@ fn detect_loaded(
     Ok(found)
 }
 
-/// Trains R-CNN on `train` (validating on `val` when it has images, and picking the SVMs' `C`
-/// from `[rcnn.svm] c_grid` by validation AP50) and detects on `test`; writes the model into
-/// `run` ([`MODEL_FILE`]).
+/// The SVM settings to choose from: every `C` of `c_grid` with every threshold of
+/// `negative_iou_grid` (each grid defaulting to its single value).
+fn candidates(svm: &SvmConfig) -> Vec<SvmConfig> {
+    let cs = if svm.c_grid.is_empty() {
+        vec![svm.c]
+    } else {
+        svm.c_grid.clone()
+    };
+    let ious = if svm.negative_iou_grid.is_empty() {
+        vec![svm.negative_iou]
+    } else {
+        svm.negative_iou_grid.clone()
+    };
+    let mut out = Vec::new();
+    for &negative_iou in &ious {
+        for &c in &cs {
+            out.push(SvmConfig {
+                c,
+                negative_iou,
+                ..svm.clone()
+            });
+        }
+    }
+    out
+}
+
+/// Cross-validated scores of each SVM setting on the training images: `folds` folds (image
+/// `i` in fold `i mod folds`), each scored by SVMs and regressors trained on the other folds;
+/// the detections of all folds are pooled and scored together.
+fn cross_validate(
+    images: &[TrainImage],
+    categories: &[crate::data::Category],
+    settings: &[SvmConfig],
+    (dim, folds, seed): (usize, usize, u64),
+    r: &RcnnConfig,
+    device: &Device,
+) -> Result<Vec<SelectionScore>> {
+    let classes = categories.len();
+    let mut found: Vec<Vec<Detection>> = vec![Vec::new(); settings.len()];
+    for fold in 0..folds {
+        let part = |held: bool| -> Vec<&TrainImage> {
+            images
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i % folds == fold) == held)
+                .map(|(_, t)| t)
+                .collect()
+        };
+        let (fit, held) = (part(false), part(true));
+        let (regressors, _) = fit_regressors(&fit, classes, r, device)?;
+        for (setting, found) in settings.iter().zip(&mut found) {
+            let svms = train_svms(&fit, classes, setting, seed)
+                .into_iter()
+                .map(|(svm, _, _)| svm)
+                .collect();
+            let model = assemble(dim, r, svms, &regressors);
+            found.extend(detect_loaded(&model, &held, r, device)?);
+        }
+    }
+    let gt = DetectionSet {
+        categories: categories.to_vec(),
+        images: images.iter().map(|t| t.image.clone()).collect(),
+    };
+    Ok(settings
+        .iter()
+        .zip(found)
+        .map(|(setting, found)| {
+            let coco = evaluate_coco(&gt, &found);
+            let voc = evaluate_voc(&gt, &found, 0.5, VocAp::AllPoint);
+            let score = SelectionScore {
+                c: setting.c,
+                negative_iou: setting.negative_iou,
+                voc_ap50: voc.map,
+                coco_ap50: coco.stats.ap50,
+                coco_ap: coco.stats.ap,
+            };
+            eprintln!(
+                "cross-validation: C = {}, negative IoU < {}: AP50 {:.3} (VOC {:.3}), AP {:.3}",
+                score.c, score.negative_iou, score.coco_ap50, score.voc_ap50, score.coco_ap
+            );
+            score
+        })
+        .collect())
+}
+
+/// Trains R-CNN on `train` (picking the SVM settings from `[rcnn.svm]`'s grids by
+/// cross-validation on `train`, and checking the result on `val` when it has images) and
+/// detects on `test`; writes the model into `run` ([`MODEL_FILE`]).
 pub fn train_and_detect(
     config: &DetectConfig,
     train: &DetectionSet,
@@ -499,6 +670,7 @@ pub fn train_and_detect(
     // 2. Features of each training image's ground-truth boxes and best proposals, scaled.
     let started = Instant::now();
     let (extractor, cache) = extractor(config, device)?;
+    let dim = extractor.dim();
     let mut images: Vec<TrainImage> = Vec::with_capacity(train.images.len());
     let gt_boxes = |i: usize| {
         train.images[i]
@@ -514,151 +686,119 @@ pub fn train_and_detect(
         cache.as_ref(),
         "train features",
         |i, boxes, features| {
-            let gt = train.images[i].objects.len();
+            let image = &train.images[i];
+            let scaled = features.scaled(r.feature_norm);
+            let objects = image.objects.len().min(boxes.len());
+            let (gt, rest) = scaled.values.split_at(objects * scaled.dim);
             images.push(TrainImage {
-                gt,
-                boxes,
-                features: features.scaled(r.feature_norm),
+                image,
+                gt: Features {
+                    dim: scaled.dim,
+                    values: gt.to_vec(),
+                },
+                proposals: boxes[objects..].to_vec(),
+                features: Features {
+                    dim: scaled.dim,
+                    values: rest.to_vec(),
+                },
             });
             Ok(())
         },
     )?;
     times.features = started.elapsed().as_secs_f64();
-    let data: Vec<ClassData> = (0..classes)
-        .map(|c| class_data(train, &images, c, r))
-        .collect();
 
-    // 3. Box regressors (they do not depend on the SVMs).
+    // Model selection: cross-validation over the training images, when there is a choice.
     let started = Instant::now();
-    let regressors = data
-        .iter()
-        .map(|d| fit_regressor(d, r, device))
-        .collect::<Result<Vec<_>>>()?;
-    times.regression = started.elapsed().as_secs_f64();
-
-    // Validation features, kept in memory to score every candidate C.
-    let started = Instant::now();
-    let mut val_loaded: Vec<(Vec<BoundingBox>, Features)> = Vec::with_capacity(val.images.len());
-    feature_hits += set_features(
-        val,
-        |i| top(&val_props[i], r.test_proposals),
-        &extractor,
-        cache.as_ref(),
-        "val features",
-        |_, boxes, features| {
-            val_loaded.push((boxes, features.scaled(r.feature_norm)));
-            Ok(())
-        },
-    )?;
-    times.validation = started.elapsed().as_secs_f64();
-
-    // 4. One SVM per class with hard-negative mining, for each candidate C.
-    let mut grid = if r.svm.c_grid.is_empty() || val.images.is_empty() {
-        if !r.svm.c_grid.is_empty() {
-            eprintln!(
-                "note: no validation images ([data] val_fraction = 0): [rcnn.svm] c_grid is unused, c = {}",
-                r.svm.c
-            );
+    let settings = candidates(&r.svm);
+    let selection = if settings.len() > 1 {
+        let folds = r.svm.folds.min(images.len());
+        if folds < 2 {
+            return Err(DetectError::invalid(
+                "[rcnn.svm] folds",
+                format!(
+                    "{folds} folds of {} training images cannot cross-validate",
+                    images.len()
+                ),
+            ));
         }
-        vec![r.svm.c]
+        cross_validate(
+            &images,
+            &train.categories,
+            &settings,
+            (dim, folds, config.seed),
+            r,
+            device,
+        )?
     } else {
-        r.svm.c_grid.clone()
+        Vec::new()
     };
-    grid.sort_by(f64::total_cmp);
-    grid.dedup();
-    let mut best: Option<(RcnnModel, Vec<Vec<MiningRound>>, Option<ValidationScores>)> = None;
-    let mut c_search = Vec::new();
-    for &c_value in &grid {
-        let started = Instant::now();
-        let svm_config = SvmConfig {
-            c: c_value,
-            ..r.svm.clone()
-        };
-        let trained: Vec<(LinearSvm, Vec<MiningRound>)> = data
-            .iter()
-            .enumerate()
-            .map(|(c, d)| {
-                train_with_mining(
-                    &d.positives,
-                    &d.negatives,
-                    &svm_config,
-                    config.seed.wrapping_add(c as u64),
-                )
-            })
-            .collect();
-        times.svm += started.elapsed().as_secs_f64();
-        let (svms, mining): (Vec<LinearSvm>, Vec<Vec<MiningRound>>) = trained.into_iter().unzip();
-        let model = RcnnModel {
-            dim: extractor.dim(),
-            feature_norm: r.feature_norm,
-            classes: svms
-                .into_iter()
-                .zip(&regressors)
-                .map(|(svm, regressor)| ClassModel {
-                    svm,
-                    regressor: regressor.clone(),
-                })
-                .collect(),
-        };
-        let started = Instant::now();
-        let scores = if val.images.is_empty() {
-            None
-        } else {
-            let found = detect_loaded(&model, val, &val_loaded, r, device)?;
-            let coco = evaluate_coco(val, &found);
-            let voc = evaluate_voc(val, &found, 0.5, VocAp::AllPoint);
-            let scores = ValidationScores {
-                c: c_value,
-                images: val.images.len(),
-                voc_ap50: voc.map,
-                coco_ap50: coco.stats.ap50,
-                coco_ap: coco.stats.ap,
-            };
-            if grid.len() > 1 {
-                eprintln!(
-                    "C = {c_value}: validation AP50 {:.3} (VOC {:.3}), AP {:.3}",
-                    scores.coco_ap50, scores.voc_ap50, scores.coco_ap
-                );
-            }
-            c_search.push(scores.clone());
-            Some(scores)
-        };
-        times.validation += started.elapsed().as_secs_f64();
-        let better = match (&best, &scores) {
-            (None, _) => true,
-            (Some((_, _, Some(old))), Some(new)) => new.voc_ap50 > old.voc_ap50,
-            _ => false,
-        };
-        if better {
-            best = Some((model, mining, scores));
+    // The best pooled VOC AP50; the earlier setting on ties.
+    let mut chosen = &settings[0];
+    let mut best = f64::NEG_INFINITY;
+    for (score, setting) in selection.iter().zip(&settings) {
+        if score.voc_ap50 > best {
+            (best, chosen) = (score.voc_ap50, setting);
         }
     }
-    let Some((model, mining, validation)) = best else {
-        return Err(DetectError::invalid(
-            "[rcnn.svm] c_grid",
-            "no value of C to train with",
-        ));
-    };
-    drop(val_loaded);
-    let class_reports: Vec<ClassTraining> = data
-        .iter()
-        .zip(mining)
-        .enumerate()
-        .map(|(c, (d, mining))| ClassTraining {
+    let chosen = chosen.clone();
+    times.selection = started.elapsed().as_secs_f64();
+
+    // 3. One SVM per class with hard-negative mining; 4. one box regressor per class.
+    let all: Vec<&TrainImage> = images.iter().collect();
+    let started = Instant::now();
+    let trained = train_svms(&all, classes, &chosen, config.seed);
+    times.svm = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let (regressors, regression_counts) = fit_regressors(&all, classes, r, device)?;
+    times.regression = started.elapsed().as_secs_f64();
+    let mut svms = Vec::with_capacity(classes);
+    let mut class_reports = Vec::with_capacity(classes);
+    for (c, ((svm, [positives, negative_pool], mining), regression_examples)) in
+        trained.into_iter().zip(regression_counts).enumerate()
+    {
+        svms.push(svm);
+        class_reports.push(ClassTraining {
             class: train
                 .categories
                 .get(c)
                 .map_or_else(|| c.to_string(), |cat| cat.name.clone()),
-            positives: d.positives.len(),
-            negative_pool: d.negatives.len(),
+            positives,
+            negative_pool,
             mining,
-            regression_examples: d.regression_rows.len(),
-        })
-        .collect();
-    let train_boxes = images.iter().map(|it| it.boxes.len()).sum();
-    drop(data);
+            regression_examples,
+        });
+    }
+    let model = assemble(dim, r, svms, &regressors);
+    let train_boxes = images.iter().map(|t| t.gt.len() + t.proposals.len()).sum();
+    drop(all);
     drop(images);
     model.save(&run.file(MODEL_FILE))?;
+
+    // The held-out validation images, as a check of the chosen model.
+    let started = Instant::now();
+    let validation = if val.images.is_empty() {
+        None
+    } else {
+        let (found, hits) = detect_set(
+            &model,
+            val,
+            &val_props,
+            r,
+            (&extractor, cache.as_ref()),
+            "val features",
+            device,
+        )?;
+        feature_hits += hits;
+        let coco = evaluate_coco(val, &found);
+        let voc = evaluate_voc(val, &found, 0.5, VocAp::AllPoint);
+        Some(ValidationScores {
+            images: val.images.len(),
+            voc_ap50: voc.map,
+            coco_ap50: coco.stats.ap50,
+            coco_ap: coco.stats.ap,
+        })
+    };
+    times.validation = started.elapsed().as_secs_f64();
 
     // 5. Test: proposals, then features, scores, regression and NMS.
     let (test_props, hits_test, secs) = proposals_for(test, r, "test")?;
@@ -694,8 +834,9 @@ pub fn train_and_detect(
         proposal_cache_hits: hits_train + hits_val + hits_test,
         test_proposal_recall: [recall.recall[0][0], recall.recall[1][0]],
         classes: class_reports,
-        c: validation.as_ref().map_or(grid[0], |v| v.c),
-        c_search,
+        c: chosen.c,
+        negative_iou: chosen.negative_iou,
+        selection,
         validation,
         test_images: test.images.len(),
         test_images_per_sec: images_per_sec,

@@ -1,8 +1,8 @@
 //! R-CNN's class-specific bounding-box regressors: ridge regression from a proposal's features
 //! to the [`BoxCoder`](crate::ops::BoxCoder) deltas (weights (1, 1, 1, 1)) that take it to the
-//! ground-truth box it overlaps most, solved in closed form in f64:
-//! `W = (XᵀX + λ I′)⁻¹ XᵀY`, `X` the features with a column of ones, `I′` the identity with a
-//! zero for the bias (the bias is not penalised: it carries the targets' mean).
+//! ground-truth box it overlaps most, solved in closed form in f64: `W = (XᵀX + λI)⁻¹ XᵀY` on
+//! centred features and targets (the bias is not penalised: it carries the targets' mean), in
+//! the dual form when there are more features than examples.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,22 @@ impl BoxRegressor {
 /// Fits the ridge regressor of `targets` (one row of 4 per example) on `features` (rows of one
 /// length) with penalty `lambda` on the weights. Fails when there are no examples, the rows
 /// differ in length, or the system is not positive definite (a non-finite feature).
+///
+/// The bias is not penalised, so the features and targets are centred and the weights solved
+/// on the centred data: in the primal, `W = (XᵀX + λI)⁻¹ XᵀY` (a `dim × dim` system), or, when
+/// there are fewer examples than features, in the dual, `W = Xᵀ (XXᵀ + λI)⁻¹ Y` (an `n × n`
+/// system) — the same weights, at the cost of the smaller system.
 pub fn fit_ridge(features: &[&[f32]], targets: &[[f32; 4]], lambda: f64) -> Result<BoxRegressor> {
+    let dual = features.first().is_some_and(|x| x.len() > features.len());
+    fit_ridge_in(features, targets, lambda, dual)
+}
+
+fn fit_ridge_in(
+    features: &[&[f32]],
+    targets: &[[f32; 4]],
+    lambda: f64,
+    dual: bool,
+) -> Result<BoxRegressor> {
     let bad = |reason: String| DetectError::invalid("box regression", reason);
     if features.is_empty() || features.len() != targets.len() {
         return Err(bad(format!(
@@ -52,57 +67,102 @@ pub fn fit_ridge(features: &[&[f32]], targets: &[[f32; 4]], lambda: f64) -> Resu
     if features.iter().any(|x| x.len() != dim) {
         return Err(bad("feature rows differ in length".into()));
     }
-    // Augmented size: the features and a constant 1 (the bias) last.
-    let n = dim + 1;
-    // XᵀX (upper triangle) and XᵀY, accumulated by outer products over examples, split over
-    // threads by chunks of examples.
-    let chunk = features
-        .len()
-        .div_ceil(rayon::current_num_threads().max(1))
-        .max(1);
-    let (mut a, b) = features
-        .par_chunks(chunk)
-        .zip(targets.par_chunks(chunk))
-        .map(|(xs, ys)| {
-            let mut a = vec![0f64; n * n];
-            let mut b = vec![0f64; n * 4];
-            let mut row = vec![0f64; n];
-            for (x, y) in xs.iter().zip(ys) {
-                for (r, v) in row.iter_mut().zip(x.iter()) {
-                    *r = *v as f64;
+    let n = features.len();
+    let mut mean_x = vec![0f64; dim];
+    for x in features {
+        for (m, v) in mean_x.iter_mut().zip(x.iter()) {
+            *m += *v as f64;
+        }
+    }
+    mean_x.iter_mut().for_each(|m| *m /= n as f64);
+    let mean_y: [f64; 4] =
+        std::array::from_fn(|k| targets.iter().map(|y| y[k] as f64).sum::<f64>() / n as f64);
+    let centred: Vec<Vec<f64>> = features
+        .par_iter()
+        .map(|x| x.iter().zip(&mean_x).map(|(v, m)| *v as f64 - m).collect())
+        .collect();
+    let y: Vec<[f64; 4]> = targets
+        .iter()
+        .map(|t| std::array::from_fn(|k| t[k] as f64 - mean_y[k]))
+        .collect();
+    let not_pd = || {
+        bad(format!(
+            "the ridge system is not positive definite (non-finite features, or λ = {lambda} too small)"
+        ))
+    };
+    let weights: Vec<f64> = if dual {
+        // K = Xc Xcᵀ + λI (upper triangle), then α = K⁻¹ Yc and W = Xcᵀ α.
+        let mut k = vec![0f64; n * n];
+        k.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            for j in i..n {
+                row[j] = centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum();
+            }
+            row[i] += lambda;
+        });
+        let flat_y: Vec<f64> = y.iter().flatten().copied().collect();
+        let alpha = cholesky_solve(&mut k, n, &flat_y, 4).ok_or_else(not_pd)?;
+        let mut w = vec![0f64; dim * 4];
+        for (row, a) in centred.iter().zip(alpha.chunks_exact(4)) {
+            for (d, v) in row.iter().enumerate() {
+                for c in 0..4 {
+                    w[d * 4 + c] += v * a[c];
                 }
-                row[dim] = 1.0;
-                for i in 0..n {
-                    let ri = row[i];
-                    if ri != 0.0 {
-                        for (acc, rj) in a[i * n + i..(i + 1) * n].iter_mut().zip(&row[i..]) {
-                            *acc += ri * rj;
-                        }
-                        for k in 0..4 {
-                            b[i * 4 + k] += ri * y[k] as f64;
+            }
+        }
+        w
+    } else {
+        // A = XcᵀXc + λI (upper triangle) and B = XcᵀYc, accumulated by outer products over
+        // examples, split over threads by chunks of examples.
+        let chunk = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let (mut a, b) = centred
+            .par_chunks(chunk)
+            .zip(y.par_chunks(chunk))
+            .map(|(xs, ys)| {
+                let mut a = vec![0f64; dim * dim];
+                let mut b = vec![0f64; dim * 4];
+                for (row, t) in xs.iter().zip(ys) {
+                    for i in 0..dim {
+                        let ri = row[i];
+                        if ri != 0.0 {
+                            for (acc, rj) in a[i * dim + i..(i + 1) * dim].iter_mut().zip(&row[i..])
+                            {
+                                *acc += ri * rj;
+                            }
+                            for c in 0..4 {
+                                b[i * 4 + c] += ri * t[c];
+                            }
                         }
                     }
                 }
-            }
-            (a, b)
-        })
-        .reduce(
-            || (vec![0f64; n * n], vec![0f64; n * 4]),
-            |(mut a1, mut b1), (a2, b2)| {
-                a1.iter_mut().zip(&a2).for_each(|(p, q)| *p += q);
-                b1.iter_mut().zip(&b2).for_each(|(p, q)| *p += q);
-                (a1, b1)
-            },
-        );
-    for i in 0..dim {
-        a[i * n + i] += lambda;
+                (a, b)
+            })
+            .reduce(
+                || (vec![0f64; dim * dim], vec![0f64; dim * 4]),
+                |(mut a1, mut b1), (a2, b2)| {
+                    a1.iter_mut().zip(&a2).for_each(|(p, q)| *p += q);
+                    b1.iter_mut().zip(&b2).for_each(|(p, q)| *p += q);
+                    (a1, b1)
+                },
+            );
+        for i in 0..dim {
+            a[i * dim + i] += lambda;
+        }
+        cholesky_solve(&mut a, dim, &b, 4).ok_or_else(not_pd)?
+    };
+    if weights.iter().any(|v| !v.is_finite()) {
+        return Err(not_pd());
     }
-    let solution = cholesky_solve(&mut a, n, &b, 4).ok_or_else(|| {
-        bad(format!("the {n}×{n} system is not positive definite (non-finite features, or λ = {lambda} too small)"))
-    })?;
+    let bias: [f32; 4] = std::array::from_fn(|c| {
+        let shift: f64 = mean_x
+            .iter()
+            .enumerate()
+            .map(|(d, m)| m * weights[d * 4 + c])
+            .sum();
+        (mean_y[c] - shift) as f32
+    });
     Ok(BoxRegressor {
-        weights: solution[..dim * 4].iter().map(|v| *v as f32).collect(),
-        bias: std::array::from_fn(|k| solution[dim * 4 + k] as f32),
+        weights: weights.iter().map(|v| *v as f32).collect(),
+        bias,
     })
 }
 
@@ -193,6 +253,39 @@ mod tests {
             .collect();
         for (a, b) in shrunk.bias.iter().zip(&mean) {
             assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn the_dual_solution_equals_the_primal_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let xs: Vec<Vec<f32>> = (0..40)
+            .map(|_| (0..12).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let ys: Vec<[f32; 4]> = (0..40)
+            .map(|_| std::array::from_fn(|_| rng.random_range(-1.0..1.0)))
+            .collect();
+        let rows: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+        let primal = fit_ridge_in(&rows, &ys, 3.0, false).unwrap();
+        let dual = fit_ridge_in(&rows, &ys, 3.0, true).unwrap();
+        for (a, b) in primal
+            .weights
+            .iter()
+            .chain(&primal.bias)
+            .zip(dual.weights.iter().chain(&dual.bias))
+        {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // More features than examples: the dual is chosen, and predicts its examples closely
+        // with a small λ.
+        let wide: Vec<Vec<f32>> = (0..10)
+            .map(|_| (0..30).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let rows: Vec<&[f32]> = wide.iter().map(Vec::as_slice).collect();
+        let fit = fit_ridge(&rows, &ys[..10], 1e-6).unwrap();
+        for (x, y) in rows.iter().zip(&ys) {
+            let p = fit.predict(x);
+            assert!((0..4).all(|k| (p[k] - y[k]).abs() < 1e-3), "{p:?} vs {y:?}");
         }
     }
 
