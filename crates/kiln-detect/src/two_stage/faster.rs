@@ -2,23 +2,22 @@
 //! network on the same feature map, both trained together (approximate joint training: the
 //! proposals are constants for the box head, as in torchvision).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
 
-use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::Device;
 use kiln_train::task::{Evaluation, StepOutput, Task};
-use kiln_train::{Progress, Result as TrainResult, RunDir, TrainError};
+use kiln_train::{Result as TrainResult, RunDir, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{BoxHeadConfig, DetectionRule};
 use super::model::FastRcnn;
+use super::pipeline::detect_in_batches;
 use super::rpn::{RpnConfig, RpnHead, propose, rpn_loss};
 use super::sampler::RoiSampling;
-use super::task::{box_head_loss, detect_on, total, validate};
+use super::task::{box_head_loss, detect_on, step_rng, total, validate};
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::DetectConfig;
 use crate::data::{Detection, DetectionSet};
@@ -198,9 +197,7 @@ impl Task for FasterRcnnTask {
     }
 
     fn train_step(&self, model: &FasterRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
-        let step = self.steps.fetch_add(1, Ordering::Relaxed);
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(self.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = step_rng(self.seed, &self.steps);
         let items = batch.infos.len();
         Ok(StepOutput {
             loss: self.loss(model, batch, &mut rng)?,
@@ -293,21 +290,11 @@ pub fn detect_faster_rcnn(
 ) -> Result<(Vec<Detection>, f64)> {
     let model = model.valid();
     let task = FasterRcnnTask::new(&config.faster_rcnn, classes, config.seed);
-    let progress = Progress::new(items.len() as u64, "detect", "img");
-    let start = Instant::now();
-    let mut found = Vec::new();
-    for chunk in items.chunks(config.faster_rcnn.eval_batch) {
-        let batch = task.batcher.batch(chunk.to_vec(), device);
-        let infos = batch.infos.clone();
-        for (info, detections) in infos.iter().zip(task.detect(&model, batch)?) {
-            found.extend(detections.into_iter().map(|d| Detection {
-                bbox: info.to_original(&d.bbox),
-                ..d
-            }));
-        }
-        progress.inc(chunk.len() as u64);
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    progress.finish();
-    Ok((found, items.len() as f64 / seconds.max(1e-9)))
+    detect_in_batches(
+        items,
+        &task.batcher,
+        config.faster_rcnn.eval_batch,
+        device,
+        |batch| task.detect(&model, batch),
+    )
 }

@@ -11,7 +11,7 @@ use kiln_train::{Progress, RunDir};
 use super::model::FastRcnn;
 use super::task::FastRcnnTask;
 use crate::Result;
-use crate::batch::DetectionItem;
+use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem};
 use crate::config::DetectConfig;
 use crate::data::{BoundingBox, Detection, DetectionSet};
 use crate::dataset::decode_items;
@@ -125,13 +125,32 @@ pub fn detect_fast_rcnn(
 ) -> Result<(Vec<Detection>, f64)> {
     let model = model.valid();
     let task = FastRcnnTask::new(&config.fast_rcnn, classes, config.seed);
+    detect_in_batches(
+        items,
+        &task.batcher,
+        config.fast_rcnn.eval_batch,
+        device,
+        |batch| task.detect(&model, batch),
+    )
+}
+
+/// `detect` (detections per image of a batch, in input pixels) run over `items` in batches of
+/// `batch_size` with a progress bar; the detections mapped to original-image pixels, and the
+/// images per second.
+pub fn detect_in_batches(
+    items: &[DetectionItem],
+    batcher: &DetectionBatcher,
+    batch_size: usize,
+    device: &Device,
+    mut detect: impl FnMut(DetectionBatch) -> Result<Vec<Vec<Detection>>>,
+) -> Result<(Vec<Detection>, f64)> {
     let progress = Progress::new(items.len() as u64, "detect", "img");
     let start = Instant::now();
     let mut found = Vec::new();
-    for chunk in items.chunks(config.fast_rcnn.eval_batch) {
-        let batch = task.batcher.batch(chunk.to_vec(), device);
+    for chunk in items.chunks(batch_size.max(1)) {
+        let batch = batcher.batch(chunk.to_vec(), device);
         let infos = batch.infos.clone();
-        for (info, detections) in infos.iter().zip(task.detect(&model, batch)?) {
+        for (info, detections) in infos.iter().zip(detect(batch)?) {
             found.extend(detections.into_iter().map(|d| Detection {
                 bbox: info.to_original(&d.bbox),
                 ..d

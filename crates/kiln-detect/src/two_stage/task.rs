@@ -228,6 +228,13 @@ pub(crate) fn total(loss: HeadLoss) -> Tensor<1> {
     loss.classification + loss.regression
 }
 
+/// The sampling generator of the next training step: each step draws its own regions, the
+/// same ones for the same seed and step.
+pub(crate) fn step_rng(seed: u64, steps: &AtomicU64) -> ChaCha8Rng {
+    let step = steps.fetch_add(1, Ordering::Relaxed);
+    ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 impl Task for FastRcnnTask {
     type Model = FastRcnn;
     type Item = DetectionItem;
@@ -242,9 +249,7 @@ impl Task for FastRcnnTask {
     }
 
     fn train_step(&self, model: &FastRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
-        let step = self.steps.fetch_add(1, Ordering::Relaxed);
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(self.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = step_rng(self.seed, &self.steps);
         let items = batch.infos.len();
         let loss = self.losses(model, batch, &mut rng);
         Ok(StepOutput {
