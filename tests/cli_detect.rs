@@ -114,6 +114,33 @@ fn detect(args: &[&str], cache: &Path) -> std::process::Output {
     common::run(BIN, args, cache)
 }
 
+/// The entries of a run's `detections.json` (COCO results).
+fn detections_of(run: &Path) -> Vec<serde_json::Value> {
+    let text = fs::read_to_string(run.join("detections.json")).unwrap();
+    match serde_json::from_str(&text).unwrap() {
+        serde_json::Value::Array(entries) => entries,
+        other => panic!("detections.json is not an array: {other}"),
+    }
+}
+
+/// A detection's box `[x, y, width, height]`.
+fn xywh(d: &serde_json::Value) -> Vec<f64> {
+    d["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+/// Asserts that a box lies inside a 96×72 photo of [`boxes_dataset`].
+fn assert_inside_photo(b: &[f64]) {
+    assert!(
+        b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
+        "{b:?}"
+    );
+}
+
 #[test]
 fn localize_trains_scores_predicts_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,21 +173,11 @@ fn localize_trains_scores_predicts_and_evaluates() {
         assert!(run.join(file).is_file(), "{file} missing\n{log}");
     }
     // One detection per test image, in the images' own pixels.
-    let detections: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
-    let detections = detections.as_array().unwrap();
+    let detections = detections_of(&run);
     assert_eq!(detections.len(), 4, "{detections:?}");
-    for d in detections {
-        let b: Vec<f64> = d["bbox"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert!(
-            b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
-            "{b:?}"
-        );
+    for d in &detections {
+        let b = xywh(d);
+        assert_inside_photo(&b);
     }
     let metrics: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
@@ -272,18 +289,12 @@ fn overfeat_slides_windows_over_several_scales() {
     );
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    let detections: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
+    let detections = detections_of(&run);
     // Windows at two scales, merged by NMS: some test image gets more than one candidate or
     // none, but every detection is a valid box of a known class in a known image.
-    for d in detections.as_array().unwrap() {
+    for d in &detections {
         assert_eq!(d["category_id"], 1, "{d}");
-        let b: Vec<f64> = d["bbox"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let b = xywh(d);
         assert!(b[2] > 0.0 && b[3] > 0.0, "{b:?}");
     }
 }
@@ -315,21 +326,11 @@ fn fast_rcnn_trains_on_proposals_detects_and_predicts() {
     let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.matches("\"val_ap50\"").count(), 2, "{metrics}");
     // At most 100 boxes per test image, each inside its 96×72 image.
-    let detections: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
-    let detections = detections.as_array().unwrap();
+    let detections = detections_of(&run);
     assert!(detections.len() <= 3 * 100, "{}", detections.len());
-    for d in detections {
-        let b: Vec<f64> = d["bbox"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert!(
-            b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
-            "{b:?}"
-        );
+    for d in &detections {
+        let b = xywh(d);
+        assert_inside_photo(&b);
         assert!(d["score"].as_f64().unwrap() > 0.05, "{d}");
     }
     // The run predicts on a new photo from its checkpoint (selective search included).
@@ -364,19 +365,10 @@ fn faster_rcnn_trains_its_own_proposals_detects_and_predicts() {
     assert!(!log.contains("selective search"), "{log}");
     let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.matches("\"val_ap50\"").count(), 2, "{metrics}");
-    let detections: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("detections.json")).unwrap()).unwrap();
-    for d in detections.as_array().unwrap() {
-        let b: Vec<f64> = d["bbox"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert!(
-            b[0] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 72.0 + 1e-3,
-            "{b:?}"
-        );
+    let detections = detections_of(&run);
+    for d in &detections {
+        let b = xywh(d);
+        assert_inside_photo(&b);
     }
     let photo = data.join("images/photo03.png");
     let out = detect(
