@@ -15,7 +15,7 @@
 //!   reaches the first maximum in row-major order, torchvision's choice; empty bins are 0.
 
 use burn::config::Config;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::data::BoundingBox;
 
@@ -60,16 +60,10 @@ pub fn roi_align(
     rois: &[Vec<BoundingBox>],
     config: &RoiAlignConfig,
 ) -> Tensor<4> {
-    let [images, channels, height, width] = features.dims();
-    assert!(
-        rois.len() <= images,
-        "{} RoI lists for {images} images",
-        rois.len()
-    );
+    let [_, channels, height, width] = features.dims();
     let [bins_h, bins_w] = config.output_size;
     let device = features.device();
-    let mut parts = Vec::new();
-    for (image, boxes) in rois.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+    pool_each_image(features, rois, config.output_size, |map, boxes| {
         let n = boxes.len();
         let (mut ay, mut ax) = (Vec::new(), Vec::new());
         for b in boxes {
@@ -81,10 +75,7 @@ pub fn roi_align(
         // [W, n·bins_w]: column j of box r is its bin j's weights over the map's columns.
         let ax =
             Tensor::<2>::from_data(TensorData::new(ax, [n * bins_w, width]), &device).transpose();
-        let map = features
-            .clone()
-            .narrow(0, image, 1)
-            .reshape([channels * height, width]);
+        let map = map.reshape([channels * height, width]);
         // Σ_w F[c, h, w] Ax[r, j, w] → [C, H, n, bins_w] → [n, H, C·bins_w].
         let across = map
             .matmul(ax)
@@ -92,13 +83,10 @@ pub fn roi_align(
             .permute([2, 1, 0, 3])
             .reshape([n, height, channels * bins_w]);
         // Σ_h Ay[r, i, h] · … → [n, bins_h, C, bins_w] → [n, C, bins_h, bins_w].
-        let pooled = ay
-            .matmul(across)
+        ay.matmul(across)
             .reshape([n, bins_h, channels, bins_w])
-            .swap_dims(1, 2);
-        parts.push(pooled);
-    }
-    concat_or_empty(parts, [channels, bins_h, bins_w], &device)
+            .swap_dims(1, 2)
+    })
 }
 
 /// RoIPool of `features` `[images, channels, H, W]` over `rois` (as in [`roi_align`]): each box
@@ -112,16 +100,10 @@ pub fn roi_pool(
     rois: &[Vec<BoundingBox>],
     config: &RoiPoolConfig,
 ) -> Tensor<4> {
-    let [images, channels, height, width] = features.dims();
-    assert!(
-        rois.len() <= images,
-        "{} RoI lists for {images} images",
-        rois.len()
-    );
+    let [_, channels, height, width] = features.dims();
     let [bins_h, bins_w] = config.output_size;
     let device = features.device();
-    let mut parts = Vec::new();
-    for (image, boxes) in rois.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+    pool_each_image(features, rois, config.output_size, |map, boxes| {
         let n = boxes.len();
         let spans: Vec<_> = boxes
             .iter()
@@ -129,10 +111,6 @@ pub fn roi_pool(
             .collect();
         let row_spans: Vec<&[(usize, usize)]> = spans.iter().map(|(r, _)| r.as_slice()).collect();
         let col_spans: Vec<&[(usize, usize)]> = spans.iter().map(|(_, c)| c.as_slice()).collect();
-        let map = features
-            .clone()
-            .narrow(0, image, 1)
-            .reshape([channels, height, width]);
         // Maximum over each bin's columns: [C, H, n·bins_w].
         let (cols, col_len) = span_indices(&col_spans, width, 0);
         let cols =
@@ -166,15 +144,42 @@ pub fn roi_pool(
             .collect();
         let filled =
             Tensor::<4>::from_data(TensorData::new(filled, [n, 1, bins_h, bins_w]), &device);
-        parts.push(pooled * filled);
-    }
-    concat_or_empty(parts, [channels, bins_h, bins_w], &device)
+        pooled * filled
+    })
 }
 
-/// The parts concatenated along the box axis, or a `[0, …]` tensor when there are none.
-fn concat_or_empty(parts: Vec<Tensor<4>>, [c, h, w]: [usize; 3], device: &Device) -> Tensor<4> {
+/// `pool` (an image's map `[channels, H, W]` and its boxes → `[boxes, channels, bins_h,
+/// bins_w]`) run on every image of `features` that has boxes in `rois`, the results
+/// concatenated image by image (a `[0, …]` tensor when no image has any).
+///
+/// # Panics
+/// When `rois` has more lists than `features` has images.
+fn pool_each_image(
+    features: Tensor<4>,
+    rois: &[Vec<BoundingBox>],
+    [bins_h, bins_w]: [usize; 2],
+    mut pool: impl FnMut(Tensor<3>, &[BoundingBox]) -> Tensor<4>,
+) -> Tensor<4> {
+    let [images, channels, height, width] = features.dims();
+    assert!(
+        rois.len() <= images,
+        "{} RoI lists for {images} images",
+        rois.len()
+    );
+    let parts: Vec<Tensor<4>> = rois
+        .iter()
+        .enumerate()
+        .filter(|(_, boxes)| !boxes.is_empty())
+        .map(|(image, boxes)| {
+            let map = features
+                .clone()
+                .narrow(0, image, 1)
+                .reshape([channels, height, width]);
+            pool(map, boxes)
+        })
+        .collect();
     if parts.is_empty() {
-        Tensor::zeros([0, c, h, w], device)
+        Tensor::zeros([0, channels, bins_h, bins_w], &features.device())
     } else {
         Tensor::cat(parts, 0)
     }
@@ -299,7 +304,7 @@ fn span_indices(spans: &[&[(usize, usize)]], size: usize, stride: usize) -> (Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Tolerance;
+    use burn::tensor::{Device, Tolerance};
 
     fn bx(x1: f32, y1: f32, x2: f32, y2: f32) -> BoundingBox {
         BoundingBox { x1, y1, x2, y2 }
