@@ -13,3 +13,4 @@ pub mod cnn;
 pub mod detect;
 pub mod knn;
 pub mod linear;
+pub mod segment;

@@ -7,7 +7,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::augment::{Pipeline, Sample, Target};
+use crate::augment::{Pipeline, Sample, Target, TransformConfig};
 use crate::{ImageSet, Normalization};
 
 /// Shared epoch number that makes augmentation differ between epochs while staying seeded.
@@ -69,6 +69,78 @@ impl Dataset<Sample> for AugmentedImages {
 
     fn len(&self) -> usize {
         self.images.len()
+    }
+}
+
+/// An item that augmentation can take apart into a [`Sample`] (image and boxes or mask) and
+/// put together again; `Rest` is what travels beside it unchanged (ids, names, sizes).
+pub trait Augmentable: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// What the sample does not hold.
+    type Rest;
+    /// The item as a sample and the rest.
+    fn into_sample(self) -> (Sample, Self::Rest);
+    /// The item again from an (augmented) sample and the rest.
+    fn from_sample(sample: Sample, rest: Self::Rest) -> Self;
+}
+
+/// A Burn [`Dataset`] of in-memory items (detection images with boxes, photos with label masks)
+/// augmented on access: item `i` in epoch `e` always gets the same augmentation for a seed,
+/// whichever thread reads it.
+#[derive(Clone, Debug)]
+pub struct AugmentedItems<T> {
+    items: Arc<Vec<T>>,
+    pipeline: Arc<Pipeline>,
+    epoch: EpochCounter,
+}
+
+impl<T: Augmentable> AugmentedItems<T> {
+    /// `items` augmented by the `[[augment]]` steps with `seed`.
+    pub fn new(items: Arc<Vec<T>>, steps: &[TransformConfig], seed: u64) -> crate::Result<Self> {
+        Ok(Self {
+            items,
+            pipeline: Arc::new(Pipeline::from_config(steps, seed)?),
+            epoch: EpochCounter::default(),
+        })
+    }
+
+    /// `items` as they are (evaluation).
+    pub fn plain(items: Arc<Vec<T>>) -> Self {
+        Self {
+            items,
+            pipeline: Arc::new(Pipeline::default()),
+            epoch: EpochCounter::default(),
+        }
+    }
+
+    /// A handle to set the augmentation epoch after the dataset moved into a loader.
+    pub fn epoch_counter(&self) -> EpochCounter {
+        self.epoch.clone()
+    }
+
+    /// The items without augmentation.
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+}
+
+impl<T: Augmentable> Dataset<T> for AugmentedItems<T> {
+    fn get(&self, index: usize) -> Result<T, DatasetError> {
+        let item = self.items.get(index).cloned().ok_or_else(|| {
+            DatasetError::new(std::io::Error::other(format!(
+                "item {index} is out of range ({} items)",
+                self.items.len()
+            )))
+        })?;
+        if self.pipeline.is_identity() {
+            return Ok(item);
+        }
+        let (sample, rest) = item.into_sample();
+        let sample = self.pipeline.apply(sample, self.epoch.get(), index as u64);
+        Ok(T::from_sample(sample, rest))
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
     }
 }
 

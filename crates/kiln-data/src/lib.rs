@@ -21,7 +21,10 @@ mod source;
 pub mod split;
 pub mod throughput;
 
-pub use batch::{AugmentedImages, ClassificationBatch, ClassificationBatcher, EpochCounter};
+pub use batch::{
+    Augmentable, AugmentedImages, AugmentedItems, ClassificationBatch, ClassificationBatcher,
+    EpochCounter,
+};
 pub use error::{DataError, Result};
 pub use grid::{GridOptions, save_grid};
 pub use image::{Image, ImageSet};

@@ -14,6 +14,28 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's per-channel standard deviation (RGB, pixels scaled to [0, 1]).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// Images as one `[n, 3, height, width]` buffer (row-major, channel planes) normalised with
+/// ImageNet's statistics, each image at the top left and zero (after normalisation) beyond it:
+/// the padded batch detectors and segmenters feed a pretrained backbone. Grey images repeat
+/// their one channel; pixels beyond `height`×`width` are cut off.
+pub fn imagenet_normalised_padded(images: &[&Image], [height, width]: [usize; 2]) -> Vec<f32> {
+    let plane = height * width;
+    let mut values = vec![0f32; images.len() * 3 * plane];
+    for (n, image) in images.iter().enumerate() {
+        for y in 0..image.height.min(height) {
+            for x in 0..image.width.min(width) {
+                let px = image.pixel(x, y);
+                for c in 0..3 {
+                    let v = px[c.min(px.len() - 1)] as f32 / 255.0;
+                    values[(n * 3 + c) * plane + y * width + x] =
+                        (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                }
+            }
+        }
+    }
+    values
+}
+
 /// Reads class names, one a line, blank lines skipped (e.g. `imagenet-classes.txt`).
 pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;

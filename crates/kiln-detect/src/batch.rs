@@ -4,9 +4,8 @@
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor, TensorData};
-use kiln_data::Image;
 use kiln_data::augment::{Sample, Target, resize_sample};
-use kiln_nets::{IMAGENET_MEAN, IMAGENET_STD};
+use kiln_data::{Augmentable, Image};
 use serde::{Deserialize, Serialize};
 
 use crate::data::BoundingBox;
@@ -33,10 +32,12 @@ pub struct DetectionItem {
 /// The label proposals carry through augmentation, beside the objects' class indices.
 const PROPOSAL_LABEL: usize = usize::MAX;
 
-impl DetectionItem {
-    /// The item as a kiln-data sample (for augmentation); proposals travel as boxes with a
-    /// reserved label.
-    pub fn into_sample(self) -> (Sample, u64, [u32; 2]) {
+/// Proposals travel through augmentation as boxes with a reserved label; the image id and
+/// original size travel beside the sample.
+impl Augmentable for DetectionItem {
+    type Rest = (u64, [u32; 2]);
+
+    fn into_sample(self) -> (Sample, (u64, [u32; 2])) {
         let mut boxes = self.boxes;
         let mut labels = self.labels;
         labels.extend(std::iter::repeat_n(PROPOSAL_LABEL, self.proposals.len()));
@@ -45,11 +46,10 @@ impl DetectionItem {
             image: self.image,
             target: Target::Boxes { boxes, labels },
         };
-        (sample, self.image_id, self.original_size)
+        (sample, (self.image_id, self.original_size))
     }
 
-    /// An item from an augmented sample (proposals separated from objects again).
-    pub fn from_sample(sample: Sample, image_id: u64, original_size: [u32; 2]) -> Self {
+    fn from_sample(sample: Sample, (image_id, original_size): (u64, [u32; 2])) -> Self {
         let (mut boxes, mut labels, mut proposals) = (Vec::new(), Vec::new(), Vec::new());
         if let Target::Boxes {
             boxes: all,
@@ -214,9 +214,9 @@ impl DetectionBatcher {
                 // The boxes are in the augmented image's pixels; map them through the resize,
                 // and record the scale from the original image to the input.
                 let (id, original) = (item.image_id, item.original_size);
-                let (sample, _, _) = item.into_sample();
+                let (sample, _) = item.into_sample();
                 let sample = resize_sample(sample, w, h);
-                let resized = DetectionItem::from_sample(sample, id, original);
+                let resized = DetectionItem::from_sample(sample, (id, original));
                 max = [max[0].max(h), max[1].max(w)];
                 let info = ImageInfo {
                     image_id: id,
@@ -236,22 +236,9 @@ impl DetectionBatcher {
 
 /// Images `[n, 3, height, width]` normalised with ImageNet's statistics, zero (after
 /// normalisation) beyond each image.
-pub fn normalise_into(images: &[&Image], [height, width]: [usize; 2]) -> (Vec<f32>, [usize; 4]) {
-    let plane = height * width;
-    let mut values = vec![0f32; images.len() * 3 * plane];
-    for (n, image) in images.iter().enumerate() {
-        for y in 0..image.height.min(height) {
-            for x in 0..image.width.min(width) {
-                let px = image.pixel(x, y);
-                for c in 0..3 {
-                    let v = px[c.min(px.len() - 1)] as f32 / 255.0;
-                    values[(n * 3 + c) * plane + y * width + x] =
-                        (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
-                }
-            }
-        }
-    }
-    (values, [images.len(), 3, height, width])
+pub fn normalise_into(images: &[&Image], size: [usize; 2]) -> (Vec<f32>, [usize; 4]) {
+    let values = kiln_data::presets::imagenet_normalised_padded(images, size);
+    (values, [images.len(), 3, size[0], size[1]])
 }
 
 impl Batcher<DetectionItem, DetectionBatch> for DetectionBatcher {
@@ -347,12 +334,12 @@ mod tests {
         let mut with = item(64, 32, b);
         with.proposals = vec![proposal, b];
         // Through a sample (what augmentation sees) and back: nothing is mixed up.
-        let (sample, id, size) = with.clone().into_sample();
-        assert_eq!(DetectionItem::from_sample(sample, id, size), with);
+        let (sample, rest) = with.clone().into_sample();
+        assert_eq!(DetectionItem::from_sample(sample, rest), with);
         // A flip moves them like the objects.
-        let (sample, id, size) = with.into_sample();
+        let (sample, rest) = with.into_sample();
         let flipped =
-            DetectionItem::from_sample(kiln_data::augment::HorizontalFlip::flip(sample), id, size);
+            DetectionItem::from_sample(kiln_data::augment::HorizontalFlip::flip(sample), rest);
         assert_eq!(flipped.labels, vec![0]);
         assert_eq!((flipped.boxes[0].x1, flipped.boxes[0].x2), (34.0, 54.0));
         assert_eq!(

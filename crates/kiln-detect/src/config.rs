@@ -55,25 +55,7 @@ impl Default for DataConfig {
     }
 }
 
-/// The pretrained backbone.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BackboneConfig {
-    /// Weights: a `.pth` file or a published name (`efficientnet-lite0`, `resnet18`, …), or
-    /// `none` with `arch` for random initialisation.
-    pub weights: String,
-    /// Architecture when `weights = "none"`.
-    pub arch: String,
-}
-
-impl Default for BackboneConfig {
-    fn default() -> Self {
-        Self {
-            weights: "efficientnet-lite0".into(),
-            arch: "efficientnet-lite0".into(),
-        }
-    }
-}
+pub use kiln_nets::download::BackboneConfig;
 
 /// Localization and OverFeat training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,6 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::Device;
-use kiln_nets::Architecture;
-use kiln_nets::download::resolve_weights;
 use kiln_nets::zoo::Network;
 use kiln_train::task::Task;
 use kiln_train::trainer::{EpochRecord, FitData, fit};
@@ -46,17 +44,10 @@ pub fn hold_out(set: &DetectionSet, fraction: f32, seed: u64) -> (DetectionSet, 
 
 /// The backbone a config asks for: published or local weights, or a random initialisation.
 pub fn backbone(config: &DetectConfig, device: &Device) -> Result<Network> {
-    if config.backbone.weights == "none" {
-        let arch = Architecture::parse(&config.backbone.arch)?;
-        eprintln!("{arch} backbone from random initialisation");
-        return Ok(arch.init(1, device));
-    }
-    let (arch, path) = resolve_weights(&config.backbone.weights)
-        .map_err(|e| DetectError::invalid("[backbone] weights", e.to_string()))?;
-    eprintln!("{arch} backbone from {}", path.display());
-    // The ImageNet classifier is not used: a one-class stand-in keeps checkpoints small and
-    // the same shape as `localizer_shape` builds.
-    Ok(arch.load(&path, device)?.with_classes(1, device))
+    config
+        .backbone
+        .load(device)
+        .map_err(|e| DetectError::invalid("[backbone]", e.to_string()))
 }
 
 /// The head sizes of a config.
@@ -78,13 +69,10 @@ pub fn localizer(config: &DetectConfig, classes: usize, device: &Device) -> Resu
 
 /// The config's backbone architecture with untrained weights (to load a checkpoint into).
 pub fn backbone_shape(config: &DetectConfig, device: &Device) -> Result<Network> {
-    let arch = match config.backbone.weights.as_str() {
-        "none" => Architecture::parse(&config.backbone.arch)?,
-        spec => resolve_weights(spec)
-            .map(|(arch, _)| arch)
-            .or_else(|_| Architecture::parse(&config.backbone.arch))?,
-    };
-    Ok(arch.init(1, device))
+    config
+        .backbone
+        .shape(device)
+        .map_err(|e| DetectError::invalid("[backbone]", e.to_string()))
 }
 
 /// The same network shape with untrained weights (to load a checkpoint into).

@@ -131,6 +131,66 @@ pub fn resolve_weights(spec: &str) -> Result<(Architecture, PathBuf), ResolveErr
     Ok((arch, file))
 }
 
+/// The pretrained backbone of a detection or segmentation config (`[backbone]`): published or
+/// local weights, or an architecture from random initialisation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackboneConfig {
+    /// Weights: a `.pth` file or a published name (`efficientnet-lite0`, `resnet18`, …), or
+    /// `none` with `arch` for random initialisation.
+    pub weights: String,
+    /// Architecture when `weights = "none"`.
+    pub arch: String,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self {
+            weights: "efficientnet-lite0".into(),
+            arch: "efficientnet-lite0".into(),
+        }
+    }
+}
+
+/// Why a [`BackboneConfig`] gave no network.
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    /// The weights could not be found.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The architecture name is unknown or the file does not load.
+    #[error(transparent)]
+    Zoo(#[from] ZooError),
+}
+
+impl BackboneConfig {
+    /// The backbone with its weights (its ImageNet classifier replaced by a one-class stand-in,
+    /// which keeps checkpoints small; heads use the feature maps), saying where they came from
+    /// on stderr.
+    pub fn load(&self, device: &Device) -> Result<crate::zoo::Network, BackboneError> {
+        if self.weights == "none" {
+            let arch = Architecture::parse(&self.arch)?;
+            eprintln!("{arch} backbone from random initialisation");
+            return Ok(arch.init(1, device));
+        }
+        let (arch, path) = resolve_weights(&self.weights)?;
+        eprintln!("{arch} backbone from {}", path.display());
+        Ok(arch.load(&path, device)?.with_classes(1, device))
+    }
+
+    /// The same architecture with untrained weights, to load a checkpoint into (the weight file
+    /// need not be there: a published name or the `arch` setting gives the architecture).
+    pub fn shape(&self, device: &Device) -> Result<crate::zoo::Network, BackboneError> {
+        let arch = match self.weights.as_str() {
+            "none" => Architecture::parse(&self.arch)?,
+            spec => resolve_weights(spec)
+                .map(|(arch, _)| arch)
+                .or_else(|_| Architecture::parse(&self.arch))?,
+        };
+        Ok(arch.init(1, device))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,12 @@ pub enum SegmentError {
     /// kiln-data could not read or extract something.
     #[error(transparent)]
     Data(#[from] kiln_data::DataError),
+    /// Training, a checkpoint or a plot failed.
+    #[error(transparent)]
+    Train(#[from] kiln_train::TrainError),
+    /// The backbone's weights could not be found or loaded.
+    #[error("[backbone]: {0}")]
+    Backbone(#[from] kiln_nets::download::BackboneError),
 }
 
 impl SegmentError {

@@ -267,9 +267,141 @@ impl ScatterPlot {
     }
 }
 
+/// A square matrix drawn as coloured cells with their values, e.g. a confusion matrix whose
+/// rows (true classes) are normalised to sum to 1.
+#[derive(Clone, Debug, Default)]
+pub struct MatrixPlot {
+    /// Title above the chart.
+    pub title: String,
+    /// What the columns are (x axis).
+    pub x_label: String,
+    /// What the rows are (y axis).
+    pub y_label: String,
+    /// Names of the rows and columns, in order.
+    pub labels: Vec<String>,
+    /// `values[row][column]`, coloured on [0, 1] (blue → red) and printed as percentages.
+    pub values: Vec<Vec<f64>>,
+}
+
+impl MatrixPlot {
+    /// Draws the matrix as a PNG at `path` (atomically), row 0 at the top, 60 pixels a cell
+    /// (at least 600×600).
+    pub fn save_png(&self, path: &Path) -> Result<()> {
+        let n = self.labels.len();
+        if n == 0 || self.values.len() != n || self.values.iter().any(|r| r.len() != n) {
+            return Err(TrainError::Invalid(format!(
+                "{}: a matrix plot needs {n}×{n} values, one row and column per label",
+                path.display()
+            )));
+        }
+        register_font();
+        let side = (n as u32 * 60 + 220).max(600);
+        let label = |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                let i = if flip { n.saturating_sub(1 + i) } else { *i };
+                self.labels.get(i).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        write_via_temp(path, ".png", |tmp| {
+            let root = BitMapBackend::new(tmp, (side, side)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_error)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, ("sans-serif", 20))
+                .margin(14)
+                .x_label_area_size(110)
+                .y_label_area_size(110)
+                .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
+                .map_err(draw_error)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_labels(n)
+                .y_labels(n)
+                .x_label_formatter(&|v| label(v, false))
+                .y_label_formatter(&|v| label(v, true))
+                .x_label_style(
+                    ("sans-serif", 13)
+                        .into_font()
+                        .transform(FontTransform::Rotate90),
+                )
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(draw_error)?;
+            let cells = (0..n).flat_map(|row| (0..n).map(move |col| (row, col)));
+            chart
+                .draw_series(cells.clone().map(|(row, col)| {
+                    let y = n - 1 - row;
+                    Rectangle::new(
+                        [
+                            (SegmentValue::Exact(col), SegmentValue::Exact(y)),
+                            (SegmentValue::Exact(col + 1), SegmentValue::Exact(y + 1)),
+                        ],
+                        heat(self.values[row][col]).filled(),
+                    )
+                }))
+                .map_err(draw_error)?;
+            chart
+                .draw_series(cells.map(|(row, col)| {
+                    let v = self.values[row][col];
+                    Text::new(
+                        if v.is_finite() {
+                            format!("{:.0}", 100.0 * v)
+                        } else {
+                            String::new()
+                        },
+                        (
+                            SegmentValue::CenterOf(col),
+                            SegmentValue::CenterOf(n - 1 - row),
+                        ),
+                        ("sans-serif", 13).into_font().color(&WHITE),
+                    )
+                }))
+                .map_err(draw_error)?;
+            root.present().map_err(draw_error)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matrices_are_drawn_and_bad_shapes_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("confusion.png");
+        let plot = MatrixPlot {
+            title: "confusion".into(),
+            x_label: "predicted".into(),
+            y_label: "true".into(),
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            values: vec![
+                vec![1.0, 0.0, 0.0],
+                vec![0.2, 0.8, 0.0],
+                vec![0.0, 0.5, 0.5],
+            ],
+        };
+        plot.save_png(&path).unwrap();
+        let png = image::open(&path).unwrap().to_rgb8();
+        assert_eq!((png.width(), png.height()), (600, 600));
+        // Strongly red cells (value 1) and blue ones (value 0) were both drawn.
+        let red = png.pixels().filter(|p| p.0[0] > 230 && p.0[2] < 40).count();
+        let blue = png.pixels().filter(|p| p.0[2] > 230 && p.0[0] < 60).count();
+        assert!(red > 1000 && blue > 1000, "red {red} blue {blue}");
+        let bad = MatrixPlot {
+            values: vec![vec![1.0]],
+            ..plot
+        };
+        let err = bad
+            .save_png(&dir.path().join("bad.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3×3 values"), "{err}");
+        assert!(!dir.path().join("bad.png").exists());
+    }
 
     #[test]
     fn writes_a_png_with_curves_and_error_bars() {

@@ -1,0 +1,188 @@
+//! FCN training in kiln-train's loop: the weighted pixel cross-entropy as the loss, and an
+//! evaluation that fills one confusion matrix (mean IoU picks the best checkpoint) and, when
+//! asked, draws `confusion.png` and `predictions.png` each time it runs.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Tensor, TensorData};
+use kiln_train::task::{Evaluation, StepOutput, Task};
+use kiln_train::{Result as TrainResult, TrainError};
+
+use crate::batch::{SegmentationBatch, SegmentationBatcher, SegmentationItem};
+use crate::data::ClassList;
+use crate::draw::{PredictionRow, save_confusion, save_predictions};
+use crate::fcn::Fcn;
+use crate::loss::pixel_cross_entropy;
+use crate::metrics::ConfusionMatrix;
+
+/// Segmentation as a kiln-train task.
+#[derive(Clone, Debug)]
+pub struct SegmentTask {
+    /// Pads and stacks items.
+    pub batcher: SegmentationBatcher,
+    /// The classes and the ignored id.
+    pub classes: ClassList,
+    /// Class weights of the cross-entropy (`None`: all 1).
+    pub weights: Option<Vec<f32>>,
+    /// Where each evaluation draws `confusion.png` and `predictions.png` (`None`: nowhere).
+    pub pictures: Option<PathBuf>,
+    /// Validation images drawn in `predictions.png`.
+    pub pictured: usize,
+}
+
+/// The predicted class of every pixel of each item of a batch, cropped to the item's size.
+pub fn predict_batch(
+    model: &Fcn,
+    images: Tensor<4>,
+    sizes: &[[usize; 2]],
+) -> TrainResult<Vec<Vec<u8>>> {
+    let logits = model.forward(images);
+    classes_of(logits, sizes)
+}
+
+/// Argmax over classes of `logits` `[batch, classes, h, w]`, each item cropped to its
+/// `[width, height]`.
+fn classes_of(logits: Tensor<4>, sizes: &[[usize; 2]]) -> TrainResult<Vec<Vec<u8>>> {
+    let [_, _, h, w] = logits.dims();
+    let best: Vec<i64> = logits
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| TrainError::Invalid(format!("reading predictions: {e:?}")))?;
+    Ok(sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &[width, height])| {
+            let plane = &best[n * h * w..][..h * w];
+            (0..height.min(h))
+                .flat_map(|y| plane[y * w..][..width.min(w)].iter().map(|&c| c as u8))
+                .collect()
+        })
+        .collect())
+}
+
+/// Confusion matrix, loss and pictured rows of an evaluation.
+pub struct Scored {
+    /// Every scored pixel.
+    pub confusion: ConfusionMatrix,
+    /// Mean loss over batches.
+    pub loss: f64,
+    /// The first images with their predictions.
+    pub rows: Vec<PredictionRow>,
+    /// Images scored.
+    pub images: usize,
+}
+
+impl SegmentTask {
+    fn weights_on(&self, device: &burn::tensor::Device) -> Option<Tensor<1>> {
+        self.weights
+            .as_ref()
+            .map(|w| Tensor::from_data(TensorData::new(w.clone(), [w.len()]), device))
+    }
+
+    /// Scores `model` over `batches`, keeping the first `pictured` images for pictures.
+    pub fn score(
+        &self,
+        model: &Fcn,
+        batches: &mut dyn Iterator<Item = TrainResult<SegmentationBatch>>,
+    ) -> TrainResult<Scored> {
+        let mut scored = Scored {
+            confusion: ConfusionMatrix::new(self.classes.len()),
+            loss: 0.0,
+            rows: Vec::new(),
+            images: 0,
+        };
+        let mut batches_seen = 0usize;
+        for batch in batches {
+            let batch = batch?;
+            let device = batch.images.device();
+            let logits = model.forward(batch.images);
+            let loss = pixel_cross_entropy(logits.clone(), batch.targets, self.weights_on(&device));
+            scored.loss += f64::from(loss.into_scalar::<f32>());
+            batches_seen += 1;
+            let sizes: Vec<[usize; 2]> = batch.masks.iter().map(|m| [m.width, m.height]).collect();
+            let predicted = classes_of(logits, &sizes)?;
+            for ((mask, photo), predicted) in
+                batch.masks.into_iter().zip(batch.photos).zip(predicted)
+            {
+                scored.confusion.add(&mask, &predicted);
+                scored.images += 1;
+                if scored.rows.len() < self.pictured {
+                    scored.rows.push(PredictionRow {
+                        photo,
+                        truth: mask,
+                        predicted,
+                    });
+                }
+            }
+        }
+        scored.loss /= batches_seen.max(1) as f64;
+        Ok(scored)
+    }
+
+    /// Draws `confusion.png` and `predictions.png` of `scored` into `dir`.
+    pub fn draw(&self, scored: &Scored, title: &str, dir: &std::path::Path) -> crate::Result<()> {
+        save_confusion(
+            &scored.confusion,
+            &self.classes,
+            title,
+            &dir.join("confusion.png"),
+        )?;
+        if !scored.rows.is_empty() {
+            save_predictions(&scored.rows, &self.classes, &dir.join("predictions.png"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Task for SegmentTask {
+    type Model = Fcn;
+    type Item = SegmentationItem;
+    type Batch = SegmentationBatch;
+    type Batcher = SegmentationBatcher;
+
+    const SCORE: &'static str = "miou";
+    const LOSS_NAME: &'static str = "pixel cross-entropy";
+
+    fn batcher(&self) -> SegmentationBatcher {
+        self.batcher.clone()
+    }
+
+    fn train_step(&self, model: &Fcn, batch: SegmentationBatch) -> TrainResult<StepOutput> {
+        let items = batch.masks.len();
+        let weights = self.weights_on(&batch.images.device());
+        let logits = model.forward(batch.images);
+        Ok(StepOutput {
+            loss: pixel_cross_entropy(logits, batch.targets, weights),
+            items,
+            sums: Vec::new(),
+        })
+    }
+
+    fn evaluate(
+        &self,
+        model: &Fcn,
+        batches: &mut dyn Iterator<Item = TrainResult<SegmentationBatch>>,
+    ) -> TrainResult<Evaluation> {
+        let scored = self.score(model, batches)?;
+        let metrics = scored.confusion.metrics();
+        if let Some(dir) = &self.pictures {
+            let title = format!(
+                "validation confusion (mIoU {:.1} %)",
+                100.0 * metrics.mean_iou
+            );
+            self.draw(&scored, &title, dir)
+                .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        }
+        Ok(Evaluation {
+            loss: scored.loss,
+            metrics: vec![
+                ("miou", metrics.mean_iou),
+                ("pixel_accuracy", metrics.pixel_accuracy),
+                ("mean_class_accuracy", metrics.mean_class_accuracy),
+                ("fw_iou", metrics.frequency_weighted_iou),
+            ],
+        })
+    }
+}
