@@ -130,6 +130,33 @@ pub fn create_run(out: Option<&Path>, command: &str, config: &impl Serialize) ->
     Ok(RunDir::create(&path, &to_toml(config)?)?)
 }
 
+/// The data set of a training run: `--data`, else the config's path (`hint` says what to give
+/// when neither is set), made absolute so that a resumed run finds it from any folder.
+pub fn training_data(flag: Option<&Path>, config: Option<&Path>, hint: &str) -> Result<PathBuf> {
+    let path = flag
+        .or(config)
+        .map(Path::to_path_buf)
+        .with_context(|| format!("no data set: give {hint}"))?;
+    Ok(std::path::absolute(&path).unwrap_or(path))
+}
+
+/// The run directory of a training command (the resumed one, or a new one as [`create_run`]
+/// makes it, announced on stderr) and whether it resumes.
+pub fn training_run(
+    resumed: Option<RunDir>,
+    out: Option<&Path>,
+    command: &str,
+    config: &impl Serialize,
+) -> Result<(RunDir, bool)> {
+    let resume = resumed.is_some();
+    let run = match resumed {
+        Some(run) => run,
+        None => create_run(out, command, config)?,
+    };
+    eprintln!("run directory: {}", run.path().display());
+    Ok((run, resume))
+}
+
 /// The dataset path to use: `--data`, else the config's `data`, else the default dataset
 /// (CIFAR-10 from the cache, downloaded on first use; Debian's Fashion-MNIST offline).
 pub fn resolve_data(flag: Option<&Path>, config: Option<&Path>) -> Result<PathBuf> {

@@ -102,24 +102,11 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn train(
-    data: &Path,
-    config: &Path,
-    out: &Path,
-    extra: &[&str],
-    cache: &Path,
-) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    segment(&args, cache)
+/// `kiln-segment train` with `extra` flags, then the data, config and output flags.
+fn train(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut leading = vec!["train"];
+    leading.extend(extra);
+    common::run_on(BIN, &leading, data, config, out)
 }
 
 #[test]
@@ -128,7 +115,7 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
     let data = roads_dataset(tmp.path());
     let cache = tmp.path().join("cache");
     let run32 = tmp.path().join("run32");
-    let out = train(&data, &config(tmp.path(), "32s"), &run32, &[], &cache);
+    let out = train(&data, &config(tmp.path(), "32s"), &run32, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let log = text(&out);
     assert!(log.contains("median-frequency class weights: Sky"), "{log}");
@@ -174,7 +161,6 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
         &config(tmp.path(), "16s"),
         &run16,
         &["--init", run32.to_str().unwrap()],
-        &cache,
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -238,7 +224,6 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
         &config(tmp.path(), "32s"),
         &back,
         &["--init", run16.to_str().unwrap()],
-        &cache,
     );
     assert!(!out.status.success());
     assert!(
@@ -252,14 +237,13 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
 fn bad_labels_are_named_and_leave_no_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = roads_dataset(tmp.path());
-    let cache = tmp.path().join("cache");
     // A label with a class id beyond CamVid's 11 classes and void.
     let bad = data.join("valannot").join("f01.png");
     image::GrayImage::from_pixel(WIDTH, HEIGHT, image::Luma([20]))
         .save(&bad)
         .unwrap();
     let run = tmp.path().join("run");
-    let out = train(&data, &config(tmp.path(), "32s"), &run, &[], &cache);
+    let out = train(&data, &config(tmp.path(), "32s"), &run, &[]);
     assert!(!out.status.success());
     let log = text(&out);
     assert!(
@@ -269,7 +253,7 @@ fn bad_labels_are_named_and_leave_no_run() {
     assert!(!run.exists(), "a failed start leaves no run directory");
     // A photo without its label.
     fs::remove_file(&bad).unwrap();
-    let out = train(&data, &config(tmp.path(), "32s"), &run, &[], &cache);
+    let out = train(&data, &config(tmp.path(), "32s"), &run, &[]);
     assert!(text(&out).contains("has no label"), "{}", text(&out));
     assert!(!run.exists());
 }

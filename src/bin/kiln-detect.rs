@@ -135,24 +135,17 @@ fn main() -> std::process::ExitCode {
 
 fn train(args: &TrainCommand) -> Result<()> {
     let (mut config, resumed): (DetectConfig, _) = cli::resolve_training(&args.train)?;
-    let data_path = args
-        .train
-        .common
-        .data
-        .clone()
-        .or_else(|| config.data.path.clone())
-        .context("no dataset: give --data (a VOC folder or its .tar.gz) or [data] path")?;
-    let data_path = std::path::absolute(&data_path).unwrap_or(data_path);
+    let data_path = cli::training_data(
+        args.train.common.data.as_deref(),
+        config.data.path.as_deref(),
+        "--data (a VOC folder or its .tar.gz) or [data] path",
+    )?;
     config.data.path = Some(data_path.clone());
     config.validate()?;
     let device = backend::device(args.train.common.device.as_deref())?;
     let data = detect::load(&data_path, &config, args.skip_bad_images)?;
-    let resume = resumed.is_some();
-    let run = match resumed {
-        Some(run) => run,
-        None => cli::create_run(args.train.common.out.as_deref(), "detect", &config)?,
-    };
-    eprintln!("run directory: {}", run.path().display());
+    let (run, resume) =
+        cli::training_run(resumed, args.train.common.out.as_deref(), "detect", &config)?;
     match train_and_test(&config, &data, &run, &device, resume)? {
         None => {
             let done = config.train.pause_after.unwrap_or(0);

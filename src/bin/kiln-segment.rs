@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use kiln::backend;
@@ -93,14 +93,11 @@ fn main() -> std::process::ExitCode {
 
 fn train(args: &TrainCommand) -> Result<()> {
     let (mut config, resumed): (SegmentConfig, _) = cli::resolve_training(&args.train)?;
-    let data_path = args
-        .train
-        .common
-        .data
-        .clone()
-        .or_else(|| config.data.path.clone())
-        .context("no data set: give --data (a folder with train/ and trainannot/, or its .tar.gz) or [data] path")?;
-    let data_path = std::path::absolute(&data_path).unwrap_or(data_path);
+    let data_path = cli::training_data(
+        args.train.common.data.as_deref(),
+        config.data.path.as_deref(),
+        "--data (a folder with train/ and trainannot/, or its .tar.gz) or [data] path",
+    )?;
     config.data.path = Some(data_path.clone());
     if let Some(init) = &args.init {
         config.init = Some(std::path::absolute(init).unwrap_or(init.clone()));
@@ -115,12 +112,12 @@ fn train(args: &TrainCommand) -> Result<()> {
         data.val.len(),
         data.root.display()
     );
-    let resume = resumed.is_some();
-    let run = match resumed {
-        Some(run) => run,
-        None => cli::create_run(args.train.common.out.as_deref(), "segment", &config)?,
-    };
-    eprintln!("run directory: {}", run.path().display());
+    let (run, resume) = cli::training_run(
+        resumed,
+        args.train.common.out.as_deref(),
+        "segment",
+        &config,
+    )?;
     match train_and_evaluate(&config, data, &run, &device, resume)? {
         None => {
             let done = config.train.pause_after.unwrap_or(0);

@@ -39,21 +39,6 @@ pub fn run_config(run: &RunDir) -> Result<(DetectConfig, Vec<Category>)> {
     Ok((config, categories))
 }
 
-/// The best checkpoint of a run (its last one when it validated nothing).
-pub fn best_checkpoint(run: &RunDir) -> Result<PathBuf> {
-    let dir = run.path().join("checkpoints");
-    ["best.bpk", "last.bpk"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            DetectError::format(
-                &dir,
-                "no best.bpk or last.bpk: train the run first (or resume it)",
-            )
-        })
-}
-
 /// Detects objects in `images` with the detector of the run at `run_dir` and writes each photo
 /// with its detections (score ≥ `min_score`) as `<out>/<stem>.png`; returns the written paths.
 pub fn predict_files(
@@ -85,7 +70,7 @@ pub fn predict_files(
     let detections = match config.method {
         Method::Localize | Method::Overfeat => {
             let model = localizer_shape(&config, categories.len(), device)?;
-            let model = kiln_train::load_module(model, &best_checkpoint(&run)?)?.valid();
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?.valid();
             detect_with_localizer(&config, &model, &items, device)?.0
         }
         Method::Rcnn => {
@@ -94,7 +79,7 @@ pub fn predict_files(
         Method::FastRcnn => {
             let classes = categories.len();
             let model = fast_rcnn_shape(&config, classes, device)?;
-            let model = kiln_train::load_module(model, &best_checkpoint(&run)?)?;
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
             let keep = config.fast_rcnn.test_proposals;
             let items: Vec<DetectionItem> = items
                 .iter()
@@ -111,7 +96,7 @@ pub fn predict_files(
         Method::FasterRcnn => {
             let classes = categories.len();
             let model = faster_rcnn_shape(&config, classes, device)?;
-            let model = kiln_train::load_module(model, &best_checkpoint(&run)?)?;
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
             detect_faster_rcnn(&config, &model, classes, &items, device)?.0
         }
     };

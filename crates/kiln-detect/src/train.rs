@@ -145,12 +145,7 @@ where
     let paused = history
         .last()
         .is_some_and(|r| r.epoch < config.train.epochs);
-    let best = run.path().join("checkpoints").join("best.bpk");
-    let model = if has_val && best.is_file() {
-        kiln_train::load_module(model, &best)?
-    } else {
-        model
-    };
+    let model = if has_val { run.best_or(model)? } else { model };
     Ok(Trained {
         model,
         history,

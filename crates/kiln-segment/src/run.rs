@@ -66,21 +66,6 @@ pub fn class_weights(config: &SegmentConfig, train: &[SegmentationItem]) -> Opti
     }
 }
 
-/// The best checkpoint of a run (its last one when it validated nothing).
-pub fn best_checkpoint(run: &RunDir) -> Result<PathBuf> {
-    let dir = run.path().join("checkpoints");
-    ["best.bpk", "last.bpk"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            SegmentError::invalid(
-                dir.display().to_string(),
-                "no best.bpk or last.bpk: train the run first (or resume it)",
-            )
-        })
-}
-
 /// The config a run was trained with (its `config.toml`).
 pub fn run_config(run: &RunDir) -> Result<SegmentConfig> {
     let path = run.file("config.toml");
@@ -102,7 +87,7 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(SegmentConfig, Fcn)> {
         config.data.classes.len(),
         device,
     )?;
-    let model = kiln_train::load_module(shape, &best_checkpoint(&run)?)?;
+    let model = kiln_train::load_module(shape, &run.best_checkpoint()?)?;
     Ok((config, model))
 }
 
@@ -302,12 +287,7 @@ pub fn train_and_evaluate(
         return Ok(None);
     }
     let train_seconds = started.elapsed().as_secs_f64();
-    let best = run.path().join("checkpoints").join("best.bpk");
-    let model = if best.is_file() {
-        kiln_train::load_module(model, &best)?
-    } else {
-        model
-    };
+    let model = run.best_or(model)?;
     let (scored, rate) = score_items(&task, &model, &val, config.eval_batch, device)?;
     let report = report(&task, &scored, &model, rate, train_seconds, run.path())?;
     run.metrics().append(&json!({ "val": &report }))?;

@@ -123,6 +123,32 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// The checkpoint a finished run is used with: `best.bpk` (best validation score), or
+    /// `last.bpk` when the run validated nothing; an error naming the folder when neither is
+    /// there.
+    pub fn best_checkpoint(&self) -> Result<PathBuf> {
+        let dir = self.root.join("checkpoints");
+        ["best.bpk", "last.bpk"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(|| TrainError::Format {
+                path: dir,
+                reason: "no best.bpk or last.bpk: train the run first (or resume it)".into(),
+            })
+    }
+
+    /// `model` with the run's `best.bpk` loaded when training wrote one (it validated), else
+    /// `model` itself (the final weights): what a run reports at its end.
+    pub fn best_or<M: burn::module::Module>(&self, model: M) -> Result<M> {
+        let best = self.root.join("checkpoints").join("best.bpk");
+        if best.is_file() {
+            crate::load_module(model, &best)
+        } else {
+            Ok(model)
+        }
+    }
+
     /// The run's metrics log.
     pub fn metrics(&self) -> MetricsLog {
         MetricsLog::new(self.file("metrics.jsonl"))

@@ -89,35 +89,10 @@ impl FcnConfig {
     /// # Errors
     /// When the backbone has no map at a stride the variant needs.
     pub fn init(&self, backbone: Network, classes: usize, device: &Device) -> Result<Fcn> {
-        let score = |stride| score_layer(&backbone, stride, classes, device);
+        let (score16, up32) = self.skip(&backbone, 16, classes, device)?.unzip();
+        let (score8, up16) = self.skip(&backbone, 8, classes, device)?.unzip();
+        let score32 = score_layer(&backbone, 32, classes, device)?;
         let finest = self.variant.stride();
-        let score32 = score(32)?;
-        let (score16, up32) = if finest <= 16 {
-            (
-                Some(score(16)?),
-                Some(Upsample::new(
-                    classes,
-                    2,
-                    self.learn_skip_upsampling,
-                    device,
-                )),
-            )
-        } else {
-            (None, None)
-        };
-        let (score8, up16) = if finest <= 8 {
-            (
-                Some(score(8)?),
-                Some(Upsample::new(
-                    classes,
-                    2,
-                    self.learn_skip_upsampling,
-                    device,
-                )),
-            )
-        } else {
-            (None, None)
-        };
         Ok(Fcn {
             backbone,
             dropout: DropoutConfig::new(self.dropout).init(),
@@ -128,6 +103,24 @@ impl FcnConfig {
             up16,
             output: Upsample::new(classes, finest, self.learn_final_upsampling, device),
         })
+    }
+
+    /// The skip from the map at `stride` when the variant reaches it: its score layer and the
+    /// ×2 upsampling of the coarser scores it is added to.
+    fn skip(
+        &self,
+        backbone: &Network,
+        stride: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Option<(Conv2d, Upsample)>> {
+        if self.variant.stride() > stride {
+            return Ok(None);
+        }
+        Ok(Some((
+            score_layer(backbone, stride, classes, device)?,
+            Upsample::new(classes, 2, self.learn_skip_upsampling, device),
+        )))
     }
 }
 
@@ -227,23 +220,12 @@ impl Fcn {
         }
         let classes = self.classes();
         let mut grown = self;
-        if target >= FcnVariant::Fcn16s && grown.score16.is_none() {
-            grown.score16 = Some(score_layer(&grown.backbone, 16, classes, device)?);
-            grown.up32 = Some(Upsample::new(
-                classes,
-                2,
-                config.learn_skip_upsampling,
-                device,
-            ));
+        if grown.score16.is_none() {
+            (grown.score16, grown.up32) =
+                config.skip(&grown.backbone, 16, classes, device)?.unzip();
         }
-        if target >= FcnVariant::Fcn8s && grown.score8.is_none() {
-            grown.score8 = Some(score_layer(&grown.backbone, 8, classes, device)?);
-            grown.up16 = Some(Upsample::new(
-                classes,
-                2,
-                config.learn_skip_upsampling,
-                device,
-            ));
+        if grown.score8.is_none() {
+            (grown.score8, grown.up16) = config.skip(&grown.backbone, 8, classes, device)?.unzip();
         }
         grown.output = Upsample::new(
             classes,
