@@ -3,7 +3,7 @@
 # the benchmark and airbench nets beside PyTorch's anchor (benches/bench_net_torch.py, CUDA), the
 # Faster R-CNN config's epoch time, and the three CamVid FCNs trained one from the other, each
 # stage under its own time limit so a slow stage cannot cost the rest. Writes `table.md` and the
-# runs' metrics into OUT.
+# runs' metrics.jsonl (the FCNs' last line holds the final per-class scores) into OUT.
 #
 #   cargo build --release --features wgpu --bin kiln-cnn --bin kiln-detect --bin kiln-segment
 #   KILN_SHARED=/path/to/shared benches/gpu.sh target/release OUT_DIR
@@ -11,7 +11,8 @@
 # KILN_SHARED must hold datasets/{raccoon-voc,camvid}.tar.gz and the EfficientNet-Lite0 weights
 # (pretrained/). Each kiln binary runs with --device wgpu (KILN_DEVICE overrides it, TORCH_DEVICE the
 # anchor's, default cuda); on a GPU the first steps compile kernels.
-# Limits (seconds) can be changed: BENCH_LIMIT, FASTER_LIMIT, FCN32_LIMIT, FCN16_LIMIT, FCN8_LIMIT.
+# Limits (seconds) can be changed: BENCH_LIMIT, TORCH_LIMIT, FASTER_LIMIT, FCN32_LIMIT,
+# FCN16_LIMIT, FCN8_LIMIT; GPU_STAGES picks and orders the parts (default "bench faster fcn").
 set -uo pipefail
 BIN=$(realpath "$1")
 OUT=$(realpath -m "$2")
@@ -43,7 +44,8 @@ note ""
 note "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
 note ""
 
-# 1. Training throughput (random 32x32 inputs), kiln on wgpu beside PyTorch on CUDA.
+# Training throughput (random 32x32 inputs), kiln on wgpu beside PyTorch on CUDA.
+bench_rows() {
 note "## Training images/s, random 32×32 inputs (\`kiln-cnn bench\`, \`benches/bench_net_torch.py\`)"
 note ""
 note "| network, batch | PyTorch (CUDA) | kiln (wgpu) | ratio |"
@@ -56,7 +58,7 @@ for spec in "benchmark 128" "benchmark 1024" "airbench 1024"; do
     kiln=$(grep -o "[0-9]* training images/s" "$WORK/bench-$net-$batch.out" | cut -d' ' -f1)
     torch=-
     if [ "$net" = benchmark ]; then
-        stage 120 "torch-$net-$batch" python3 "$(dirname "$0")/bench_net_torch.py" --device "$TORCH_DEVICE" \
+        stage "${TORCH_LIMIT:-120}" "torch-$net-$batch" python3 "$(dirname "$0")/bench_net_torch.py" --device "$TORCH_DEVICE" \
             --batch "$batch" --steps 50 --warmup 10
         torch=$(grep -o "[0-9]* training images/s" "$WORK/torch-$net-$batch.out" | cut -d' ' -f1)
     fi
@@ -64,9 +66,10 @@ for spec in "benchmark 128" "benchmark 1024" "airbench 1024"; do
     note "| $net, $batch | ${torch:--} | ${kiln:--} | $ratio |"
 done
 note ""
+}
 
-# 2. Faster R-CNN on the raccoon set: two epochs (the first compiles kernels), then the test split.
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+# Faster R-CNN on the raccoon set: two epochs (the first compiles kernels), then the test split.
+faster_rcnn() {
 stage "${FASTER_LIMIT:-240}" faster-rcnn "$BIN/kiln-detect" train --config "$REPO/configs/raccoon-faster-rcnn.toml" \
     --data "$SHARED/datasets/raccoon-voc.tar.gz" --device "$DEVICE" --epochs 2 --out "$WORK/faster"
 cp "$WORK/faster/metrics.jsonl" "$OUT/faster-rcnn-metrics.jsonl" 2>/dev/null
@@ -86,8 +89,10 @@ for r in rows:
         print(f"- test (after 2 epochs): {t['images_per_sec']:.1f} images/s, VOC AP50 {t['voc_ap50']:.3f}")
 PY
 note ""
+}
 
-# 3. FCN-32s -> 16s -> 8s on CamVid, each from the last.
+# FCN-32s -> 16s -> 8s on CamVid, each from the last.
+fcn() {
 note "## FCN on CamVid (\`configs/camvid-fcn{32s,16s,8s}.toml\`, each from the previous)"
 note ""
 note "| model | epochs done | seconds | training images/s (last epoch) | val mIoU (best epoch) | val mIoU (final scoring) |"
@@ -101,7 +106,6 @@ for v in 32s 16s 8s; do
     stage "${!limit_var:-$default}" "fcn$v" "$BIN/kiln-segment" train --config "$REPO/configs/camvid-fcn$v.toml" \
         --data "$SHARED/datasets/camvid.tar.gz" --device "$DEVICE" --out "$WORK/fcn$v" "${init[@]}"
     cp "$WORK/fcn$v/metrics.jsonl" "$OUT/fcn$v-metrics.jsonl" 2>/dev/null
-    [ -f "$WORK/fcn$v/metrics.json" ] && cp "$WORK/fcn$v/metrics.json" "$OUT/fcn$v-metrics.json"
     took=$(grep "^fcn$v|" "$WORK/stages" | cut -d'|' -f3)
     python3 - "$WORK/fcn$v" "$v" "$took" >> "$TABLE" <<'PY'
 import json, os, sys
@@ -125,5 +129,16 @@ PY
 done
 [ -f "$WORK/fcn8s/predictions.png" ] && cp "$WORK/fcn8s/predictions.png" "$OUT/fcn8s-predictions.png"
 note ""
+}
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+for part in ${GPU_STAGES:-bench faster fcn}; do
+    case $part in
+        bench) bench_rows ;;
+        faster) faster_rcnn ;;
+        fcn) fcn ;;
+        *) echo "unknown stage $part (bench, faster, fcn)" >&2 ;;
+    esac
+done
 note "Stage wall times (seconds, exit status): $(tr '\n' ' ' < "$WORK/stages")"
 rm -rf "$WORK"
