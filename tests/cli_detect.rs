@@ -84,6 +84,7 @@ neck_channels = 16
 hidden = 32
 [faster_rcnn]
 resize = {{ type = "short-side", short_side = 64, max_long_side = 96 }}
+scale_jitter = {{ range = [0.75, 1.5] }}
 [faster_rcnn.rpn]
 per_image = 32
 pre_nms = [200, 100]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::scale::ScaleJitter;
+
 use super::sampler::RoiSampling;
 use crate::batch::ResizeRule;
 use crate::ops::{RoiAlignConfig, RoiPoolConfig};
@@ -131,6 +133,9 @@ pub struct FastRcnnConfig {
     pub test_proposals: usize,
     /// How images are sized for the network.
     pub resize: ResizeRule,
+    /// Training batches rescaled by a random factor around the resize rule's size (off when
+    /// absent; e.g. `scale_jitter = { range = [0.8, 1.25] }`).
+    pub scale_jitter: Option<ScaleJitter>,
     /// The minibatch of regions per image (`[fast_rcnn.sampling]`).
     pub sampling: RoiSampling,
     /// The box head (`[fast_rcnn.head]`).
@@ -155,6 +160,7 @@ impl Default for FastRcnnConfig {
                 short_side: 416,
                 max_long_side: 640,
             },
+            scale_jitter: None,
             sampling: RoiSampling::default(),
             head: BoxHeadConfig::default(),
             detection: DetectionRule::default(),
@@ -178,6 +184,9 @@ impl FastRcnnConfig {
             .validate()
             .map_err(|e| DetectError::invalid("[fast_rcnn.proposals]", e.to_string()))?;
         self.resize.validate()?;
+        if let Some(jitter) = &self.scale_jitter {
+            jitter.validate("[fast_rcnn] scale_jitter")?;
+        }
         self.sampling.validate("[fast_rcnn.sampling]")?;
         self.head.validate("[fast_rcnn.head]")?;
         self.detection.validate("[fast_rcnn.detection]")?;

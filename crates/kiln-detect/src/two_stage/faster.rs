@@ -17,7 +17,8 @@ use super::model::FastRcnn;
 use super::pipeline::detect_in_batches;
 use super::rpn::{RpnConfig, RpnHead, propose, rpn_loss};
 use super::sampler::RoiSampling;
-use super::task::{box_head_loss, detect_on, step_rng, total, validate};
+use super::scale::ScaleJitter;
+use super::task::{box_head_loss, detect_on, jittered, step_rng, total, validate};
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::DetectConfig;
 use crate::data::{Detection, DetectionSet};
@@ -31,6 +32,9 @@ use crate::{DetectError, Result};
 pub struct FasterRcnnConfig {
     /// How images are sized for the network.
     pub resize: ResizeRule,
+    /// Training batches rescaled by a random factor around the resize rule's size (off when
+    /// absent; e.g. `scale_jitter = { range = [0.8, 1.25] }`).
+    pub scale_jitter: Option<ScaleJitter>,
     /// The region proposal network (`[faster_rcnn.rpn]`).
     pub rpn: RpnConfig,
     /// The box head's minibatch of regions per image (`[faster_rcnn.sampling]`; torchvision:
@@ -51,6 +55,7 @@ impl Default for FasterRcnnConfig {
                 short_side: 416,
                 max_long_side: 640,
             },
+            scale_jitter: None,
             rpn: RpnConfig::default(),
             sampling: RoiSampling {
                 per_image: 512,
@@ -68,6 +73,9 @@ impl FasterRcnnConfig {
     /// Checks every setting, naming the first one out of range.
     pub fn validate(&self) -> Result<()> {
         self.resize.validate()?;
+        if let Some(jitter) = &self.scale_jitter {
+            jitter.validate("[faster_rcnn] scale_jitter")?;
+        }
         self.rpn.validate("[faster_rcnn.rpn]")?;
         self.sampling.validate("[faster_rcnn.sampling]")?;
         self.head.validate("[faster_rcnn.head]")?;
@@ -199,6 +207,7 @@ impl Task for FasterRcnnTask {
     fn train_step(&self, model: &FasterRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
         let mut rng = step_rng(self.seed, &self.steps);
         let items = batch.infos.len();
+        let batch = jittered(self.config.scale_jitter, batch, &mut rng, &self.batcher);
         Ok(StepOutput {
             loss: self.loss(model, batch, &mut rng)?,
             items,

@@ -21,10 +21,12 @@ pub mod pipeline;
 pub mod roi_heads;
 pub mod rpn;
 pub mod sampler;
+pub mod scale;
 pub mod task;
 
 pub use config::{BoxHeadConfig, DetectionRule, FastRcnnConfig, RoiOp, RoiPooler};
 pub use faster::{FasterRcnn, FasterRcnnConfig, FasterRcnnTask};
 pub use model::{BoxHead, FastRcnn};
 pub use sampler::{RoiSampling, SampledRoi, sample_rois};
+pub use scale::ScaleJitter;
 pub use task::FastRcnnTask;

@@ -14,6 +14,7 @@ use super::config::{BoxHeadConfig, DetectionRule, FastRcnnConfig};
 use super::model::FastRcnn;
 use super::roi_heads::{HeadLoss, detect_regions, head_loss};
 use super::sampler::{RoiSampling, SampledRoi, sample_rois};
+use super::scale::ScaleJitter;
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ImageInfo};
 use crate::data::{AnnotatedImage, BoundingBox, Category, Detection, DetectionSet, Object};
 use crate::eval::{VocAp, evaluate_voc};
@@ -228,6 +229,19 @@ pub(crate) fn total(loss: HeadLoss) -> Tensor<1> {
     loss.classification + loss.regression
 }
 
+/// A training batch rescaled by `jitter` (when set) with `rng`, keeping `batcher`'s stride.
+pub(crate) fn jittered(
+    jitter: Option<ScaleJitter>,
+    batch: DetectionBatch,
+    rng: &mut ChaCha8Rng,
+    batcher: &DetectionBatcher,
+) -> DetectionBatch {
+    match jitter {
+        Some(jitter) => jitter.apply(batch, rng, batcher.size_divisor),
+        None => batch,
+    }
+}
+
 /// The sampling generator of the next training step: each step draws its own regions, the
 /// same ones for the same seed and step.
 pub(crate) fn step_rng(seed: u64, steps: &AtomicU64) -> ChaCha8Rng {
@@ -251,6 +265,7 @@ impl Task for FastRcnnTask {
     fn train_step(&self, model: &FastRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
         let mut rng = step_rng(self.seed, &self.steps);
         let items = batch.infos.len();
+        let batch = jittered(self.config.scale_jitter, batch, &mut rng, &self.batcher);
         let loss = self.losses(model, batch, &mut rng);
         Ok(StepOutput {
             loss: total(loss),
