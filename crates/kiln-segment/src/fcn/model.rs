@@ -269,6 +269,19 @@ mod tests {
     }
 
     #[test]
+    fn torchvision_resnets_plug_in_the_same_way() {
+        // ResNet-18's maps at strides 8, 16 and 32 have 128, 256 and 512 channels.
+        let device = Device::flex();
+        let resnet = Architecture::parse("resnet18").unwrap().init(1, &device);
+        let net = FcnConfig::default().init(resnet, 4, &device).unwrap();
+        assert_eq!(net.score8.as_ref().unwrap().weight.dims(), [4, 128, 1, 1]);
+        assert_eq!(net.score16.as_ref().unwrap().weight.dims(), [4, 256, 1, 1]);
+        assert_eq!(net.score32.weight.dims(), [4, 512, 1, 1]);
+        let images = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(net.valid().forward(images).dims(), [1, 4, 64, 64]);
+    }
+
+    #[test]
     fn growing_keeps_the_trained_layers_and_only_goes_finer() {
         let device = Device::flex();
         let mut net = FcnConfig {
