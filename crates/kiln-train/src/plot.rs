@@ -311,7 +311,7 @@ impl MatrixPlot {
                 .margin(14)
                 .x_label_area_size(110)
                 .y_label_area_size(110)
-                .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
+                .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
                 .map_err(draw_error)?;
             chart
                 .configure_mesh()
