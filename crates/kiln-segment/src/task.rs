@@ -62,13 +62,32 @@ fn classes_of(logits: Tensor<4>, sizes: &[[usize; 2]]) -> TrainResult<Vec<Vec<u8
         .collect())
 }
 
+/// Images kept as candidates for each pictured one: the pictures are spread evenly over the
+/// first `pictured × this` images (neighbouring video frames look alike).
+const CANDIDATES_PER_PICTURE: usize = 16;
+
+/// `n` of `items` at even steps from the first (all of them when there are no more than `n`).
+fn evenly_spaced<T>(items: Vec<T>, n: usize) -> Vec<T> {
+    let len = items.len();
+    if len <= n {
+        return items;
+    }
+    let wanted: Vec<usize> = (0..n).map(|i| i * len / n).collect();
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| wanted.binary_search(i).is_ok())
+        .map(|(_, item)| item)
+        .collect()
+}
+
 /// Confusion matrix, loss and pictured rows of an evaluation.
 pub struct Scored {
     /// Every scored pixel.
     pub confusion: ConfusionMatrix,
     /// Mean loss over batches.
     pub loss: f64,
-    /// The first images with their predictions.
+    /// Images with their predictions, spread over the evaluated ones.
     pub rows: Vec<PredictionRow>,
     /// Images scored.
     pub images: usize,
@@ -108,7 +127,7 @@ impl SegmentTask {
             {
                 scored.confusion.add(&mask, &predicted);
                 scored.images += 1;
-                if scored.rows.len() < self.pictured {
+                if scored.rows.len() < self.pictured * CANDIDATES_PER_PICTURE {
                     scored.rows.push(PredictionRow {
                         photo,
                         truth: mask,
@@ -118,6 +137,7 @@ impl SegmentTask {
             }
         }
         scored.loss /= batches_seen.max(1) as f64;
+        scored.rows = evenly_spaced(std::mem::take(&mut scored.rows), self.pictured);
         Ok(scored)
     }
 
@@ -184,5 +204,21 @@ impl Task for SegmentTask {
                 ("fw_iou", metrics.frequency_weighted_iou),
             ],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_are_spread_over_the_images() {
+        assert_eq!(evenly_spaced((0..10).collect(), 3), vec![0, 3, 6]);
+        assert_eq!(
+            evenly_spaced((0..96).collect(), 6),
+            vec![0, 16, 32, 48, 64, 80]
+        );
+        assert_eq!(evenly_spaced((0..2).collect(), 6), vec![0, 1]);
+        assert!(evenly_spaced((0..5).collect::<Vec<i32>>(), 0).is_empty());
     }
 }
