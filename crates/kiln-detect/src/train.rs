@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::{DetectConfig, Method};
 use crate::data::{Detection, DetectionSet};
-use crate::dataset::{DetectionImages, decode_items};
+use crate::dataset::decode_items;
 use crate::localize::{LocalizeTask, Localizer, LocalizerConfig, localize_image, sliding_windows};
 use crate::{DetectError, Result};
 
@@ -126,12 +126,12 @@ where
     T: Task<Item = DetectionItem, Batch = DetectionBatch, Batcher = DetectionBatcher>,
 {
     let has_val = !val_items.is_empty();
-    let train_set = DetectionImages::new(Arc::new(train_items), &config.augment, config.seed)?;
-    let data = FitData {
-        epoch: train_set.epoch_counter(),
-        train: train_set,
-        val: DetectionImages::plain(Arc::new(val_items)),
-    };
+    let data = FitData::augmented(
+        Arc::new(train_items),
+        Arc::new(val_items),
+        &config.augment,
+        config.seed,
+    )?;
     let (model, history) = fit(
         task,
         model,
@@ -142,9 +142,7 @@ where
         device,
         resume,
     )?;
-    let paused = history
-        .last()
-        .is_some_and(|r| r.epoch < config.train.epochs);
+    let paused = config.train.stopped_early(&history);
     let model = if has_val { run.best_or(model)? } else { model };
     Ok(Trained {
         model,

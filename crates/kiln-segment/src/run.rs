@@ -19,7 +19,7 @@ use crate::balance::ClassPixels;
 use crate::batch::{SegmentationBatcher, SegmentationItem};
 use crate::config::{Balance, SegmentConfig};
 use crate::data::{find_root, read_split};
-use crate::dataset::{SegmentationImages, decode_split};
+use crate::dataset::decode_split;
 use crate::fcn::Fcn;
 use crate::metrics::SegmentationMetrics;
 use crate::task::{Scored, SegmentTask};
@@ -264,12 +264,12 @@ pub fn train_and_evaluate(
     let task = task(config, weights, Some(run.path().to_path_buf()));
     let model = initial_model(config, device)?;
     let val = Arc::new(data.val);
-    let train_set = SegmentationImages::new(Arc::new(data.train), &config.augment, config.seed)?;
-    let fit_data = FitData {
-        epoch: train_set.epoch_counter(),
-        train: train_set,
-        val: SegmentationImages::plain(val.clone()),
-    };
+    let fit_data = FitData::augmented(
+        Arc::new(data.train),
+        val.clone(),
+        &config.augment,
+        config.seed,
+    )?;
     let (model, history) = fit(
         &task,
         model,
@@ -280,10 +280,7 @@ pub fn train_and_evaluate(
         device,
         resume,
     )?;
-    if history
-        .last()
-        .is_some_and(|r| r.epoch < config.train.epochs)
-    {
+    if config.train.stopped_early(&history) {
         return Ok(None);
     }
     let train_seconds = started.elapsed().as_secs_f64();

@@ -86,7 +86,7 @@ pub fn train_and_test<M: ImageClassifier>(
         val: AugmentedImages::plain(data.val),
     };
     let (model, history) = fit(&task, model, fit_data, settings, seed, run, device, resume)?;
-    let paused = history.last().is_some_and(|r| r.epoch < settings.epochs);
+    let paused = settings.stopped_early(&history);
     let Some(test) = data.test.filter(|_| !paused) else {
         return Ok(Trained {
             model,

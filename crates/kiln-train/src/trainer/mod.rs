@@ -32,7 +32,10 @@ use std::collections::BTreeMap;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
-use kiln_data::EpochCounter;
+use std::sync::Arc;
+
+use kiln_data::augment::TransformConfig;
+use kiln_data::{Augmentable, AugmentedItems, EpochCounter};
 
 pub use record::EpochRecord;
 pub(crate) use record::plot_history;
@@ -56,6 +59,24 @@ pub struct FitData<D, V> {
     pub epoch: EpochCounter,
     /// Validation dataset (not augmented).
     pub val: V,
+}
+
+impl<T: Augmentable> FitData<AugmentedItems<T>, AugmentedItems<T>> {
+    /// In-memory `train` items augmented by the `[[augment]]` `steps` with `seed`, and `val`
+    /// items as they are.
+    pub fn augmented(
+        train: Arc<Vec<T>>,
+        val: Arc<Vec<T>>,
+        steps: &[TransformConfig],
+        seed: u64,
+    ) -> Result<Self> {
+        let train = AugmentedItems::new(train, steps, seed)?;
+        Ok(Self {
+            epoch: train.epoch_counter(),
+            train,
+            val: AugmentedItems::plain(val),
+        })
+    }
 }
 
 /// Evaluates `model` (switched to evaluation mode) on `data` with `task`, `batch` items at a

@@ -147,6 +147,13 @@ impl TrainSettings {
 }
 
 impl TrainSettings {
+    /// Whether a run that produced `history` stopped before its last epoch (`pause_after`).
+    pub fn stopped_early(&self, history: &[super::EpochRecord]) -> bool {
+        history.last().is_some_and(|r| r.epoch < self.epochs)
+    }
+}
+
+impl TrainSettings {
     /// The learning-rate schedule of a run with `per_epoch` steps an epoch.
     pub fn lr_schedule(&self, per_epoch: usize) -> Result<LrSchedule> {
         LrSchedule::new(
