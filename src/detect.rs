@@ -99,6 +99,56 @@ pub fn print_report(report: &TestReport, table: &str) {
     );
 }
 
+/// Anchor sizes for `config`'s YOLO fitted to the boxes of `train` as its resize rule scales
+/// them (`count` anchors; [`kiln_detect::yolo::fit_anchors`], 10 seeded restarts).
+pub fn fit_anchors(
+    train: &kiln_detect::data::DetectionSet,
+    config: &DetectConfig,
+    count: usize,
+) -> Result<kiln_detect::yolo::AnchorFit> {
+    let sizes = kiln_detect::yolo::box_sizes(train, &config.yolo.resize());
+    Ok(kiln_detect::yolo::fit_anchors(
+        &sizes,
+        count,
+        config.yolo.anchor.match_ratio,
+        config.seed,
+        10,
+    )?)
+}
+
+/// The fitted anchors as a table, with how they split over the config's strides.
+pub fn anchor_report(fit: &kiln_detect::yolo::AnchorFit, config: &DetectConfig) -> String {
+    let strides = &config.yolo.anchor.strides;
+    let per = fit.sizes.len() / strides.len().max(1);
+    let mut out = format!(
+        "{} anchors fitted to {} training boxes: mean best IoU {:.3}, {:.1} % of boxes within a size ratio of {}\n",
+        fit.sizes.len(),
+        fit.boxes,
+        fit.mean_iou,
+        100.0 * fit.matched,
+        config.yolo.anchor.match_ratio
+    );
+    for (k, [w, h]) in fit.sizes.iter().enumerate() {
+        let level = strides
+            .get(k / per.max(1))
+            .map_or_else(|| "unused".to_string(), |s| format!("stride {s}"));
+        out += &format!("  {w:>6.1} × {h:<6.1} {level}\n");
+    }
+    if !fit.sizes.len().is_multiple_of(strides.len().max(1)) {
+        out +=
+            "note: the count does not split evenly over the strides; the config would reject it\n";
+    }
+    out += &format!(
+        "sizes = [{}]",
+        fit.sizes
+            .iter()
+            .map(|[w, h]| format!("[{w}, {h}]"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out
+}
+
 /// Numbers of proposals per image the recall table reports.
 pub const PROPOSAL_COUNTS: [usize; 4] = [100, 300, 1000, 2000];
 

@@ -385,6 +385,136 @@ fn faster_rcnn_trains_its_own_proposals_detects_and_predicts() {
     assert!(run.join("predict/photo03.png").is_file());
 }
 
+/// A small config of YOLO with `head` (`v1` on a 2×2 grid at 128 pixels, or the anchor head
+/// on strides 16 and 32 at 96 pixels with multi-scale training).
+fn yolo_config(root: &Path, head: &str) -> PathBuf {
+    let path = config(root, "yolo");
+    let mut text = fs::read_to_string(&path).unwrap();
+    text += &match head {
+        "v1" => "[yolo]\nhead = \"v1\"\ninput_size = 128\neval_batch = 4\n[yolo.v1]\ngrid = 2\nchannels = 16\nhidden = 32\n".to_string(),
+        _ => "[yolo]\nhead = \"anchor\"\ninput_size = 96\nscale_jitter = { range = [0.75, 1.25] }\neval_batch = 4\n[yolo.anchor]\n# fitted by the test\nsizes = [[8, 8], [16, 16], [24, 24], [32, 32], [48, 48], [64, 64]]\nneck_channels = 16\n".to_string(),
+    };
+    let path = root.join(format!("yolo-{head}.toml"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn yolo_fits_anchors_trains_both_heads_tests_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = boxes_dataset(dir.path(), 12);
+    let anchor = yolo_config(dir.path(), "anchor");
+    // k-means anchors from the training boxes, written into the config (comments kept).
+    let out = detect(
+        &[
+            "anchors",
+            "--config",
+            anchor.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--write",
+        ],
+        dir.path(),
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("6 anchors fitted to 9 training boxes"),
+        "{log}"
+    );
+    let written = fs::read_to_string(&anchor).unwrap();
+    assert!(
+        written.contains("# fitted by the test\nsizes = [["),
+        "{written}"
+    );
+    assert!(!written.contains("[8, 8]"), "{written}");
+    let mut runs = Vec::new();
+    for (head, config) in [("anchor", anchor), ("v1", yolo_config(dir.path(), "v1"))] {
+        let run = dir.path().join(format!("run-{head}"));
+        let out = common::run_on(BIN, &["train"], &data, &config, &run);
+        let log = text(&out);
+        assert!(out.status.success(), "{head}: {log}");
+        let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.matches("\"val_ap50\"").count(), 2, "{metrics}");
+        assert!(
+            metrics.contains(&format!("\"detector\":\"yolo-{head}\"")),
+            "{metrics}"
+        );
+        for d in &detections_of(&run) {
+            assert_inside_photo(&xywh(d));
+        }
+        runs.push(run);
+    }
+    // Tested again one image at a time: the same detections, its own report.
+    let out = detect(
+        &["test", "--run", runs[0].to_str().unwrap(), "--batch", "1"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let again = runs[0].join("test-b1");
+    assert_eq!(detections_of(&again).len(), detections_of(&runs[0]).len());
+    assert!(again.join("test_report.json").is_file());
+    let png = dir.path().join("speed_accuracy.png");
+    let out = detect(
+        &[
+            "compare",
+            "--out",
+            png.to_str().unwrap(),
+            runs[1].to_str().unwrap(),
+            again.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("yolo-v1") && log.contains("yolo-anchor"),
+        "{log}"
+    );
+    assert!(image::open(&png).unwrap().width() > 0);
+    let photo = data.join("images/photo03.png");
+    let out = detect(
+        &[
+            "predict",
+            "--run",
+            runs[1].to_str().unwrap(),
+            photo.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(runs[1].join("predict/photo03.png").is_file());
+}
+
+#[test]
+fn the_shipped_yolo_configs_are_valid_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = boxes_dataset(dir.path(), 8);
+    for name in ["raccoon-yolo.toml", "raccoon-yolo-v1.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(name);
+        let config: kiln_detect::config::DetectConfig =
+            toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        config.validate().unwrap();
+    }
+    // YOLOv1 at an input size that is not 64 × grid: refused, naming the setting.
+    let bad = yolo_config(dir.path(), "v1");
+    let text_of = fs::read_to_string(&bad)
+        .unwrap()
+        .replace("input_size = 128", "input_size = 96");
+    fs::write(&bad, text_of).unwrap();
+    let run = dir.path().join("bad-run");
+    let out = common::run_on(BIN, &["train"], &data, &bad, &run);
+    let log = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        log.contains("[yolo] input_size") && log.contains("128"),
+        "{log}"
+    );
+    assert!(!run.exists());
+}
+
 #[test]
 fn bad_input_is_a_clear_error_and_leaves_no_run() {
     let dir = tempfile::tempdir().unwrap();

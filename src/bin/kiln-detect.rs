@@ -7,7 +7,13 @@
 //!   (COCO AP as pycocotools computes it, VOC AP);
 //! - `kiln-detect proposals --data DATA` runs selective search, caches the proposals and
 //!   reports their recall;
-//! - `kiln-detect predict --run RUN IMAGE…` draws a trained run's detections on photos.
+//! - `kiln-detect predict --run RUN IMAGE…` draws a trained run's detections on photos;
+//! - `kiln-detect test --run RUN [--batch N]` tests a trained run again on its test split (e.g.
+//!   to time it at another batch size);
+//! - `kiln-detect compare --out speed_accuracy.png RUN…` plots the runs' test AP50 against
+//!   their test images per second;
+//! - `kiln-detect anchors --config configs/raccoon-yolo.toml --data DATA [--write]` fits a YOLO
+//!   config's anchor sizes to the training boxes (k-means) and writes them into the config.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +48,57 @@ enum Command {
     Predict(PredictArgs),
     /// Selective-search proposals for a dataset's images: cached, with their recall.
     Proposals(ProposalArgs),
+    /// Fit a YOLO config's anchor sizes to the training boxes (k-means on IoU).
+    Anchors(AnchorArgs),
+    /// Test a trained run again on its test split.
+    Test(TestArgs),
+    /// Plot runs' test AP50 against their test images per second.
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+struct TestArgs {
+    /// The trained run's directory.
+    #[arg(long, value_name = "RUN")]
+    run: PathBuf,
+    /// The dataset (default: the one the run was trained on).
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Test images per step (default: the config's eval_batch).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Where the results go (default: RUN/test-b<batch>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Compute device: auto, flex, ndarray, wgpu or wgpu:N.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Finished training runs, or `kiln-detect test` outputs.
+    #[arg(required = true, value_name = "DIR")]
+    runs: Vec<PathBuf>,
+    /// The PNG to write.
+    #[arg(long, value_name = "FILE", default_value = "speed_accuracy.png")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct AnchorArgs {
+    /// The YOLO config (its input size, strides, anchor count, split and classes are used).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The dataset (a VOC folder or its .tar.gz); default: the config's [data] path.
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Anchors to fit (default: as many as the config has).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Write the fitted sizes into the config's [yolo.anchor] table (other lines are kept).
+    #[arg(long)]
+    write: bool,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +187,9 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
         Command::Proposals(args) => proposals(&args),
+        Command::Anchors(args) => anchors(&args),
+        Command::Test(args) => test(&args),
+        Command::Compare(args) => compare(&args),
     })
 }
 
@@ -209,6 +269,84 @@ fn proposals(args: &ProposalArgs) -> Result<()> {
     let report = detect::proposals(&set, &config, &cache, args.threads, &run)?;
     println!("{report}");
     println!("run directory: {}", run.path().display());
+    Ok(())
+}
+
+fn test(args: &TestArgs) -> Result<()> {
+    let run = kiln_train::RunDir::open(&args.run)?;
+    let (config, _) = kiln_detect::predict::run_config(&run)?;
+    let data_path = cli::training_data(
+        args.data.as_deref(),
+        config.data.path.as_deref(),
+        "--data (the run's dataset)",
+    )?;
+    let device = backend::device(args.device.as_deref())?;
+    let data = detect::load(&data_path, &config, false)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.run.join(match args.batch {
+            Some(b) => format!("test-b{b}"),
+            None => "test".into(),
+        })
+    });
+    let (report, scores) = kiln_detect::run::test_run(&run, &data, args.batch, &out, &device)?;
+    detect::print_report(&report, &format_report(&scores.coco, &scores.voc));
+    println!("results in {}", out.display());
+    Ok(())
+}
+
+fn compare(args: &CompareArgs) -> Result<()> {
+    let mut points = Vec::new();
+    for dir in &args.runs {
+        let report = kiln_detect::run::find_test_report(dir)?;
+        let label = if report.detector.is_empty() {
+            format!("{:?}", report.method)
+        } else {
+            report.detector.clone()
+        };
+        println!(
+            "{label:<14} AP50 {:.3}  {:>7.2} test images/s  ({})",
+            report.coco.ap50,
+            report.images_per_sec,
+            dir.display()
+        );
+        points.push(kiln_detect::eval::plot::SpeedAccuracy {
+            label,
+            ap50: report.coco.ap50,
+            images_per_sec: report.images_per_sec,
+        });
+    }
+    kiln_detect::eval::plot::save_speed_accuracy(
+        &args.out,
+        "detectors: accuracy against speed",
+        &points,
+    )?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn anchors(args: &AnchorArgs) -> Result<()> {
+    let config: DetectConfig = cli::load_config(Some(&args.config))?;
+    config.validate()?;
+    let data_path = cli::training_data(
+        args.data.as_deref(),
+        config.data.path.as_deref(),
+        "--data (a VOC folder or its .tar.gz) or [data] path",
+    )?;
+    let data = detect::load(&data_path, &config, false)?;
+    let count = args.count.unwrap_or(config.yolo.anchor.sizes.len());
+    let fit = detect::fit_anchors(&data.train, &config, count)?;
+    println!("{}", detect::anchor_report(&fit, &config));
+    if args.write {
+        let text = std::fs::read_to_string(&args.config)
+            .with_context(|| format!("cannot read {}", args.config.display()))?;
+        let written = kiln_detect::yolo::write_anchor_sizes(&text, &fit.sizes);
+        let check: DetectConfig = toml::from_str(&written)
+            .with_context(|| format!("the rewritten {} would not parse", args.config.display()))?;
+        check.validate()?;
+        std::fs::write(&args.config, written)
+            .with_context(|| format!("cannot write {}", args.config.display()))?;
+        println!("wrote the sizes into {}", args.config.display());
+    }
     Ok(())
 }
 

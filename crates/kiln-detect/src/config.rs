@@ -25,6 +25,8 @@ pub enum Method {
     FastRcnn,
     /// Fast R-CNN with its own region proposal network.
     FasterRcnn,
+    /// A single network regressing boxes and scoring classes on a grid in one pass.
+    Yolo,
 }
 
 /// Where the data comes from and how it is split.
@@ -119,6 +121,9 @@ pub struct DetectConfig {
     /// Faster R-CNN's RPN, box head, region sampling and test rule.
     #[serde(default)]
     pub faster_rcnn: crate::two_stage::FasterRcnnConfig,
+    /// YOLO's head, input size, loss and test rule.
+    #[serde(default)]
+    pub yolo: crate::yolo::YoloConfig,
     /// kiln-train's loop settings.
     pub train: TrainSettings,
     /// Training augmentation (box-aware).
@@ -126,6 +131,30 @@ pub struct DetectConfig {
 }
 
 impl DetectConfig {
+    /// The detector's name: the method, and for YOLO its head (`yolo-v1`, `yolo-anchor`).
+    pub fn detector_name(&self) -> String {
+        let method = serde_json::to_value(self.method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match self.method {
+            Method::Yolo => match self.yolo.head {
+                crate::yolo::YoloHead::V1 => "yolo-v1".into(),
+                crate::yolo::YoloHead::Anchor => "yolo-anchor".into(),
+            },
+            _ => method,
+        }
+    }
+
+    /// Sets the images per test step of every method that batches its test images.
+    pub fn set_eval_batch(&mut self, batch: usize) {
+        let batch = batch.max(1);
+        self.localize.eval_batch = batch;
+        self.fast_rcnn.eval_batch = batch;
+        self.faster_rcnn.eval_batch = batch;
+        self.yolo.eval_batch = batch;
+    }
+
     /// Checks what can be checked before reading data.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, reason: String| Err(DetectError::invalid(what, reason));
@@ -198,6 +227,9 @@ impl DetectConfig {
         }
         if self.method == Method::FasterRcnn {
             self.faster_rcnn.validate()?;
+        }
+        if self.method == Method::Yolo {
+            self.yolo.validate()?;
         }
         self.train.validate()?;
         for step in &self.augment {

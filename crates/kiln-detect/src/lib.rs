@@ -8,7 +8,9 @@
 //! - [`eval`]: the COCO evaluator (equal to pycocotools' `COCOeval`) and VOC's AP;
 //! - [`proposals`]: selective search (Felzenszwalb–Huttenlocher segmentation and hierarchical
 //!   grouping) and proposal recall;
-//! - [`two_stage`]: Fast R-CNN (RoI pooling of a shared feature map, the box head).
+//! - [`two_stage`]: Fast R-CNN (RoI pooling of a shared feature map, the box head) and Faster
+//!   R-CNN (the region proposal network);
+//! - [`yolo`]: YOLOv1 and a modern anchor-box YOLO, one pass and no proposals.
 //!
 //! The crate never picks a Burn backend: every function takes tensors or a device.
 
@@ -29,5 +31,6 @@ pub mod rcnn;
 pub mod run;
 pub mod train;
 pub mod two_stage;
+pub mod yolo;
 
 pub use error::{DetectError, Result};

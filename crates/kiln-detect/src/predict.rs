@@ -8,13 +8,14 @@ use kiln_train::RunDir;
 
 use crate::batch::DetectionItem;
 use crate::config::{DetectConfig, Method};
-use crate::data::Category;
+use crate::data::{Category, Detection};
 use crate::draw::{draw_detections, save_png};
 use crate::proposals::selective_search;
 use crate::run::CATEGORIES_FILE;
 use crate::train::{detect_with_localizer, localizer_shape};
 use crate::two_stage::faster::{detect_faster_rcnn, faster_rcnn_shape};
 use crate::two_stage::pipeline::{detect_fast_rcnn, fast_rcnn_shape};
+use crate::yolo::{detect_yolo, yolo_shape};
 use crate::{DetectError, Result};
 
 /// The config and categories a run was trained with.
@@ -37,6 +38,61 @@ pub fn run_config(run: &RunDir) -> Result<(DetectConfig, Vec<Category>)> {
     let categories: Vec<Category> = serde_json::from_slice(&bytes)
         .map_err(|e| DetectError::format(&cat_path, format!("not a category list: {e}")))?;
     Ok((config, categories))
+}
+
+/// Detections (original-image pixels) of the trained detector of `run` (trained with `config`
+/// on `classes` classes) on `items`, with the images per second. Fast R-CNN items without
+/// proposals get selective search's.
+pub fn detect_with_run(
+    run: &RunDir,
+    config: &DetectConfig,
+    classes: usize,
+    items: &[DetectionItem],
+    device: &Device,
+) -> Result<(Vec<Detection>, f64)> {
+    match config.method {
+        Method::Localize | Method::Overfeat => {
+            let model = localizer_shape(config, classes, device)?;
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?.valid();
+            detect_with_localizer(config, &model, items, device)
+        }
+        Method::Rcnn => {
+            let start = std::time::Instant::now();
+            let found = crate::rcnn::predict_items(run, config, classes, items, device)?;
+            let seconds = start.elapsed().as_secs_f64().max(1e-9);
+            Ok((found, items.len() as f64 / seconds))
+        }
+        Method::FastRcnn => {
+            let model = fast_rcnn_shape(config, classes, device)?;
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
+            let keep = config.fast_rcnn.test_proposals;
+            let items: Vec<DetectionItem> = items
+                .iter()
+                .map(|item| DetectionItem {
+                    proposals: if item.proposals.is_empty() {
+                        selective_search(&item.image, &config.fast_rcnn.proposals)
+                            .into_iter()
+                            .take(keep)
+                            .collect()
+                    } else {
+                        item.proposals.clone()
+                    },
+                    ..item.clone()
+                })
+                .collect();
+            detect_fast_rcnn(config, &model, classes, &items, device)
+        }
+        Method::FasterRcnn => {
+            let model = faster_rcnn_shape(config, classes, device)?;
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
+            detect_faster_rcnn(config, &model, classes, items, device)
+        }
+        Method::Yolo => {
+            let model = yolo_shape(config, classes, device)?;
+            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
+            detect_yolo(config, &model, classes, items, None, device)
+        }
+    }
 }
 
 /// Detects objects in `images` with the detector of the run at `run_dir` and writes each photo
@@ -67,39 +123,7 @@ pub fn predict_files(
             })
         })
         .collect::<Result<_>>()?;
-    let detections = match config.method {
-        Method::Localize | Method::Overfeat => {
-            let model = localizer_shape(&config, categories.len(), device)?;
-            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?.valid();
-            detect_with_localizer(&config, &model, &items, device)?.0
-        }
-        Method::Rcnn => {
-            crate::rcnn::predict_items(&run, &config, categories.len(), &items, device)?
-        }
-        Method::FastRcnn => {
-            let classes = categories.len();
-            let model = fast_rcnn_shape(&config, classes, device)?;
-            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
-            let keep = config.fast_rcnn.test_proposals;
-            let items: Vec<DetectionItem> = items
-                .iter()
-                .map(|item| DetectionItem {
-                    proposals: selective_search(&item.image, &config.fast_rcnn.proposals)
-                        .into_iter()
-                        .take(keep)
-                        .collect(),
-                    ..item.clone()
-                })
-                .collect();
-            detect_fast_rcnn(&config, &model, classes, &items, device)?.0
-        }
-        Method::FasterRcnn => {
-            let classes = categories.len();
-            let model = faster_rcnn_shape(&config, classes, device)?;
-            let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
-            detect_faster_rcnn(&config, &model, classes, &items, device)?.0
-        }
-    };
+    let detections = detect_with_run(&run, &config, categories.len(), &items, device)?.0;
     std::fs::create_dir_all(out).map_err(|e| DetectError::io(out, e))?;
     let mut written = Vec::new();
     for (item, path) in items.iter().zip(images) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use kiln_train::RunDir;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Result;
@@ -25,6 +25,7 @@ use crate::ops::host::iou;
 use crate::train::{detect_with_localizer, hold_out, train_localizer};
 use crate::two_stage::faster::{detect_faster_rcnn, train_faster_rcnn};
 use crate::two_stage::pipeline::{detect_fast_rcnn, items_with_proposals, train_fast_rcnn};
+use crate::yolo::{detect_yolo, train_yolo};
 
 /// The run file naming the categories a detector was trained on, in class-index order.
 pub const CATEGORIES_FILE: &str = "categories.json";
@@ -52,7 +53,7 @@ pub fn score_detections(gt: &DetectionSet, detections: &[Detection], dir: &Path)
 /// How well one-box-per-image localization did: the mean over test images of the best IoU of
 /// the image's top detection with any of its objects, and the share of images where it is at
 /// least 0.5.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Localization {
     /// Mean IoU of the top detection with its best-matching object.
     pub mean_iou: f64,
@@ -135,10 +136,13 @@ fn scale_box(b: &crate::data::BoundingBox, sx: f32, sy: f32) -> crate::data::Bou
 }
 
 /// What a finished run measured on the test split.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TestReport {
     /// Method trained.
     pub method: Method,
+    /// The detector ([`DetectConfig::detector_name`]; empty in runs from before it existed).
+    #[serde(default)]
+    pub detector: String,
     /// COCO's 12 numbers.
     pub coco: crate::eval::CocoStats,
     /// VOC all-point AP50 (mean over classes).
@@ -147,7 +151,7 @@ pub struct TestReport {
     pub localization: Localization,
     /// Test images per second of detection (after decoding).
     pub images_per_sec: f64,
-    /// Seconds spent training (this process).
+    /// Seconds spent training (this process; 0 when a finished run was tested again).
     pub train_seconds: f64,
     /// Test images.
     pub test_images: usize,
@@ -197,6 +201,15 @@ pub fn train_and_test(
             let classes = data.train.categories.len();
             detect_faster_rcnn(config, &trained.model, classes, &test_items, device)?
         }
+        Method::Yolo => {
+            let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
+            let trained = train_yolo(config, &train, &val, run, device, resume)?;
+            if trained.paused {
+                return Ok(None);
+            }
+            let classes = data.train.categories.len();
+            detect_yolo(config, &trained.model, classes, &test_items, None, device)?
+        }
         Method::Rcnn => {
             let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
             let outcome =
@@ -219,6 +232,7 @@ pub fn train_and_test(
     )?;
     let report = TestReport {
         method: config.method,
+        detector: config.detector_name(),
         coco: scores.coco.stats,
         voc_ap50: scores.voc.map,
         localization: localization(&data.test, &detections),
@@ -228,4 +242,90 @@ pub fn train_and_test(
     };
     run.metrics().append(&json!({ "test": &report }))?;
     Ok(Some((report, scores)))
+}
+
+/// Tests the detector of the finished run at `run` again on `data.test` (with `batch` images a
+/// step when given), writing `metrics.json`, `detections.json`, `pr_curve.png` and
+/// `predictions.png` into `out`.
+pub fn test_run(
+    run: &RunDir,
+    data: &LoadedSplits,
+    batch: Option<usize>,
+    out: &Path,
+    device: &Device,
+) -> Result<(TestReport, Scores)> {
+    let (mut config, categories) = crate::predict::run_config(run)?;
+    if let Some(batch) = batch {
+        config.set_eval_batch(batch);
+    }
+    std::fs::create_dir_all(out).map_err(|e| crate::DetectError::io(out, e))?;
+    let test_items = decode_items(&data.test, Some(config.data.max_side))?;
+    let items = if config.method == Method::FastRcnn {
+        let keep = config.fast_rcnn.test_proposals;
+        items_with_proposals(&config, &data.test, keep, "test")?.0
+    } else {
+        test_items.clone()
+    };
+    let (detections, images_per_sec) =
+        crate::predict::detect_with_run(run, &config, categories.len(), &items, device)?;
+    write_coco_results(&detections, &data.test, &out.join("detections.json"))?;
+    let scores = score_detections(&data.test, &detections, out)?;
+    draw_test_grid(
+        &test_items,
+        &detections,
+        &data.test,
+        &out.join("predictions.png"),
+        8,
+        0.3,
+    )?;
+    let report = TestReport {
+        method: config.method,
+        detector: config.detector_name(),
+        coco: scores.coco.stats,
+        voc_ap50: scores.voc.map,
+        localization: localization(&data.test, &detections),
+        images_per_sec,
+        train_seconds: 0.0,
+        test_images: data.test.images.len(),
+    };
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| crate::DetectError::invalid("test report", e.to_string()))?;
+    let path = out.join(TEST_REPORT_FILE);
+    std::fs::write(&path, json).map_err(|e| crate::DetectError::io(&path, e))?;
+    Ok((report, scores))
+}
+
+/// The file [`test_run`] writes its [`TestReport`] to.
+pub const TEST_REPORT_FILE: &str = "test_report.json";
+
+/// The test report of `dir`: a [`test_run`] output's `test_report.json`, or a training run's
+/// last test record ([`read_test_report`]).
+pub fn find_test_report(dir: &Path) -> Result<TestReport> {
+    let path = dir.join(TEST_REPORT_FILE);
+    if path.exists() {
+        let bytes = std::fs::read(&path).map_err(|e| crate::DetectError::io(&path, e))?;
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| crate::DetectError::format(&path, format!("not a test report: {e}")));
+    }
+    read_test_report(dir)
+}
+
+/// The last test report in the `metrics.jsonl` of the run at `run` (what `train` measured).
+pub fn read_test_report(run: &Path) -> Result<TestReport> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::DetectError::io(&path, e))?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|mut value| value.get_mut("test").map(serde_json::Value::take))
+        .last()
+        .ok_or_else(|| {
+            crate::DetectError::format(
+                &path,
+                "no test record: did the run finish (`kiln-detect train` writes one at the end)?",
+            )
+        })
+        .and_then(|value| {
+            serde_json::from_value(value)
+                .map_err(|e| crate::DetectError::format(&path, format!("bad test record: {e}")))
+        })
 }

@@ -114,7 +114,7 @@ impl AreaRange {
 }
 
 /// The 12 numbers pycocotools' `summarize()` prints, in its order (`COCOeval.stats`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct CocoStats {
     /// AP at IoU 0.50:0.95, all areas, 100 detections.
     pub ap: f64,

@@ -112,3 +112,40 @@ pub fn save_pr_curves(path: &Path, coco: &CocoEvaluation) -> Result<()> {
     }
     result
 }
+
+/// One detector on the speed/accuracy chart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeedAccuracy {
+    /// Legend entry (e.g. the method).
+    pub label: String,
+    /// Test AP50.
+    pub ap50: f64,
+    /// Test images per second.
+    pub images_per_sec: f64,
+}
+
+/// Draws test AP50 against test images per second (log scale) for `points`, one marker and
+/// legend entry each, as an 800×500 PNG at `path` (e.g. R-CNN → Fast → Faster → YOLO).
+pub fn save_speed_accuracy(path: &Path, title: &str, points: &[SpeedAccuracy]) -> Result<()> {
+    let series = points
+        .iter()
+        .filter(|p| p.images_per_sec > 0.0)
+        .map(|p| {
+            Series::new(
+                format!(
+                    "{} (AP50 {:.3}, {:.2} img/s)",
+                    p.label, p.ap50, p.images_per_sec
+                ),
+                vec![(p.images_per_sec.log10(), p.ap50)],
+            )
+        })
+        .collect();
+    LinePlot {
+        title: title.into(),
+        x_label: "test images per second, log10".into(),
+        y_label: "test AP50".into(),
+        series,
+    }
+    .save_png(path)
+    .map_err(|e| DetectError::invalid("speed/accuracy plot", e.to_string()))
+}

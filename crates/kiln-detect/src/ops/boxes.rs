@@ -81,6 +81,38 @@ pub fn paired_generalized_iou(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
         - (hull.clone() - union) / hull.clamp_min(f32::MIN_POSITIVE)
 }
 
+/// Complete IoU `[N]` of `a[i]` with `b[i]` (Zheng et al. 2020, the box loss of YOLOv4/v5):
+/// IoU, minus the squared centre distance over the squared diagonal of the enclosing box, minus
+/// `α·v` where `v` measures how the aspect ratios differ and `α = v / (1 − IoU + v)` is held
+/// constant (no gradient), as the paper and YOLOv5 do. In [-1.5, 1], and 1 only for equal boxes.
+pub fn paired_complete_iou(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
+    let eps = 1e-7;
+    let [ax1, ay1, ax2, ay2] = corners(a);
+    let [bx1, by1, bx2, by2] = corners(b);
+    let (aw, ah) = (ax2.clone() - ax1.clone(), ay2.clone() - ay1.clone());
+    let (bw, bh) = (bx2.clone() - bx1.clone(), by2.clone() - by1.clone());
+    let inter = (ax2.clone().min_pair(bx2.clone()) - ax1.clone().max_pair(bx1.clone()))
+        .clamp_min(0.0)
+        * (ay2.clone().min_pair(by2.clone()) - ay1.clone().max_pair(by1.clone())).clamp_min(0.0);
+    let union = aw.clone().clamp_min(0.0) * ah.clone().clamp_min(0.0)
+        + bw.clone().clamp_min(0.0) * bh.clone().clamp_min(0.0)
+        - inter.clone()
+        + eps;
+    let iou = inter / union;
+    let hull_w = ax2.clone().max_pair(bx2.clone()) - ax1.clone().min_pair(bx1.clone());
+    let hull_h = ay2.clone().max_pair(by2.clone()) - ay1.clone().min_pair(by1.clone());
+    let diagonal = hull_w.powi_scalar(2) + hull_h.powi_scalar(2) + eps;
+    let centre_dx = (bx1 + bx2) - (ax1 + ax2);
+    let centre_dy = (by1 + by2) - (ay1 + ay2);
+    let distance = (centre_dx.powi_scalar(2) + centre_dy.powi_scalar(2)).div_scalar(4.0);
+    let angle = |w: Tensor<1>, h: Tensor<1>| (w / (h + eps)).atan();
+    let v = (angle(bw, bh) - angle(aw, ah))
+        .powi_scalar(2)
+        .mul_scalar(4.0 / (std::f32::consts::PI * std::f32::consts::PI));
+    let alpha = (v.clone() / (v.clone() - iou.clone() + (1.0 + eps))).detach();
+    iou - distance / diagonal - alpha * v
+}
+
 /// Boxes `[N, 4]` clipped to an image of `height`×`width` (torchvision's `clip_boxes_to_image`).
 pub fn clip_boxes(boxes: Tensor<2>, height: f32, width: f32) -> Tensor<2> {
     let [x1, y1, x2, y2] = corners(boxes);
@@ -146,6 +178,30 @@ mod tests {
         );
         let paired = paired_generalized_iou(a.repeat_dim(0, 3), b);
         close(paired.reshape([1, 3]), &[-1.0 / 3.0, 1.0, 0.25]);
+    }
+
+    #[test]
+    fn complete_iou_adds_centre_distance_and_aspect_penalties() {
+        // Equal boxes: 1. Unit boxes one unit apart side by side: IoU 0, centre distance² 1,
+        // hull 2×1 → diagonal² 5, same aspect → CIoU = −1/5.
+        // A 2×2 box around a 2×1 one with the same centre: IoU 1/2, no distance,
+        // v = 4/π² (atan 2 − atan 1)², α = v / (1/2 + v).
+        let a = t(&[
+            [0.0, 0.0, 1.0, 1.0],
+            [0.0, 0.0, 1.0, 1.0],
+            [0.0, 0.0, 2.0, 2.0],
+        ]);
+        let b = t(&[
+            [0.0, 0.0, 1.0, 1.0],
+            [1.0, 0.0, 2.0, 1.0],
+            [0.0, 0.5, 2.0, 1.5],
+        ]);
+        let v = 4.0 / (std::f32::consts::PI.powi(2)) * (2.0f32.atan() - 1.0f32.atan()).powi(2);
+        let alpha = v / (0.5 + v);
+        close(
+            paired_complete_iou(a, b).reshape([1, 3]),
+            &[1.0, -0.2, 0.5 - alpha * v],
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod host;
 mod nms;
 mod roi;
 
-pub use boxes::{box_area, box_iou, clip_boxes, generalized_box_iou, paired_generalized_iou};
+pub use boxes::{
+    box_area, box_iou, clip_boxes, generalized_box_iou, paired_complete_iou, paired_generalized_iou,
+};
 pub use coder::{BoxCoder, DEFAULT_DELTA_CLAMP};
 pub use nms::{batched_nms, nms};
 pub use roi::{RoiAlignConfig, RoiPoolConfig, roi_align, roi_pool};
