@@ -219,14 +219,47 @@ pub fn train_and_test(
             (outcome.detections, outcome.images_per_sec)
         }
     };
-    let train_seconds = started.elapsed().as_secs_f64();
-    write_coco_results(&detections, &data.test, &run.file("detections.json"))?;
-    let scores = score_detections(&data.test, &detections, run.path())?;
-    draw_test_grid(
+    let timing = Timing {
+        images_per_sec,
+        train_seconds: started.elapsed().as_secs_f64(),
+    };
+    let (report, scores) = write_test_results(
+        config,
+        &data.test,
         &test_items,
         &detections,
-        &data.test,
-        &run.file("predictions.png"),
+        timing,
+        run.path(),
+    )?;
+    run.metrics().append(&json!({ "test": &report }))?;
+    Ok(Some((report, scores)))
+}
+
+/// How fast a run detected, and how long it trained.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    images_per_sec: f64,
+    train_seconds: f64,
+}
+
+/// Writes `detections` on the `test` split (`items`: its decoded images) into `dir` as
+/// `detections.json`, `metrics.json`, `pr_curve.png` and `predictions.png`, and returns the
+/// report and scores.
+fn write_test_results(
+    config: &DetectConfig,
+    test: &DetectionSet,
+    items: &[DetectionItem],
+    detections: &[Detection],
+    timing: Timing,
+    dir: &Path,
+) -> Result<(TestReport, Scores)> {
+    write_coco_results(detections, test, &dir.join("detections.json"))?;
+    let scores = score_detections(test, detections, dir)?;
+    draw_test_grid(
+        items,
+        detections,
+        test,
+        &dir.join("predictions.png"),
         8,
         0.3,
     )?;
@@ -235,13 +268,12 @@ pub fn train_and_test(
         detector: config.detector_name(),
         coco: scores.coco.stats,
         voc_ap50: scores.voc.map,
-        localization: localization(&data.test, &detections),
-        images_per_sec,
-        train_seconds,
-        test_images: data.test.images.len(),
+        localization: localization(test, detections),
+        images_per_sec: timing.images_per_sec,
+        train_seconds: timing.train_seconds,
+        test_images: test.images.len(),
     };
-    run.metrics().append(&json!({ "test": &report }))?;
-    Ok(Some((report, scores)))
+    Ok((report, scores))
 }
 
 /// Tests the detector of the finished run at `run` again on `data.test` (with `batch` images a
@@ -268,26 +300,12 @@ pub fn test_run(
     };
     let (detections, images_per_sec) =
         crate::predict::detect_with_run(run, &config, categories.len(), &items, device)?;
-    write_coco_results(&detections, &data.test, &out.join("detections.json"))?;
-    let scores = score_detections(&data.test, &detections, out)?;
-    draw_test_grid(
-        &test_items,
-        &detections,
-        &data.test,
-        &out.join("predictions.png"),
-        8,
-        0.3,
-    )?;
-    let report = TestReport {
-        method: config.method,
-        detector: config.detector_name(),
-        coco: scores.coco.stats,
-        voc_ap50: scores.voc.map,
-        localization: localization(&data.test, &detections),
+    let timing = Timing {
         images_per_sec,
         train_seconds: 0.0,
-        test_images: data.test.images.len(),
     };
+    let (report, scores) =
+        write_test_results(&config, &data.test, &test_items, &detections, timing, out)?;
     let json = serde_json::to_vec_pretty(&report)
         .map_err(|e| crate::DetectError::invalid("test report", e.to_string()))?;
     let path = out.join(TEST_REPORT_FILE);
@@ -315,9 +333,9 @@ pub fn read_test_report(run: &Path) -> Result<TestReport> {
     let path = run.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).map_err(|e| crate::DetectError::io(&path, e))?;
     text.lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|mut value| value.get_mut("test").map(serde_json::Value::take))
-        .last()
+        .find_map(|mut value| value.get_mut("test").map(serde_json::Value::take))
         .ok_or_else(|| {
             crate::DetectError::format(
                 &path,

@@ -151,6 +151,35 @@ where
     })
 }
 
+/// [`fit_detector`] on the images of `train` and `val`, decoded with their long side at most
+/// `[data] max_side`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_on_sets<T>(
+    task: &T,
+    model: T::Model,
+    train: &DetectionSet,
+    val: &DetectionSet,
+    config: &DetectConfig,
+    run: &RunDir,
+    device: &Device,
+    resume: bool,
+) -> Result<Trained<T::Model>>
+where
+    T: Task<Item = DetectionItem, Batch = DetectionBatch, Batcher = DetectionBatcher>,
+{
+    let max_side = Some(config.data.max_side);
+    fit_detector(
+        task,
+        model,
+        decode_items(train, max_side)?,
+        decode_items(val, max_side)?,
+        config,
+        run,
+        device,
+        resume,
+    )
+}
+
 /// Trains the localization network of `config` on `train` (validating on `val`), writing
 /// metrics, plots and checkpoints into `run`.
 pub fn train_localizer(
@@ -162,12 +191,11 @@ pub fn train_localizer(
     resume: bool,
 ) -> Result<TrainedLocalizer> {
     let model = localizer(config, train.categories.len(), device)?;
-    let max_side = Some(config.data.max_side);
-    fit_detector(
+    fit_on_sets(
         &localize_task(config),
         model,
-        decode_items(train, max_side)?,
-        decode_items(val, max_side)?,
+        train,
+        val,
         config,
         run,
         device,

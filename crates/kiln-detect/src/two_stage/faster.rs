@@ -22,8 +22,7 @@ use super::task::{box_head_loss, detect_on, jittered, step_rng, total, validate}
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::DetectConfig;
 use crate::data::{Detection, DetectionSet};
-use crate::dataset::decode_items;
-use crate::train::{Trained, backbone, backbone_shape, fit_detector};
+use crate::train::{Trained, backbone, backbone_shape, fit_on_sets};
 use crate::{DetectError, Result};
 
 /// Faster R-CNN's settings (`[faster_rcnn]`).
@@ -275,18 +274,9 @@ pub fn train_faster_rcnn(
     resume: bool,
 ) -> Result<Trained<FasterRcnn>> {
     let classes = train.categories.len();
-    let max_side = Some(config.data.max_side);
     let task = FasterRcnnTask::new(&config.faster_rcnn, classes, config.seed);
-    fit_detector(
-        &task,
-        faster_rcnn(config, classes, device)?,
-        decode_items(train, max_side)?,
-        decode_items(val, max_side)?,
-        config,
-        run,
-        device,
-        resume,
-    )
+    let model = faster_rcnn(config, classes, device)?;
+    fit_on_sets(&task, model, train, val, config, run, device, resume)
 }
 
 /// Detections of `model` on `items` in original-image pixels, with the images per second.

@@ -87,7 +87,7 @@ pub struct AnchorHeadConfig {
     pub class_weight: f32,
     /// An object is matched to an anchor when neither side ratio exceeds this (YOLOv5: 4).
     pub match_ratio: f32,
-    /// Objectness loss weight per level, finest first (YOLOv5's balance for P4 and P5: 1, 0.4).
+    /// Objectness loss weight per level, finest first (YOLOv5's balance for two levels: 4, 1).
     pub level_weights: Vec<f32>,
     /// Also match an object in the two neighbouring cells nearest its centre (YOLOv5), tripling
     /// the positives; off: only the cell holding the centre (YOLOv3).
@@ -113,7 +113,7 @@ impl Default for AnchorHeadConfig {
             objectness_weight: 1.0,
             class_weight: 0.5,
             match_ratio: 4.0,
-            level_weights: vec![1.0, 0.4],
+            level_weights: vec![4.0, 1.0],
             neighbour_cells: true,
         }
     }

@@ -16,8 +16,7 @@ use super::v1::{YoloV1, v1_candidates, v1_loss};
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem};
 use crate::config::DetectConfig;
 use crate::data::{Detection, DetectionSet};
-use crate::dataset::decode_items;
-use crate::train::{Trained, backbone, backbone_shape, fit_detector};
+use crate::train::{Trained, backbone, backbone_shape, fit_on_sets};
 use crate::two_stage::pipeline::detect_in_batches;
 use crate::two_stage::task::{jittered, step_rng, validate};
 use crate::{DetectError, Result};
@@ -196,18 +195,9 @@ pub fn train_yolo(
     resume: bool,
 ) -> Result<Trained<Yolo>> {
     let classes = train.categories.len();
-    let max_side = Some(config.data.max_side);
     let task = YoloTask::new(&config.yolo, classes, config.seed);
-    fit_detector(
-        &task,
-        yolo(config, classes, device)?,
-        decode_items(train, max_side)?,
-        decode_items(val, max_side)?,
-        config,
-        run,
-        device,
-        resume,
-    )
+    let model = yolo(config, classes, device)?;
+    fit_on_sets(&task, model, train, val, config, run, device, resume)
 }
 
 /// Detections of `model` on `items` in original-image pixels, with the images per second, in
@@ -260,7 +250,7 @@ mod tests {
     /// outputs the losses are built from).
     #[test]
     fn a_few_steps_lower_the_loss_of_both_heads() {
-        use burn::optim::{GradientsParams, Optimizer as _, SgdConfig};
+        use burn::optim::{GradientsParams, SgdConfig};
         let device = Device::flex().autodiff();
         for head in [YoloHead::V1, YoloHead::Anchor] {
             let mut config = YoloConfig {

@@ -269,7 +269,14 @@ mod tests {
         values[4 * 4 + 1] = logit(0.999);
         let output = Tensor::<4>::from_data(TensorData::new(values, [1, 6, 2, 2]), &device);
         let config = config();
-        let loss = anchor_loss(vec![output.clone()], &[info.clone()], &config, 1, 416).unwrap();
+        let loss = anchor_loss(
+            vec![output.clone()],
+            std::slice::from_ref(&info),
+            &config,
+            1,
+            416,
+        )
+        .unwrap();
         let boxes = loss.boxes.into_scalar::<f32>();
         assert!(boxes.abs() < 1e-5, "{boxes}");
         // Objectness: the matched one's target is IoU 1, the others 0, all nearly right.
@@ -304,7 +311,7 @@ mod tests {
             let mut values = vec![0.0f32; 6 * 4];
             values[1] = tx;
             let output = Tensor::<4>::from_data(TensorData::new(values, [1, 6, 2, 2]), &device);
-            anchor_loss(vec![output], &[info.clone()], &config(), 1, 416)
+            anchor_loss(vec![output], std::slice::from_ref(&info), &config(), 1, 416)
                 .unwrap()
                 .boxes
                 .into_scalar::<f32>()
