@@ -298,8 +298,12 @@ fn compare(args: &CompareArgs) -> Result<()> {
     let mut points = Vec::new();
     for dir in &args.runs {
         let report = kiln_detect::run::find_test_report(dir)?;
+        // Runs from before the detector name was recorded: the config's method name.
         let label = if report.detector.is_empty() {
-            format!("{:?}", report.method)
+            serde_json::to_value(report.method)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         } else {
             report.detector.clone()
         };
