@@ -67,7 +67,7 @@ struct TestArgs {
     /// Test images per step (default: the config's eval_batch).
     #[arg(long)]
     batch: Option<usize>,
-    /// Where the results go (default: RUN/test-b<batch>).
+    /// Where the results go (default: RUN/test-bN for --batch N, else RUN/test).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Compute device: auto, flex, ndarray, wgpu or wgpu:N.
@@ -90,13 +90,13 @@ struct AnchorArgs {
     /// The YOLO config (its input size, strides, anchor count, split and classes are used).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// The dataset (a VOC folder or its .tar.gz); default: the config's [data] path.
+    /// The dataset (a VOC folder or its .tar.gz); default: the config's data path.
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Anchors to fit (default: as many as the config has).
     #[arg(long)]
     count: Option<usize>,
-    /// Write the fitted sizes into the config's [yolo.anchor] table (other lines are kept).
+    /// Write the fitted sizes into the config's yolo.anchor table (other lines are kept).
     #[arg(long)]
     write: bool,
 }
