@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kiln_detect::config::DetectConfig;
 use kiln_detect::data::load::{LoadOptions, LoadedSplits, SplitSource, load_detection_data};
 use kiln_detect::run::TestReport;
@@ -147,6 +147,55 @@ pub fn anchor_report(fit: &kiln_detect::yolo::AnchorFit, config: &DetectConfig) 
             .join(", ")
     );
     out
+}
+
+/// Writes `sizes` into the `[yolo.anchor]` table of the config file at `path`, keeping its other
+/// lines; the rewritten config must parse and validate, and replaces the file atomically.
+pub fn write_anchors(path: &Path, sizes: &[[f32; 2]]) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let written = kiln_detect::yolo::write_anchor_sizes(&text, sizes);
+    let check: DetectConfig = toml::from_str(&written)
+        .with_context(|| format!("the rewritten {} would not parse", path.display()))?;
+    check.validate()?;
+    kiln_train::write_atomic(path, written.as_bytes())?;
+    Ok(())
+}
+
+/// One line per run or test output in `dirs` (its detector, test AP50 and images/s), and the
+/// speed/accuracy plot of all of them written to `out`.
+pub fn compare(dirs: &[std::path::PathBuf], out: &Path) -> Result<String> {
+    let mut points = Vec::new();
+    let mut lines = Vec::new();
+    for dir in dirs {
+        let report = kiln_detect::run::find_test_report(dir)?;
+        // Runs from before the detector name was recorded: the config's method name.
+        let label = if report.detector.is_empty() {
+            serde_json::to_value(report.method)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            report.detector.clone()
+        };
+        lines.push(format!(
+            "{label:<14} AP50 {:.3}  {:>7.2} test images/s  ({})",
+            report.coco.ap50,
+            report.images_per_sec,
+            dir.display()
+        ));
+        points.push(kiln_detect::eval::plot::SpeedAccuracy {
+            label,
+            ap50: report.coco.ap50,
+            images_per_sec: report.images_per_sec,
+        });
+    }
+    kiln_detect::eval::plot::save_speed_accuracy(
+        out,
+        "detectors: accuracy against speed",
+        &points,
+    )?;
+    Ok(lines.join("\n"))
 }
 
 /// Numbers of proposals per image the recall table reports.

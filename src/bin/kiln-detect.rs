@@ -295,35 +295,7 @@ fn test(args: &TestArgs) -> Result<()> {
 }
 
 fn compare(args: &CompareArgs) -> Result<()> {
-    let mut points = Vec::new();
-    for dir in &args.runs {
-        let report = kiln_detect::run::find_test_report(dir)?;
-        // Runs from before the detector name was recorded: the config's method name.
-        let label = if report.detector.is_empty() {
-            serde_json::to_value(report.method)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        } else {
-            report.detector.clone()
-        };
-        println!(
-            "{label:<14} AP50 {:.3}  {:>7.2} test images/s  ({})",
-            report.coco.ap50,
-            report.images_per_sec,
-            dir.display()
-        );
-        points.push(kiln_detect::eval::plot::SpeedAccuracy {
-            label,
-            ap50: report.coco.ap50,
-            images_per_sec: report.images_per_sec,
-        });
-    }
-    kiln_detect::eval::plot::save_speed_accuracy(
-        &args.out,
-        "detectors: accuracy against speed",
-        &points,
-    )?;
+    println!("{}", detect::compare(&args.runs, &args.out)?);
     println!("wrote {}", args.out.display());
     Ok(())
 }
@@ -341,14 +313,7 @@ fn anchors(args: &AnchorArgs) -> Result<()> {
     let fit = detect::fit_anchors(&data.train, &config, count)?;
     println!("{}", detect::anchor_report(&fit, &config));
     if args.write {
-        let text = std::fs::read_to_string(&args.config)
-            .with_context(|| format!("cannot read {}", args.config.display()))?;
-        let written = kiln_detect::yolo::write_anchor_sizes(&text, &fit.sizes);
-        let check: DetectConfig = toml::from_str(&written)
-            .with_context(|| format!("the rewritten {} would not parse", args.config.display()))?;
-        check.validate()?;
-        std::fs::write(&args.config, written)
-            .with_context(|| format!("cannot write {}", args.config.display()))?;
+        detect::write_anchors(&args.config, &fit.sizes)?;
         println!("wrote the sizes into {}", args.config.display());
     }
     Ok(())
