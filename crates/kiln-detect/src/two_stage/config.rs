@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::scale::ScaleJitter;
 
 use super::sampler::RoiSampling;
-use crate::batch::ResizeRule;
+use crate::batch::{ImageInfo, ResizeRule};
+use crate::data::{BoundingBox, Detection};
+use crate::ops::host::{batched_nms, clip};
 use crate::ops::{RoiAlignConfig, RoiPoolConfig};
 use crate::proposals::SelectiveSearchConfig;
 use crate::{DetectError, Result};
@@ -107,6 +109,52 @@ pub struct DetectionRule {
     pub max_detections: usize,
     /// Boxes narrower or lower than this many input pixels are dropped.
     pub min_size: f32,
+}
+
+/// One scored box of one class, in input pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// The box.
+    pub bbox: BoundingBox,
+    /// Its score for `class`.
+    pub score: f32,
+    /// Class index.
+    pub class: usize,
+}
+
+impl DetectionRule {
+    /// The detections (input pixels) this rule keeps of one image's `candidates`: scores
+    /// above the threshold, boxes clipped to the image and at least `min_size` a side,
+    /// per-class NMS, the best `max_detections`.
+    pub fn select(&self, candidates: &[Candidate], info: &ImageInfo) -> Vec<Detection> {
+        let rule = self;
+        let [w, h] = [info.input_size[0] as f32, info.input_size[1] as f32];
+        let kept: Vec<Candidate> = candidates
+            .iter()
+            .filter(|c| c.score > rule.score_threshold)
+            .map(|c| Candidate {
+                bbox: clip(&c.bbox, w, h),
+                ..*c
+            })
+            .filter(|c| {
+                c.bbox.x2 - c.bbox.x1 >= rule.min_size && c.bbox.y2 - c.bbox.y1 >= rule.min_size
+            })
+            .collect();
+        let boxes: Vec<BoundingBox> = kept.iter().map(|c| c.bbox).collect();
+        let scores: Vec<f32> = kept.iter().map(|c| c.score).collect();
+        let classes: Vec<usize> = kept.iter().map(|c| c.class).collect();
+        let mut keep = batched_nms(&boxes, &scores, &classes, rule.nms_iou);
+        keep.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        keep.truncate(rule.max_detections);
+        keep.into_iter()
+            .map(|k| Detection {
+                image_id: info.image_id,
+                class: classes[k],
+                bbox: boxes[k],
+                score: scores[k],
+            })
+            .collect()
+    }
 }
 
 impl Default for DetectionRule {
@@ -304,5 +352,57 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(RoiOp::Pool.pooler(7, 16), RoiPooler::Pool(_)));
+    }
+
+    fn bx(x1: f32, y1: f32, x2: f32, y2: f32) -> BoundingBox {
+        BoundingBox { x1, y1, x2, y2 }
+    }
+
+    #[test]
+    fn threshold_clip_nms_per_class_and_top_k() {
+        let info = ImageInfo {
+            image_id: 3,
+            original_size: [100, 100],
+            input_size: [100, 100],
+            boxes: vec![],
+            labels: vec![],
+            proposals: vec![],
+        };
+        let c = |b, score, class| Candidate {
+            bbox: b,
+            score,
+            class,
+        };
+        let candidates = [
+            c(bx(10.0, 10.0, 50.0, 50.0), 0.9, 0),
+            // Overlaps the first, same class: suppressed.
+            c(bx(12.0, 10.0, 52.0, 50.0), 0.8, 0),
+            // Same place, other class: kept.
+            c(bx(12.0, 10.0, 52.0, 50.0), 0.7, 1),
+            // Below the threshold.
+            c(bx(60.0, 60.0, 90.0, 90.0), 0.01, 0),
+            // Crosses the border: clipped.
+            c(bx(80.0, -5.0, 120.0, 30.0), 0.6, 0),
+            // Thinner than min_size after clipping.
+            c(bx(99.5, 0.0, 130.0, 30.0), 0.95, 0),
+        ];
+        let rule = DetectionRule {
+            score_threshold: 0.05,
+            nms_iou: 0.5,
+            max_detections: 2,
+            min_size: 1.0,
+        };
+        let found = rule.select(&candidates, &info);
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].class, found[0].score), (0, 0.9));
+        assert_eq!((found[1].class, found[1].score), (1, 0.7));
+        let all = DetectionRule {
+            max_detections: 10,
+            ..rule
+        }
+        .select(&candidates, &info);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].bbox, bx(80.0, 0.0, 100.0, 30.0));
+        assert_eq!(all[2].image_id, 3);
     }
 }

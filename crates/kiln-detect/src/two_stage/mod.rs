@@ -24,7 +24,7 @@ pub mod sampler;
 pub mod scale;
 pub mod task;
 
-pub use config::{BoxHeadConfig, DetectionRule, FastRcnnConfig, RoiOp, RoiPooler};
+pub use config::{BoxHeadConfig, Candidate, DetectionRule, FastRcnnConfig, RoiOp, RoiPooler};
 pub use faster::{FasterRcnn, FasterRcnnConfig, FasterRcnnTask};
 pub use model::{BoxHead, FastRcnn};
 pub use sampler::{RoiSampling, SampledRoi, sample_rois};

@@ -7,11 +7,10 @@ use burn::nn::loss::{CrossEntropyLossConfig, SmoothL1LossConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::config::DetectionRule;
+use super::config::{Candidate, DetectionRule};
 use super::sampler::SampledRoi;
 use crate::batch::ImageInfo;
 use crate::data::{BoundingBox, Detection};
-use crate::ops::host::{batched_nms, clip};
 use crate::ops::{BoxCoder, boxes_to_tensor, tensor_to_boxes};
 use crate::{DetectError, Result};
 
@@ -109,34 +108,15 @@ pub fn detect_regions(
         .expand([r, outputs, 4])
         .reshape([r * outputs, 4]);
     let decoded = tensor_to_boxes(coder.decode(deltas.reshape([r * outputs, 4]), reference));
-    let [w, h] = [info.input_size[0] as f32, info.input_size[1] as f32];
-    let (mut boxes, mut kept_scores, mut classes) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..r {
-        for c in 1..outputs {
-            let score = scores[i * outputs + c];
-            let b = clip(&decoded[i * outputs + c], w, h);
-            if score > rule.score_threshold
-                && b.x2 - b.x1 >= rule.min_size
-                && b.y2 - b.y1 >= rule.min_size
-            {
-                boxes.push(b);
-                kept_scores.push(score);
-                classes.push(c - 1);
-            }
-        }
-    }
-    let mut keep = batched_nms(&boxes, &kept_scores, &classes, rule.nms_iou);
-    keep.sort_by(|&a, &b| kept_scores[b].total_cmp(&kept_scores[a]));
-    keep.truncate(rule.max_detections);
-    Ok(keep
-        .into_iter()
-        .map(|k| Detection {
-            image_id: info.image_id,
-            class: classes[k],
-            bbox: boxes[k],
-            score: kept_scores[k],
+    let candidates: Vec<Candidate> = (0..r)
+        .flat_map(|i| (1..outputs).map(move |c| (i, c)))
+        .map(|(i, c)| Candidate {
+            bbox: decoded[i * outputs + c],
+            score: scores[i * outputs + c],
+            class: c - 1,
         })
-        .collect())
+        .collect();
+    Ok(rule.select(&candidates, info))
 }
 
 fn read(t: Tensor<2>) -> Result<Vec<f32>> {

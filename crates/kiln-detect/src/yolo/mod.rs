@@ -18,8 +18,9 @@
 //!   gives every object several positives at once without the dynamic assignment (SimOTA) an
 //!   anchor-free head leans on.
 //!
-//! Both train in kiln-train's loop ([`task`]) and share the test-time rule ([`decode`]):
-//! score threshold, per-class NMS, the best detections per image.
+//! Both train in kiln-train's loop ([`task`]) and keep detections by the rule every detector
+//! here shares ([`crate::two_stage::DetectionRule::select`]): score threshold, per-class NMS,
+//! the best detections per image.
 
 pub mod anchor;
 pub mod anchors;

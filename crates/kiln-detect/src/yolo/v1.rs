@@ -19,11 +19,12 @@ use kiln_nets::Backbone;
 use kiln_nets::zoo::Network;
 
 use super::config::YoloV1Config;
-use super::decode::{Candidate, read_values};
+use super::decode::read_values;
 use crate::Result;
 use crate::batch::ImageInfo;
 use crate::data::BoundingBox;
 use crate::ops::host::{area, iou};
+use crate::two_stage::Candidate;
 
 /// The paper's leaky rectifier slope.
 const LEAKY_SLOPE: f64 = 0.1;

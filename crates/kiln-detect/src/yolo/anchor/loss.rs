@@ -18,8 +18,9 @@ use crate::Result;
 use crate::batch::ImageInfo;
 use crate::data::BoundingBox;
 use crate::ops::{boxes_to_tensor, paired_complete_iou, paired_generalized_iou};
+use crate::two_stage::Candidate;
 use crate::yolo::config::{AnchorHeadConfig, IouLoss};
-use crate::yolo::decode::{Candidate, read_values};
+use crate::yolo::decode::read_values;
 
 /// The three losses of a batch, each already weighted.
 #[derive(Debug)]
