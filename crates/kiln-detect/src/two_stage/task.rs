@@ -166,12 +166,13 @@ pub(crate) fn detect_on(
     Ok(out)
 }
 
-/// Validation shared by the two-stage tasks: the mean loss (`loss` of a batch) and VOC AP50 of
-/// the detections (`detect` of a batch, input pixels) over `batches`.
+/// Validation shared by the detection tasks: the mean loss (`loss_of` a batch) and VOC AP50 of
+/// the detections (`detect` of a batch, input pixels) over `batches`; the first error of either
+/// ends it.
 pub(crate) fn validate(
     classes: usize,
     batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
-    mut loss_of: impl FnMut(DetectionBatch) -> Tensor<1>,
+    mut loss_of: impl FnMut(DetectionBatch) -> TrainResult<Tensor<1>>,
     mut detect: impl FnMut(DetectionBatch) -> crate::Result<Vec<Vec<Detection>>>,
 ) -> TrainResult<Evaluation> {
     let (mut loss, mut n) = (0.0, 0usize);
@@ -179,7 +180,7 @@ pub(crate) fn validate(
     for batch in batches {
         let batch = batch?;
         let count = batch.infos.len();
-        loss += loss_of(batch.clone()).into_scalar::<f64>() * count as f64;
+        loss += loss_of(batch.clone())?.into_scalar::<f64>() * count as f64;
         n += count;
         infos.extend(batch.infos.clone());
         let detections = detect(batch).map_err(|e| TrainError::Invalid(e.to_string()))?;
@@ -284,7 +285,7 @@ impl Task for FastRcnnTask {
         validate(
             self.classes,
             batches,
-            |batch| total(self.losses(model, batch, &mut rng)),
+            |batch| Ok(total(self.losses(model, batch, &mut rng))),
             |batch| self.detect(model, batch),
         )
     }

@@ -149,23 +149,12 @@ impl Task for YoloTask {
         model: &Yolo,
         batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
     ) -> TrainResult<Evaluation> {
-        let mut failure = None;
-        let evaluation = validate(
+        validate(
             self.classes,
             batches,
-            |batch| {
-                let device = batch.images.device();
-                self.loss(model, batch).unwrap_or_else(|e| {
-                    failure = Some(train_error(e));
-                    Tensor::zeros([1], &device)
-                })
-            },
+            |batch| self.loss(model, batch).map_err(train_error),
             |batch| self.detect(model, batch),
-        )?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(evaluation),
-        }
+        )
     }
 }
 
