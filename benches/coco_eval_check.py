@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-checks kiln's COCO evaluator against pycocotools' COCOeval (iouType='bbox').
+"""Cross-checks kiln's COCO evaluator against pycocotools' COCOeval (iouType='bbox' or 'segm').
 
 Generates random ground-truth/detection sets (several categories, images with and without
 objects, small/medium/large objects including boxes exactly at the 32² and 96² area bounds,
@@ -8,8 +8,14 @@ each as a COCO instances file and a COCO results file, evaluates them with pycoc
 kiln (the `coco_eval` example of kiln-detect), and reports the largest absolute difference over
 the 12 summary numbers.
 
+With `--iou-type segm` every object and detection also gets a mask: ground truths a random
+polygon inside their box (crowd regions an uncompressed RLE), detections the compressed RLE of a
+jittered polygon (in some cases without their `bbox`, so areas come from the masks), and both
+evaluators compare masks.
+
     python3 -m venv /tmp/cocoenv && /tmp/cocoenv/bin/pip install pycocotools numpy
     /tmp/cocoenv/bin/python benches/coco_eval_check.py --cases 250
+    /tmp/cocoenv/bin/python benches/coco_eval_check.py --cases 150 --iou-type segm
 
 Run from the workspace root; it builds the example with `cargo build --release` unless
 `--kiln-bin` names an already-built binary. Exits non-zero when a case differs by more than
@@ -29,6 +35,7 @@ import sys
 import tempfile
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -141,13 +148,58 @@ def make_case(rng, case):
     return instances, results
 
 
-def pycocotools_stats(instances, results):
+def polygon_in_box(rng, box):
+    """A star-shaped polygon of 3–10 vertices inside (and sometimes over the edge of) a box."""
+    x, y, w, h = box
+    n = rng.randint(3, 10)
+    points = []
+    for i in range(n):
+        a = 2 * np.pi * i / n + rng.uniform(-0.3, 0.3)
+        r = rng.uniform(0.4, 1.1)
+        points += [round(x + w / 2 + r * w / 2 * np.cos(a), 2), round(y + h / 2 + r * h / 2 * np.sin(a), 2)]
+    return points
+
+
+def rle_of(polygons, height, width):
+    return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+
+
+def add_masks(rng, instances, results):
+    """Gives every annotation and detection a mask (see the module docstring)."""
+    sizes = {im["id"]: (im["height"], im["width"]) for im in instances["images"]}
+    for ann in instances["annotations"]:
+        h, w = sizes[ann["image_id"]]
+        polygons = [polygon_in_box(rng, ann["bbox"])]
+        if rng.random() < 0.15:
+            polygons.append(polygon_in_box(rng, ann["bbox"]))
+        if ann["iscrowd"]:
+            m = mask_utils.decode(rle_of(polygons, h, w)).flatten(order="F")
+            change = np.flatnonzero(np.diff(m)) + 1
+            bounds = np.concatenate([[0], change, [len(m)]])
+            counts = np.diff(bounds).tolist()
+            if m[0] == 1:
+                counts = [0] + counts
+            ann["segmentation"] = {"size": [h, w], "counts": counts}
+        else:
+            ann["segmentation"] = polygons
+        if rng.random() < 0.5:  # COCO's area is the mask's; sometimes it is not
+            ann["area"] = float(mask_utils.area(rle_of(polygons, h, w)))
+    drop_boxes = rng.random() < 0.3
+    for r in results:
+        h, w = sizes[r["image_id"]]
+        rle = rle_of([polygon_in_box(rng, r["bbox"])], h, w)
+        r["segmentation"] = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        if drop_boxes:
+            del r["bbox"]
+
+
+def pycocotools_stats(instances, results, iou_type):
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = copy.deepcopy(instances)
         gt.createIndex()
         dt = gt.loadRes(copy.deepcopy(results))
-        ev = COCOeval(gt, dt, "bbox")
+        ev = COCOeval(gt, dt, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -161,6 +213,7 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--kiln-bin", help="the built coco_eval example (default: build it with cargo)")
     ap.add_argument("--keep", default="coco_eval_check_failures", help="folder for differing cases")
+    ap.add_argument("--iou-type", choices=["bbox", "segm"], default="bbox")
     args = ap.parse_args()
 
     binary = args.kiln_bin
@@ -177,14 +230,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for case in range(args.cases):
             instances, results = make_case(rng, case)
+            if args.iou_type == "segm":
+                add_masks(rng, instances, results)
             inst_path = os.path.join(tmp, "instances.json")
             res_path = os.path.join(tmp, "results.json")
             with open(inst_path, "w") as f:
                 json.dump(instances, f)
             with open(res_path, "w") as f:
                 json.dump(results, f)
-            expected = pycocotools_stats(instances, results)
-            out = subprocess.run([binary, inst_path, res_path], capture_output=True, text=True)
+            expected = pycocotools_stats(instances, results, args.iou_type)
+            out = subprocess.run([binary, inst_path, res_path, args.iou_type], capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"case {case}: kiln failed: {out.stderr.strip()}", file=sys.stderr)
                 got = [float("nan")] * 12

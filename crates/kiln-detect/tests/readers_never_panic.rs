@@ -52,6 +52,7 @@ fn coco_files(dir: &Path) -> (DetectionSet, Vec<u8>, Vec<u8>) {
                     area: 76.5,
                     difficult: id == 2,
                     crowd: false,
+                    mask: None,
                 }],
             })
             .collect(),

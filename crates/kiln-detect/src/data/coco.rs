@@ -2,9 +2,11 @@
 //!
 //! Read: `images` (`id`, `file_name`, `width`, `height`), `annotations` (`id`, `image_id`,
 //! `category_id`, `bbox` as `[x, y, w, h]`, `area`, optional `iscrowd`) and `categories`
-//! (`id`, `name`); other fields (segmentations, licences, …) are ignored. Written: the same
-//! fields, plus `"difficult": 1` on difficult objects (a kiln extension other readers ignore, so
-//! that a VOC set survives a round trip through COCO).
+//! (`id`, `name`), and an annotation's `segmentation` (polygons or RLE, see
+//! [`super::segmentation`]) as its instance mask; other fields (licences, …) are ignored.
+//! Written: the same fields (masks as compressed RLE), plus `"difficult": 1` on difficult
+//! objects (a kiln extension other readers ignore, so that a VOC set survives a round trip
+//! through COCO).
 //!
 //! Class indices follow the categories sorted by id, as `pycocotools`' `getCatIds` orders them.
 
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::segmentation::{CompressedRle, parse_segmentation};
 use super::voc::format_error;
 use super::{AnnotatedImage, BoundingBox, Category, DetectionSet, Object};
 use crate::{DetectError, Result};
@@ -54,6 +57,8 @@ struct CocoAnnotation {
     iscrowd: Option<u8>,
     #[serde(default)]
     difficult: Option<u8>,
+    #[serde(default)]
+    segmentation: Option<serde_json::Value>,
 }
 
 /// An annotation as written (`f32` numbers, printed in their shortest exact form).
@@ -67,6 +72,8 @@ struct CocoAnnotationOut {
     iscrowd: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     difficult: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segmentation: Option<CompressedRle>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,7 +138,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// duplicate image, annotation or category ids, an annotation whose `image_id` or
 /// `category_id` is unknown, a box with non-positive or non-finite width or height, a box
 /// wholly outside its image, a negative area, an `iscrowd` other than 0 or 1, an image of zero
-/// size, a `file_name` that is absolute or leads out of `image_dir`.
+/// size, a `file_name` that is absolute or leads out of `image_dir`, a bad `segmentation`
+/// (a polygon of fewer than 3 points, an RLE whose size is not the image's or whose counts do
+/// not sum to its pixels).
 pub fn read_coco_instances(json: &Path, image_dir: &Path) -> Result<DetectionSet> {
     let file: CocoFile<CocoAnnotation> = read_json(json, "COCO instances JSON")?;
     let bad = |reason: String| format_error(json, reason);
@@ -221,6 +230,10 @@ pub fn read_coco_instances(json: &Path, image_dir: &Path) -> Result<DetectionSet
         };
         let crowd = flag(a.iscrowd, "iscrowd")?;
         let difficult = flag(a.difficult, "difficult")?;
+        let mask = match &a.segmentation {
+            None => None,
+            Some(value) => parse_segmentation(value, image.height, image.width).map_err(bad)?,
+        };
         image.objects.push(Object {
             bbox: BoundingBox {
                 x1: x as f32,
@@ -232,6 +245,7 @@ pub fn read_coco_instances(json: &Path, image_dir: &Path) -> Result<DetectionSet
             area: area as f32,
             difficult,
             crowd,
+            mask,
         });
     }
 
@@ -310,6 +324,7 @@ pub fn write_coco_instances(set: &DetectionSet, json: &Path) -> Result<()> {
                 area: object.area,
                 iscrowd: object.crowd as u8,
                 difficult: object.difficult.then_some(1),
+                segmentation: object.mask.as_ref().map(CompressedRle::from),
             });
             next_id += 1;
         }
@@ -377,6 +392,11 @@ mod tests {
                             area: 190.0,
                             difficult: false,
                             crowd: false,
+                            mask: Some(crate::data::polygon_to_rle(
+                                &[0.0, 1.0, 10.0, 1.0, 5.0, 20.0],
+                                30,
+                                40,
+                            )),
                         },
                         Object {
                             bbox: bbox(2.5, 3.25, 39.75, 30.0),
@@ -384,6 +404,7 @@ mod tests {
                             area: 12.0,
                             difficult: true,
                             crowd: false,
+                            mask: None,
                         },
                     ],
                 },
@@ -398,6 +419,7 @@ mod tests {
                         area: 6.0,
                         difficult: false,
                         crowd: true,
+                        mask: None,
                     }],
                 },
                 AnnotatedImage {
@@ -515,6 +537,27 @@ mod tests {
                     image,
                 ),
                 "annotation 3: area -1",
+            ),
+            (
+                with(
+                    r#"{"id":11,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"segmentation":[[0,0,1,1]]}"#,
+                    image,
+                ),
+                "annotation 11: segmentation polygon 0 has 2 points",
+            ),
+            (
+                with(
+                    r#"{"id":12,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"segmentation":{"size":[10,10],"counts":[3,4]}}"#,
+                    image,
+                ),
+                "annotation 12: RLE counts sum to 7",
+            ),
+            (
+                with(
+                    r#"{"id":13,"image_id":1,"category_id":1,"bbox":[0,0,1,1],"segmentation":{"size":[10,12],"counts":"1"}}"#,
+                    image,
+                ),
+                "annotation 13: segmentation RLE has size [10, 12] but the image is 10×10",
             ),
             (
                 with(

@@ -420,6 +420,7 @@ fn build_image(
             area: bbox.width() * bbox.height(),
             difficult: object.difficult,
             crowd: false,
+            mask: None,
         });
     }
     let image = AnnotatedImage {

@@ -36,6 +36,9 @@ pub struct Object {
     pub difficult: bool,
     /// COCO's `iscrowd`.
     pub crowd: bool,
+    /// Its instance mask at the original image's size, when annotated (COCO segmentations,
+    /// VOC `SegmentationObject` PNGs).
+    pub mask: Option<Rle>,
 }
 
 /// One image and its objects.
@@ -75,13 +78,32 @@ pub struct Detection {
     pub score: f32,
 }
 
+/// A detection with its instance mask (Mask R-CNN's output, a COCO `segm` result).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaskDetection {
+    /// The box, class and score.
+    pub detection: Detection,
+    /// The mask at the original image's size.
+    pub mask: Rle,
+    /// The area COCO's small/medium/large ranges use for it: its box's, as pycocotools'
+    /// `loadRes` computes it for results that have boxes (the mask's for results without).
+    pub area: f64,
+}
+
 pub mod coco;
 pub mod load;
+pub mod polygon;
 pub mod results;
+pub mod rle;
+pub mod segmentation;
 mod split;
 pub mod voc;
 
 pub use coco::{read_coco_instances, write_coco_instances};
 pub use load::{LoadOptions, LoadReport, LoadedSplits, SplitSource, load_detection_data};
-pub use results::{read_coco_results, write_coco_results};
+pub use polygon::{polygon_to_rle, polygons_to_rle};
+pub use results::{
+    read_coco_mask_results, read_coco_results, write_coco_mask_results, write_coco_results,
+};
+pub use rle::Rle;
 pub use voc::{VocAnnotation, VocObject, read_voc_annotation};

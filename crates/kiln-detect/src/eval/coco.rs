@@ -33,7 +33,8 @@ use serde::Serialize;
 
 use super::ap::{Outcome, PrCurve, recall_thresholds};
 use super::matcher::{GtFlags, IouMatrix, MatchRule, match_detections};
-use crate::data::{Detection, DetectionSet, Object};
+use crate::data::{Detection, DetectionSet, MaskDetection, Object};
+use crate::{DetectError, Result};
 
 /// The detection limits per image: AR@1, AR@10 and everything else at 100.
 pub const MAX_DETS: [usize; 3] = [1, 10, 100];
@@ -269,11 +270,70 @@ impl CocoEvaluation {
     }
 }
 
+/// What the COCO evaluator matches: boxes (pycocotools' `iouType='bbox'`, [`Detection`]) or
+/// instance masks (`iouType='segm'`, [`MaskDetection`]).
+pub trait Evaluable: Sync {
+    /// The box, class, image and score.
+    fn detection(&self) -> &Detection;
+    /// The area COCO's area ranges use for an unmatched detection.
+    fn area(&self) -> f64;
+    /// IoUs of detections (rows) against ground truths (columns, with their crowd flags).
+    fn ious(dets: &[&Self], gts: &[&Object]) -> IouMatrix;
+}
+
+impl Evaluable for Detection {
+    fn detection(&self) -> &Detection {
+        self
+    }
+
+    fn area(&self) -> f64 {
+        (f64::from(self.bbox.x2) - f64::from(self.bbox.x1))
+            * (f64::from(self.bbox.y2) - f64::from(self.bbox.y1))
+    }
+
+    fn ious(dets: &[&Self], gts: &[&Object]) -> IouMatrix {
+        let det_boxes: Vec<_> = dets.iter().map(|d| d.bbox).collect();
+        let gt_boxes: Vec<_> = gts.iter().map(|g| (g.bbox, g.crowd)).collect();
+        IouMatrix::new(&det_boxes, &gt_boxes)
+    }
+}
+
+impl Evaluable for MaskDetection {
+    fn detection(&self) -> &Detection {
+        &self.detection
+    }
+
+    fn area(&self) -> f64 {
+        self.area
+    }
+
+    /// Mask IoU ([`Rle::iou`](crate::data::Rle::iou)); 0 against a ground truth without a
+    /// mask ([`evaluate_coco_masks`] refuses those).
+    fn ious(dets: &[&Self], gts: &[&Object]) -> IouMatrix {
+        let values = dets
+            .iter()
+            .flat_map(|d| {
+                gts.iter()
+                    .map(|g| g.mask.as_ref().map_or(0.0, |m| d.mask.iou(m, g.crowd)))
+            })
+            .collect();
+        IouMatrix::from_values(dets.len(), gts.len(), values)
+    }
+}
+
 /// One image's objects and detections of one class.
-#[derive(Default)]
-struct Cell<'a> {
+struct Cell<'a, D> {
     gts: Vec<&'a Object>,
-    dets: Vec<&'a Detection>,
+    dets: Vec<&'a D>,
+}
+
+impl<D> Default for Cell<'_, D> {
+    fn default() -> Self {
+        Self {
+            gts: Vec::new(),
+            dets: Vec::new(),
+        }
+    }
 }
 
 /// One image and class after matching, for one area range: per detection (in score order), the
@@ -303,19 +363,20 @@ pub(super) fn sort_by_score<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
     });
 }
 
-fn box_area(d: &Detection) -> f64 {
-    (f64::from(d.bbox.x2) - f64::from(d.bbox.x1)) * (f64::from(d.bbox.y2) - f64::from(d.bbox.y1))
-}
-
 /// `COCOeval.evaluateImg` for one image and class, at every area range.
-fn evaluate_cell(cell: &mut Cell<'_>, thresholds: &[f64; T]) -> (Vec<f64>, Vec<AreaMatches>) {
-    sort_by_score(&mut cell.dets, |d| f64::from(d.score));
+fn evaluate_cell<D: Evaluable>(
+    cell: &mut Cell<'_, D>,
+    thresholds: &[f64; T],
+) -> (Vec<f64>, Vec<AreaMatches>) {
+    sort_by_score(&mut cell.dets, |d| f64::from(d.detection().score));
     cell.dets.truncate(MAX_DETS[M - 1]);
-    let scores: Vec<f64> = cell.dets.iter().map(|d| f64::from(d.score)).collect();
-    let det_boxes: Vec<_> = cell.dets.iter().map(|d| d.bbox).collect();
-    let gt_boxes: Vec<_> = cell.gts.iter().map(|g| (g.bbox, g.crowd)).collect();
-    let ious = IouMatrix::new(&det_boxes, &gt_boxes);
-    let det_areas: Vec<f64> = cell.dets.iter().map(|d| box_area(d)).collect();
+    let scores: Vec<f64> = cell
+        .dets
+        .iter()
+        .map(|d| f64::from(d.detection().score))
+        .collect();
+    let ious = D::ious(&cell.dets, &cell.gts);
+    let det_areas: Vec<f64> = cell.dets.iter().map(|d| d.area()).collect();
     let per_area = AreaRange::EVERY
         .iter()
         .map(|&range| {
@@ -356,7 +417,7 @@ fn evaluate_cell(cell: &mut Cell<'_>, thresholds: &[f64; T]) -> (Vec<f64>, Vec<A
 
 /// `COCOeval.accumulate` for one class: precision `[area][max_dets][iou][recall]` and recall
 /// `[area][max_dets][iou]`, -1 where there is no non-ignored ground truth.
-fn evaluate_class(cells: &mut BTreeMap<u64, Cell<'_>>) -> (Vec<f64>, Vec<f64>) {
+fn evaluate_class<D: Evaluable>(cells: &mut BTreeMap<u64, Cell<'_, D>>) -> (Vec<f64>, Vec<f64>) {
     let thresholds = iou_thresholds();
     let rec_thr = recall_thresholds();
     // (score, rank in its image, matched bits, ignored bits) per area range, image order.
@@ -415,9 +476,41 @@ fn mean_valid(values: impl Iterator<Item = f64>) -> f64 {
 /// Evaluates `detections` against `gt` exactly as pycocotools' `COCOeval` (bbox) does; see the
 /// module documentation for the semantics.
 pub fn evaluate_coco(gt: &DetectionSet, detections: &[Detection]) -> CocoEvaluation {
+    evaluate(gt, detections)
+}
+
+/// Evaluates mask detections against `gt`'s instance masks exactly as pycocotools' `COCOeval`
+/// with `iouType='segm'` does: as [`evaluate_coco`], with mask IoU in place of box IoU and
+/// [`MaskDetection::area`] as a detection's area. Ground-truth areas are [`Object::area`]
+/// (COCO's `area` field). Refuses a ground truth without a mask, naming its image.
+pub fn evaluate_coco_masks(
+    gt: &DetectionSet,
+    detections: &[MaskDetection],
+) -> Result<CocoEvaluation> {
+    if let Some(im) = gt
+        .images
+        .iter()
+        .find(|im| im.objects.iter().any(|o| o.mask.is_none()))
+    {
+        return Err(DetectError::invalid(
+            "mask evaluation",
+            format!(
+                "image {} ({}) has an object without a mask; segm evaluation needs every \
+                 ground-truth object's segmentation",
+                im.id,
+                im.path.display()
+            ),
+        ));
+    }
+    Ok(evaluate(gt, detections))
+}
+
+/// [`evaluate_coco`] for boxes or masks.
+fn evaluate<D: Evaluable>(gt: &DetectionSet, detections: &[D]) -> CocoEvaluation {
     let k_count = gt.categories.len();
     let image_ids: HashSet<u64> = gt.images.iter().map(|im| im.id).collect();
-    let mut cells: Vec<BTreeMap<u64, Cell<'_>>> = (0..k_count).map(|_| BTreeMap::new()).collect();
+    let mut cells: Vec<BTreeMap<u64, Cell<'_, D>>> =
+        (0..k_count).map(|_| BTreeMap::new()).collect();
     let mut num_gt = vec![0usize; k_count];
     let mut num_det = vec![0usize; k_count];
     for im in &gt.images {
@@ -428,9 +521,14 @@ pub fn evaluate_coco(gt: &DetectionSet, detections: &[Detection]) -> CocoEvaluat
             }
         }
     }
-    for d in detections {
+    for item in detections {
+        let d = item.detection();
         if d.class < k_count && image_ids.contains(&d.image_id) {
-            cells[d.class].entry(d.image_id).or_default().dets.push(d);
+            cells[d.class]
+                .entry(d.image_id)
+                .or_default()
+                .dets
+                .push(item);
             num_det[d.class] += 1;
         }
     }

@@ -6,6 +6,7 @@
 //!   AP small/medium/large, AR@1/10/100 and AR small/medium/large — per class and mean, equal
 //!   to pycocotools' to 1e-4 (checked by `benches/coco_eval_check.py`). VOC `difficult`
 //!   objects are ignored like crowd regions (pycocotools has no such flag).
+//!   [`evaluate_coco_masks`]: the same with `iouType='segm'` (mask IoU on RLE).
 //! - [`evaluate_voc`]: Pascal VOC AP, VOC2007's 11-point or VOC2010+'s all-point, with
 //!   `difficult` objects neither true nor false positives.
 //! - [`report`]: the text table `kiln-detect eval` prints, and `metrics.json`;
@@ -22,7 +23,8 @@ pub mod voc;
 
 pub use ap::{ApMethod, Outcome, PrCurve, recall_thresholds};
 pub use coco::{
-    AreaRange, CocoClassMetrics, CocoEvaluation, CocoStats, MAX_DETS, evaluate_coco, iou_thresholds,
+    AreaRange, CocoClassMetrics, CocoEvaluation, CocoStats, Evaluable, MAX_DETS, evaluate_coco,
+    evaluate_coco_masks, iou_thresholds,
 };
 pub use matcher::{GtFlags, IouMatrix, MatchRule, coco_iou, match_detections};
 pub use plot::save_pr_curves;

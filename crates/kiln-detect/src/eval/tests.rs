@@ -14,6 +14,7 @@ fn obj(class: usize, b: BoundingBox) -> Object {
         area: b.width() * b.height(),
         difficult: false,
         crowd: false,
+        mask: None,
     }
 }
 
@@ -389,4 +390,43 @@ fn reports_metrics_and_pr_curves_are_written() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     let none = evaluate_coco(&set(&["x"], vec![(1, vec![])]), &[]);
     assert!(save_pr_curves(&dir.path().join("e.png"), &none).is_err());
+}
+
+/// A `size`×`size` mask with the rectangle `[x0, x1) × [y0, y1)` set.
+fn rect_mask(size: u32, (x0, y0, x1, y1): (usize, usize, usize, usize)) -> crate::data::Rle {
+    let n = size as usize;
+    let mut pixels = vec![0u8; n * n];
+    for y in y0..y1 {
+        pixels[y * n + x0..y * n + x1].fill(1);
+    }
+    crate::data::Rle::from_bitmap(&pixels, size, size)
+}
+
+#[test]
+fn mask_ap_compares_masks_not_boxes() {
+    // One 10×10 object (area 100) in a 40×40 image. The detection's mask is an 8×10 part of it
+    // (IoU 0.8) while its box is the whole image (box IoU 100/1600): it matches at the seven
+    // thresholds 0.50…0.80 and misses at 0.85, 0.90, 0.95, so AP = 7/10, AP50 = AP75 = 1.
+    let mut object = obj(0, bb(10.0, 10.0, 20.0, 20.0));
+    object.mask = Some(rect_mask(40, (10, 10, 20, 20)));
+    let gt = set(&["a"], vec![(1, vec![object])]);
+    let detection = crate::data::MaskDetection {
+        detection: det(1, 0, bb(0.0, 0.0, 40.0, 40.0), 0.9),
+        mask: rect_mask(40, (10, 10, 18, 20)),
+        area: 1600.0,
+    };
+    let masks = evaluate_coco_masks(&gt, std::slice::from_ref(&detection)).unwrap();
+    assert!((masks.stats.ap - 0.7).abs() < 1e-12, "{:?}", masks.stats);
+    assert!((masks.stats.ap50 - 1.0).abs() < 1e-12 && (masks.stats.ap75 - 1.0).abs() < 1e-12);
+    // The object is small (area 100 < 32²): AP small is 0.7 too, and AP medium has no object
+    // (-1); the detection's area (1600, medium) only decides whether it is ignored there.
+    assert!((masks.stats.ap_small - 0.7).abs() < 1e-12);
+    assert_eq!(masks.stats.ap_medium, -1.0);
+    // Boxes: IoU 1/16 matches nothing.
+    let boxes = evaluate_coco(&gt, &[detection.detection]);
+    assert_eq!(boxes.stats.ap, 0.0);
+    // An object without a mask cannot be evaluated by masks.
+    let no_mask = set(&["a"], vec![(1, vec![obj(0, bb(0.0, 0.0, 5.0, 5.0))])]);
+    let err = evaluate_coco_masks(&no_mask, &[]).unwrap_err().to_string();
+    assert!(err.contains("without a mask"), "{err}");
 }

@@ -221,6 +221,7 @@ fn write_set(dir: &Path) -> DetectionSet {
                 area: 0.0,
                 difficult: false,
                 crowd: false,
+                mask: None,
             }],
         });
     }

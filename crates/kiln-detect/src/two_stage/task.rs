@@ -219,6 +219,7 @@ pub(crate) fn ground_truth(infos: &[ImageInfo], classes: usize) -> DetectionSet 
                         area: area(b),
                         difficult: false,
                         crowd: false,
+                        mask: None,
                     })
                     .collect(),
             })
