@@ -272,3 +272,35 @@ pub fn proposals(
     };
     Ok(out)
 }
+
+/// Generates the Shapes data set into `out` and describes what was written.
+pub fn write_shapes(
+    config: &kiln_detect::data::shapes::ShapesConfig,
+    train: usize,
+    test: usize,
+    out: &Path,
+) -> Result<String> {
+    if out.join("annotations").exists() {
+        anyhow::bail!(
+            "{} already holds a data set (annotations/); choose an empty folder",
+            out.display()
+        );
+    }
+    let (train_set, test_set) =
+        kiln_detect::data::shapes::write_shapes_dataset(config, train, test, out)?;
+    let objects = |s: &kiln_detect::data::DetectionSet| -> usize {
+        s.images.iter().map(|im| im.objects.len()).sum()
+    };
+    Ok(format!(
+        "wrote {} training images ({} objects) and {} test images ({} objects) of {}×{} \
+         into {}\n(train with --data {})",
+        train_set.images.len(),
+        objects(&train_set),
+        test_set.images.len(),
+        objects(&test_set),
+        config.size,
+        config.size,
+        out.display(),
+        out.display()
+    ))
+}

@@ -13,7 +13,9 @@
 //! - `kiln-detect compare --out speed_accuracy.png RUN…` plots the runs' test AP50 against
 //!   their test images per second;
 //! - `kiln-detect anchors --config configs/raccoon-yolo.toml --data DATA [--write]` fits a YOLO
-//!   config's anchor sizes to the training boxes (k-means) and writes them into the config.
+//!   config's anchor sizes to the training boxes (k-means) and writes them into the config;
+//! - `kiln-detect shapes --out DIR --train 2000 --test 300` generates the *Shapes*
+//!   instance-segmentation data set (PNGs and COCO instances files with masks).
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +56,30 @@ enum Command {
     Test(TestArgs),
     /// Plot runs' test AP50 against their test images per second.
     Compare(CompareArgs),
+    /// Generate the Shapes instance-segmentation data set (COCO layout, with masks).
+    Shapes(ShapesArgs),
+}
+
+#[derive(Args, Debug)]
+struct ShapesArgs {
+    /// The folder to write (train/, test/, annotations/instances_{train,test}.json).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Training images.
+    #[arg(long, default_value_t = 2000)]
+    train: usize,
+    /// Test images.
+    #[arg(long, default_value_t = 300)]
+    test: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 128)]
+    size: u32,
+    /// Most shapes per image.
+    #[arg(long, default_value_t = 6)]
+    max_objects: usize,
+    /// Seed of the images.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +216,7 @@ fn main() -> std::process::ExitCode {
         Command::Anchors(args) => anchors(&args),
         Command::Test(args) => test(&args),
         Command::Compare(args) => compare(&args),
+        Command::Shapes(args) => shapes(&args),
     })
 }
 
@@ -297,6 +324,20 @@ fn test(args: &TestArgs) -> Result<()> {
 fn compare(args: &CompareArgs) -> Result<()> {
     println!("{}", detect::compare(&args.runs, &args.out)?);
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn shapes(args: &ShapesArgs) -> Result<()> {
+    let config = kiln_detect::data::shapes::ShapesConfig {
+        size: args.size,
+        max_objects: args.max_objects,
+        seed: args.seed,
+        ..Default::default()
+    };
+    println!(
+        "{}",
+        detect::write_shapes(&config, args.train, args.test, &args.out)?
+    );
     Ok(())
 }
 

@@ -82,7 +82,9 @@ pub struct LoadedSplits {
     pub report: LoadReport,
 }
 
-/// Loads a detection data set in Pascal VOC format and splits it into train and test.
+/// Loads a detection data set in Pascal VOC format, or a COCO-layout folder
+/// (`annotations/instances_{train,test}*.json` beside `train*/` and `test*/`, see
+/// [`super::coco_folder`]), and splits it into train and test.
 ///
 /// `path`: a `.tar.gz` archive (extracted into kiln's cache once), a VOCdevkit year folder
 /// (`JPEGImages/`, `Annotations/`, `ImageSets/Main/{train,val,trainval,test}.txt`: train is
@@ -109,6 +111,11 @@ fn load_with_cache(path: &Path, options: &LoadOptions, cache: &Path) -> Result<L
     check_test_fraction(options.test_fraction)?;
     if let Some(classes) = &options.classes {
         check_classes(classes)?;
+    }
+    if path.is_dir()
+        && let Some(files) = super::coco_folder::coco_layout(path)?
+    {
+        return super::coco_folder::load_coco_folder(path, files, options);
     }
     let dataset = open_dataset_dir(path, cache)?;
     load_dataset(&dataset, options)

@@ -91,11 +91,13 @@ pub struct MaskDetection {
 }
 
 pub mod coco;
+pub mod coco_folder;
 pub mod load;
 pub mod polygon;
 pub mod results;
 pub mod rle;
 pub mod segmentation;
+pub mod shapes;
 mod split;
 pub mod voc;
 
