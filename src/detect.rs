@@ -97,6 +97,24 @@ pub fn print_report(report: &TestReport, table: &str) {
         report.images_per_sec,
         report.train_seconds,
     );
+    if let Some(masks) = &report.masks {
+        println!("{}", mask_summary(masks));
+    }
+}
+
+/// One line of mask scores.
+pub fn mask_summary(masks: &kiln_detect::run::MaskReport) -> String {
+    format!(
+        "masks: AP {:.3}, AP50 {:.3}, AP75 {:.3}, AP small/medium/large {:.3}/{:.3}/{:.3}; mean mask IoU of the {} matched instances {:.3}",
+        masks.coco.ap,
+        masks.coco.ap50,
+        masks.coco.ap75,
+        masks.coco.ap_small,
+        masks.coco.ap_medium,
+        masks.coco.ap_large,
+        masks.matched,
+        masks.mean_mask_iou
+    )
 }
 
 /// Anchor sizes for `config`'s YOLO fitted to the boxes of `train` as its resize rule scales

@@ -625,3 +625,106 @@ fn proposals_find_the_boxes_and_are_cached() {
     assert_eq!(report["computed"], 0, "{log}");
     assert!(log.contains("from the cache"), "{log}");
 }
+
+/// The small test config of [`config`] as Mask R-CNN: a one-convolution mask branch, and no
+/// flips (masks follow resizing only).
+fn mask_rcnn_config(root: &Path) -> PathBuf {
+    let path = root.join("mask-rcnn.toml");
+    let base = fs::read_to_string(config(root, "mask-rcnn")).unwrap();
+    let without_flip = base.replace("[[augment]]\ntype = \"horizontal-flip\"\n", "");
+    fs::write(
+        &path,
+        format!(
+            "{without_flip}[mask_rcnn]\nbins = 7\nconvs = 1\nchannels = 8\n[[augment]]\ntype = \"color-jitter\"\nbrightness = 0.2\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn mask_rcnn_trains_on_generated_shapes_and_scores_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shapes");
+    let out = detect(
+        &[
+            "shapes",
+            "--out",
+            data.to_str().unwrap(),
+            "--train",
+            "10",
+            "--test",
+            "4",
+            "--size",
+            "64",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(data.join("annotations/instances_train.json").is_file());
+    assert!(data.join("test/000011.png").is_file());
+
+    let cfg = mask_rcnn_config(dir.path());
+    let run = dir.path().join("run");
+    let out = common::run_on(BIN, &["train"], &data, &cfg, &run);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("masks: AP"), "{log}");
+    // Every detection has a 64×64 mask in COCO's compressed RLE, and pycocotools-style mask
+    // scores are written beside the box scores.
+    let text_of = |name: &str| fs::read_to_string(run.join(name)).unwrap();
+    let masks: Vec<serde_json::Value> =
+        serde_json::from_str(&text_of("mask_detections.json")).unwrap();
+    assert_eq!(masks.len(), detections_of(&run).len());
+    for m in &masks {
+        assert_eq!(m["segmentation"]["size"], serde_json::json!([64, 64]));
+        assert!(m["segmentation"]["counts"].is_string());
+    }
+    let metrics: serde_json::Value = serde_json::from_str(&text_of("mask_metrics.json")).unwrap();
+    assert!(metrics["segm"]["stats"]["ap"].as_f64().unwrap() >= 0.0);
+    assert!(text_of("metrics.jsonl").contains("\"mean_mask_iou\""));
+
+    // `eval --iou-type segm` scores the same file to the same numbers.
+    let again = dir.path().join("again");
+    let out = detect(
+        &[
+            "eval",
+            "--gt",
+            data.join("annotations/instances_test.json")
+                .to_str()
+                .unwrap(),
+            "--detections",
+            run.join("mask_detections.json").to_str().unwrap(),
+            "--iou-type",
+            "segm",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let rescored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(again.join("mask_metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(rescored["segm"]["stats"], metrics["segm"]["stats"]);
+
+    // A flip would separate boxes from masks: refused before anything is written.
+    let flipped = dir.path().join("flipped.toml");
+    fs::write(
+        &flipped,
+        format!(
+            "{}[[augment]]\ntype = \"horizontal-flip\"\n",
+            fs::read_to_string(&cfg).unwrap()
+        ),
+    )
+    .unwrap();
+    let other = dir.path().join("run2");
+    let out = common::run_on(BIN, &["train"], &data, &flipped, &other);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("mask_rcnn trains with colour jitter"),
+        "{}",
+        text(&out)
+    );
+    assert!(!other.exists());
+}

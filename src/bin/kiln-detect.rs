@@ -28,7 +28,7 @@ use kiln::detect;
 use kiln_detect::config::DetectConfig;
 use kiln_detect::data::DetectionSet;
 use kiln_detect::data::coco::read_coco_instances;
-use kiln_detect::data::results::read_coco_results;
+use kiln_detect::data::results::{read_coco_mask_results, read_coco_results};
 use kiln_detect::eval::format_report;
 use kiln_detect::proposals::SelectiveSearchConfig;
 use kiln_detect::run::{score_detections, train_and_test};
@@ -185,6 +185,10 @@ struct EvalArgs {
     /// Where metrics.json and pr_curve.png go (default: beside the detections file).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// What is compared: bbox (boxes), or segm (instance masks: the detections need a
+    /// segmentation each, and the ground truth COCO segmentations).
+    #[arg(long, default_value = "bbox", value_parser = ["bbox", "segm"])]
+    iou_type: String,
 }
 
 #[derive(Args, Debug)]
@@ -362,7 +366,6 @@ fn anchors(args: &AnchorArgs) -> Result<()> {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     let gt = ground_truth(args)?;
-    let detections = read_coco_results(&args.detections, &gt)?;
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => args
@@ -371,6 +374,14 @@ fn eval(args: &EvalArgs) -> Result<()> {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    if args.iou_type == "segm" {
+        let detections = read_coco_mask_results(&args.detections, &gt)?;
+        let report = kiln_detect::run::score_masks(&gt, &detections, &out)?;
+        println!("{}", detect::mask_summary(&report));
+        println!("wrote {}", out.join("mask_metrics.json").display());
+        return Ok(());
+    }
+    let detections = read_coco_results(&args.detections, &gt)?;
     let scores = score_detections(&gt, &detections, &out)?;
     println!("{}", format_report(&scores.coco, &scores.voc));
     println!(

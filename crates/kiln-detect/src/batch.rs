@@ -8,7 +8,7 @@ use kiln_data::augment::{Sample, Target, resize_sample};
 use kiln_data::{Augmentable, Image};
 use serde::{Deserialize, Serialize};
 
-use crate::data::BoundingBox;
+use crate::data::{BoundingBox, Rle};
 use crate::{DetectError, Result};
 
 /// One image with its boxes, as a dataset yields it (after augmentation).
@@ -27,6 +27,10 @@ pub struct DetectionItem {
     /// Region proposals in `image`'s pixels, best first (for detectors that classify given
     /// regions, such as Fast R-CNN; empty otherwise). Augmentation moves them with the image.
     pub proposals: Vec<BoundingBox>,
+    /// Instance masks, one per box, at the size of the image they were annotated on (empty
+    /// when the data has none). They map to `image` by the ratio of sizes, so they follow
+    /// resizing but not flips or crops: mask training allows only photometric augmentation.
+    pub masks: Vec<Rle>,
 }
 
 /// The label proposals carry through augmentation, beside the objects' class indices.
@@ -35,9 +39,9 @@ const PROPOSAL_LABEL: usize = usize::MAX;
 /// Proposals travel through augmentation as boxes with a reserved label; the image id and
 /// original size travel beside the sample.
 impl Augmentable for DetectionItem {
-    type Rest = (u64, [u32; 2]);
+    type Rest = (u64, [u32; 2], Vec<Rle>);
 
-    fn into_sample(self) -> (Sample, (u64, [u32; 2])) {
+    fn into_sample(self) -> (Sample, (u64, [u32; 2], Vec<Rle>)) {
         let mut boxes = self.boxes;
         let mut labels = self.labels;
         labels.extend(std::iter::repeat_n(PROPOSAL_LABEL, self.proposals.len()));
@@ -46,10 +50,10 @@ impl Augmentable for DetectionItem {
             image: self.image,
             target: Target::Boxes { boxes, labels },
         };
-        (sample, (self.image_id, self.original_size))
+        (sample, (self.image_id, self.original_size, self.masks))
     }
 
-    fn from_sample(sample: Sample, (image_id, original_size): (u64, [u32; 2])) -> Self {
+    fn from_sample(sample: Sample, (image_id, original_size, masks): Self::Rest) -> Self {
         let (mut boxes, mut labels, mut proposals) = (Vec::new(), Vec::new(), Vec::new());
         if let Target::Boxes {
             boxes: all,
@@ -65,6 +69,12 @@ impl Augmentable for DetectionItem {
                 }
             }
         }
+        // Masks stay paired with their boxes only while no box was dropped.
+        let masks = if masks.len() == boxes.len() {
+            masks
+        } else {
+            Vec::new()
+        };
         Self {
             image: sample.image,
             boxes,
@@ -72,6 +82,7 @@ impl Augmentable for DetectionItem {
             image_id,
             original_size,
             proposals,
+            masks,
         }
     }
 }
@@ -150,6 +161,9 @@ pub struct ImageInfo {
     pub labels: Vec<usize>,
     /// The item's region proposals in input pixels (empty when it has none).
     pub proposals: Vec<BoundingBox>,
+    /// Instance masks, one per box, at their own resolution (see [`DetectionItem::masks`];
+    /// empty when there are none).
+    pub masks: Vec<Rle>,
 }
 
 impl ImageInfo {
@@ -214,9 +228,9 @@ impl DetectionBatcher {
                 // The boxes are in the augmented image's pixels; map them through the resize,
                 // and record the scale from the original image to the input.
                 let (id, original) = (item.image_id, item.original_size);
-                let (sample, _) = item.into_sample();
+                let (sample, rest) = item.into_sample();
                 let sample = resize_sample(sample, w, h);
-                let resized = DetectionItem::from_sample(sample, (id, original));
+                let resized = DetectionItem::from_sample(sample, rest);
                 max = [max[0].max(h), max[1].max(w)];
                 let info = ImageInfo {
                     image_id: id,
@@ -225,6 +239,7 @@ impl DetectionBatcher {
                     boxes: resized.boxes,
                     labels: resized.labels,
                     proposals: resized.proposals,
+                    masks: resized.masks,
                 };
                 (resized.image.to_rgb(), info)
             })
@@ -265,6 +280,7 @@ mod tests {
             image_id: 7,
             original_size: [w as u32, h as u32],
             proposals: vec![],
+            masks: Vec::new(),
         }
     }
 

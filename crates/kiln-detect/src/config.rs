@@ -27,6 +27,8 @@ pub enum Method {
     FasterRcnn,
     /// A single network regressing boxes and scoring classes on a grid in one pass.
     Yolo,
+    /// Faster R-CNN with a mask branch: instance segmentation.
+    MaskRcnn,
 }
 
 /// Where the data comes from and how it is split.
@@ -124,6 +126,9 @@ pub struct DetectConfig {
     /// YOLO's head, input size, loss and test rule.
     #[serde(default)]
     pub yolo: crate::yolo::YoloConfig,
+    /// Mask R-CNN's mask branch (with `[faster_rcnn]` for the rest of the network).
+    #[serde(default)]
+    pub mask_rcnn: crate::two_stage::MaskHeadConfig,
     /// kiln-train's loop settings.
     pub train: TrainSettings,
     /// Training augmentation (box-aware).
@@ -225,8 +230,30 @@ impl DetectConfig {
         if self.method == Method::FastRcnn {
             self.fast_rcnn.validate()?;
         }
-        if self.method == Method::FasterRcnn {
+        if matches!(self.method, Method::FasterRcnn | Method::MaskRcnn) {
             self.faster_rcnn.validate()?;
+        }
+        if self.method == Method::MaskRcnn {
+            self.mask_rcnn.validate()?;
+            // Masks follow resizing (by the ratio of sizes) but not flips or crops.
+            let geometric = self.augment.iter().find(|t| {
+                !matches!(
+                    t,
+                    TransformConfig::ColorJitter { .. }
+                        | TransformConfig::Cutout { .. }
+                        | TransformConfig::Resize { .. }
+                )
+            });
+            if let Some(t) = geometric {
+                return bad(
+                    "[[augment]]",
+                    format!(
+                        "mask_rcnn trains with colour jitter, cutout, resizing and \
+                         [faster_rcnn] scale_jitter; {t:?} would move the boxes away from \
+                         their masks, so remove it"
+                    ),
+                );
+            }
         }
         if self.method == Method::Yolo {
             self.yolo.validate()?;

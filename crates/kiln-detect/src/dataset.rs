@@ -26,6 +26,12 @@ pub fn decode_items(set: &DetectionSet, max_side: Option<usize>) -> Result<Vec<D
                 image_id: annotated.id,
                 original_size: [w as u32, h as u32],
                 proposals: Vec::new(),
+                masks: annotated
+                    .objects
+                    .iter()
+                    .map(|o| o.mask.clone())
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_default(),
             };
             // Annotations are in the file's pixels: rescale boxes if the annotation's size
             // was wrong (the reader trusts the file) — they agree after reading.
@@ -36,11 +42,10 @@ pub fn decode_items(set: &DetectionSet, max_side: Option<usize>) -> Result<Vec<D
                         ((w as f32 * scale).round() as usize).max(1),
                         ((h as f32 * scale).round() as usize).max(1),
                     );
-                    let (id, original) = (item.image_id, item.original_size);
-                    let (sample, _) = item.into_sample();
+                    let (sample, rest) = item.into_sample();
                     DetectionItem::from_sample(
                         kiln_data::augment::resize_sample(sample, nw, nh),
-                        (id, original),
+                        rest,
                     )
                 }
                 _ => item,

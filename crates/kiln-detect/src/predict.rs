@@ -92,7 +92,26 @@ pub fn detect_with_run(
             let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
             detect_yolo(config, &model, classes, items, None, device)
         }
+        Method::MaskRcnn => {
+            let (found, rate) = detect_masks_with_run(run, config, classes, items, device)?;
+            Ok((found.into_iter().map(|d| d.detection).collect(), rate))
+        }
     }
+}
+
+/// Detections with masks (original-image pixels) of the Mask R-CNN run `run` on `items`,
+/// with the images per second.
+pub fn detect_masks_with_run(
+    run: &RunDir,
+    config: &DetectConfig,
+    classes: usize,
+    items: &[DetectionItem],
+    device: &Device,
+) -> Result<(Vec<crate::data::MaskDetection>, f64)> {
+    use crate::two_stage::mask_rcnn::{detect_mask_rcnn, mask_rcnn_shape};
+    let model = mask_rcnn_shape(config, classes, device)?;
+    let model = kiln_train::load_module(model, &run.best_checkpoint()?)?;
+    detect_mask_rcnn(config, &model, classes, items, device)
 }
 
 /// Detects objects in `images` with the detector of the run at `run_dir` and writes each photo
@@ -120,6 +139,7 @@ pub fn predict_files(
                 image_id: k as u64 + 1,
                 original_size: size,
                 proposals: vec![],
+                masks: Vec::new(),
             })
         })
         .collect::<Result<_>>()?;

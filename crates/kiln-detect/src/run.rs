@@ -13,17 +13,18 @@ use crate::Result;
 use crate::batch::DetectionItem;
 use crate::config::{DetectConfig, Method};
 use crate::data::load::LoadedSplits;
-use crate::data::results::write_coco_results;
-use crate::data::{Detection, DetectionSet};
+use crate::data::results::{write_coco_mask_results, write_coco_results};
+use crate::data::{Detection, DetectionSet, MaskDetection};
 use crate::dataset::decode_items;
 use crate::draw::{draw_detections, save_grid};
 use crate::eval::{
-    CocoEvaluation, VocAp, VocEvaluation, evaluate_coco, evaluate_voc, save_pr_curves,
-    write_metrics_json,
+    CocoEvaluation, CocoStats, VocAp, VocEvaluation, evaluate_coco, evaluate_coco_masks,
+    evaluate_voc, mean_matched_mask_iou, save_pr_curves, write_metrics_json,
 };
 use crate::ops::host::iou;
 use crate::train::{detect_with_localizer, hold_out, train_localizer};
 use crate::two_stage::faster::{detect_faster_rcnn, train_faster_rcnn};
+use crate::two_stage::mask_rcnn::{detect_mask_rcnn, train_mask_rcnn};
 use crate::two_stage::pipeline::{detect_fast_rcnn, items_with_proposals, train_fast_rcnn};
 use crate::yolo::{detect_yolo, train_yolo};
 
@@ -155,6 +156,9 @@ pub struct TestReport {
     pub train_seconds: f64,
     /// Test images.
     pub test_images: usize,
+    /// Mask scores, for instance segmentation (Mask R-CNN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<MaskReport>,
 }
 
 /// Trains `config`'s method on `data.train` (holding out `[data] val_fraction`), detects on
@@ -172,6 +176,7 @@ pub fn train_and_test(
         .map_err(|e| crate::DetectError::invalid("categories", e.to_string()))?;
     run.write(CATEGORIES_FILE, &categories)?;
     let test_items = decode_items(&data.test, Some(config.data.max_side))?;
+    let mut masks: Option<Vec<MaskDetection>> = None;
     let (detections, images_per_sec) = match config.method {
         Method::Localize | Method::Overfeat => {
             let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
@@ -218,12 +223,25 @@ pub fn train_and_test(
             run.metrics().append(&json!({ "rcnn": &outcome.report }))?;
             (outcome.detections, outcome.images_per_sec)
         }
+        Method::MaskRcnn => {
+            let (train, val) = hold_out(&data.train, config.data.val_fraction, config.seed);
+            let trained = train_mask_rcnn(config, &train, &val, run, device, resume)?;
+            if trained.paused {
+                return Ok(None);
+            }
+            let classes = data.train.categories.len();
+            let (found, rate) =
+                detect_mask_rcnn(config, &trained.model, classes, &test_items, device)?;
+            masks = Some(found);
+            let boxes = masks.iter().flatten().map(|d| d.detection).collect();
+            (boxes, rate)
+        }
     };
     let timing = Timing {
         images_per_sec,
         train_seconds: started.elapsed().as_secs_f64(),
     };
-    let (report, scores) = write_test_results(
+    let (mut report, scores) = write_test_results(
         config,
         &data.test,
         &test_items,
@@ -231,8 +249,52 @@ pub fn train_and_test(
         timing,
         run.path(),
     )?;
+    if let Some(found) = &masks {
+        report.masks = Some(write_mask_results(&data.test, found, run.path())?);
+    }
     run.metrics().append(&json!({ "test": &report }))?;
     Ok(Some((report, scores)))
+}
+
+/// Mask scores of instance segmentation on the test split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MaskReport {
+    /// COCO's 12 numbers with mask IoU (`iouType='segm'`).
+    pub coco: CocoStats,
+    /// Mean mask IoU of the detections matched (mask IoU ≥ 0.5) to objects.
+    pub mean_mask_iou: f64,
+    /// How many matched.
+    pub matched: usize,
+}
+
+/// Writes mask detections as COCO `segm` results (`mask_detections.json`) and their scores
+/// (`mask_metrics.json`) into `dir`.
+pub fn write_mask_results(
+    test: &DetectionSet,
+    found: &[MaskDetection],
+    dir: &Path,
+) -> Result<MaskReport> {
+    write_coco_mask_results(found, test, &dir.join("mask_detections.json"))?;
+    score_masks(test, found, dir)
+}
+
+/// Scores mask detections against `gt` (COCO segm AP, mean mask IoU of matched instances)
+/// and writes them as `mask_metrics.json` into `dir`.
+pub fn score_masks(gt: &DetectionSet, found: &[MaskDetection], dir: &Path) -> Result<MaskReport> {
+    let test = gt;
+    let coco = evaluate_coco_masks(test, found)?;
+    let (mean_mask_iou, matched) = mean_matched_mask_iou(test, found);
+    let report = MaskReport {
+        coco: coco.stats,
+        mean_mask_iou,
+        matched,
+    };
+    let json = serde_json::to_vec_pretty(
+        &json!({ "segm": &coco, "mean_mask_iou": mean_mask_iou, "matched": matched }),
+    )
+    .map_err(|e| crate::DetectError::invalid("mask metrics", e.to_string()))?;
+    kiln_train::write_atomic(&dir.join("mask_metrics.json"), &json)?;
+    Ok(report)
 }
 
 /// How fast a run detected, and how long it trained.
@@ -272,6 +334,7 @@ fn write_test_results(
         images_per_sec: timing.images_per_sec,
         train_seconds: timing.train_seconds,
         test_images: test.images.len(),
+        masks: None,
     };
     Ok((report, scores))
 }

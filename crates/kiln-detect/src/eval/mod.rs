@@ -16,6 +16,7 @@
 
 pub mod ap;
 pub mod coco;
+pub mod masks;
 pub mod matcher;
 pub mod plot;
 pub mod report;
@@ -26,6 +27,7 @@ pub use coco::{
     AreaRange, CocoClassMetrics, CocoEvaluation, CocoStats, Evaluable, MAX_DETS, evaluate_coco,
     evaluate_coco_masks, iou_thresholds,
 };
+pub use masks::mean_matched_mask_iou;
 pub use matcher::{GtFlags, IouMatrix, MatchRule, coco_iou, match_detections};
 pub use plot::save_pr_curves;
 pub use report::{format_report, write_metrics_json};

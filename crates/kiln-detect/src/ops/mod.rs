@@ -10,6 +10,7 @@
 mod boxes;
 mod coder;
 pub mod host;
+pub mod masks;
 mod nms;
 mod roi;
 

@@ -367,6 +367,7 @@ mod tests {
             boxes: vec![],
             labels: vec![],
             proposals: vec![],
+            masks: Vec::new(),
         };
         let c = |b, score, class| Candidate {
             bbox: b,

@@ -117,6 +117,16 @@ impl FasterRcnn {
     }
 }
 
+/// A training batch's Faster R-CNN losses and what they were computed on.
+pub(crate) struct FasterLoss {
+    /// RPN and box-head losses, summed.
+    pub loss: burn::tensor::Tensor<1>,
+    /// The feature map regions are pooled from.
+    pub features: burn::tensor::Tensor<4>,
+    /// The regions the box head trained on, per image.
+    pub sampled: Vec<Vec<super::sampler::SampledRoi>>,
+}
+
 /// Faster R-CNN training in kiln-train's loop: RPN and box-head losses summed.
 #[derive(Debug)]
 pub struct FasterRcnnTask {
@@ -150,6 +160,17 @@ impl FasterRcnnTask {
         batch: DetectionBatch,
         rng: &mut ChaCha8Rng,
     ) -> TrainResult<burn::tensor::Tensor<1>> {
+        Ok(self.loss_parts(model, batch, rng)?.loss)
+    }
+
+    /// The summed losses of a batch with what a further head (Mask R-CNN's) trains on: the
+    /// feature map and the regions the box head sampled per image.
+    pub(crate) fn loss_parts(
+        &self,
+        model: &FasterRcnn,
+        batch: DetectionBatch,
+        rng: &mut ChaCha8Rng,
+    ) -> TrainResult<FasterLoss> {
         let features = model.detector.features(batch.images);
         let stride = model.detector.stride();
         let output = model
@@ -158,35 +179,56 @@ impl FasterRcnnTask {
         let rpn = rpn_loss(&output, &batch.infos, &self.config.rpn, rng);
         let proposals = propose(&output, &batch.infos, &self.config.rpn, true)
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let head = box_head_loss(
+        let (head, sampled) = box_head_loss(
             &model.detector,
-            features,
+            features.clone(),
             &proposals,
             &batch.infos,
             &self.config.sampling,
             &self.config.head,
             rng,
         );
-        Ok(rpn.objectness + rpn.regression + total(head))
+        Ok(FasterLoss {
+            loss: rpn.objectness + rpn.regression + total(head),
+            features,
+            sampled,
+        })
     }
 
     /// Detections of a batch in input pixels: the RPN's test proposals through the box head.
     pub fn detect(&self, model: &FasterRcnn, batch: DetectionBatch) -> Result<Vec<Vec<Detection>>> {
         let features = model.detector.features(batch.images);
+        self.detect_on_features(model, features, &batch.infos)
+    }
+
+    /// [`Self::detect`] on the batch's feature map.
+    pub fn detect_on_features(
+        &self,
+        model: &FasterRcnn,
+        features: burn::tensor::Tensor<4>,
+        infos: &[crate::batch::ImageInfo],
+    ) -> Result<Vec<Vec<Detection>>> {
         let output = model.rpn.forward(
             features.clone(),
             &self.config.rpn.anchors,
             model.detector.stride(),
         );
-        let proposals = propose(&output, &batch.infos, &self.config.rpn, false)?;
+        let proposals = propose(&output, infos, &self.config.rpn, false)?;
         detect_on(
             &model.detector,
             features,
             &proposals,
-            &batch.infos,
+            infos,
             &self.config.head,
             &self.config.detection,
         )
+    }
+}
+
+impl FasterRcnnTask {
+    /// The count of training steps taken (each step seeds its sampling from it).
+    pub(crate) fn steps(&self) -> &AtomicU64 {
+        &self.steps
     }
 }
 

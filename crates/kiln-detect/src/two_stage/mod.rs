@@ -16,6 +16,8 @@
 pub mod anchors;
 pub mod config;
 pub mod faster;
+pub mod mask_head;
+pub mod mask_rcnn;
 pub mod model;
 pub mod pipeline;
 pub mod roi_heads;
@@ -26,6 +28,8 @@ pub mod task;
 
 pub use config::{BoxHeadConfig, Candidate, DetectionRule, FastRcnnConfig, RoiOp, RoiPooler};
 pub use faster::{FasterRcnn, FasterRcnnConfig, FasterRcnnTask};
+pub use mask_head::{MaskHead, MaskHeadConfig};
+pub use mask_rcnn::{MaskRcnn, MaskRcnnTask};
 pub use model::{BoxHead, FastRcnn};
 pub use sampler::{RoiSampling, SampledRoi, sample_rois};
 pub use scale::ScaleJitter;

@@ -144,18 +144,35 @@ pub fn detect_in_batches(
     device: &Device,
     mut detect: impl FnMut(DetectionBatch) -> Result<Vec<Vec<Detection>>>,
 ) -> Result<(Vec<Detection>, f64)> {
+    run_in_batches(items, batcher, batch_size, device, |batch| {
+        let infos = batch.infos.clone();
+        Ok(infos
+            .iter()
+            .zip(detect(batch)?)
+            .flat_map(|(info, detections)| {
+                detections.into_iter().map(|d| Detection {
+                    bbox: info.to_original(&d.bbox),
+                    ..d
+                })
+            })
+            .collect())
+    })
+}
+
+/// `run` (the outputs of a batch) over `items` in batches of `batch_size` with a progress bar;
+/// the outputs in item order, and the images per second.
+pub fn run_in_batches<T>(
+    items: &[DetectionItem],
+    batcher: &DetectionBatcher,
+    batch_size: usize,
+    device: &Device,
+    mut run: impl FnMut(DetectionBatch) -> Result<Vec<T>>,
+) -> Result<(Vec<T>, f64)> {
     let progress = Progress::new(items.len() as u64, "detect", "img");
     let start = Instant::now();
     let mut found = Vec::new();
     for chunk in items.chunks(batch_size.max(1)) {
-        let batch = batcher.batch(chunk.to_vec(), device);
-        let infos = batch.infos.clone();
-        for (info, detections) in infos.iter().zip(detect(batch)?) {
-            found.extend(detections.into_iter().map(|d| Detection {
-                bbox: info.to_original(&d.bbox),
-                ..d
-            }));
-        }
+        found.extend(run(batcher.batch(chunk.to_vec(), device))?);
         progress.inc(chunk.len() as u64);
     }
     let seconds = start.elapsed().as_secs_f64();

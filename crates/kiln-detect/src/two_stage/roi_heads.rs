@@ -143,6 +143,7 @@ mod tests {
             boxes: Vec::new(),
             labels: Vec::new(),
             proposals: Vec::new(),
+            masks: Vec::new(),
         }
     }
 

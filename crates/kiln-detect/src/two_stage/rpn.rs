@@ -364,6 +364,7 @@ mod tests {
             labels: vec![0; boxes.len()],
             boxes,
             proposals: Vec::new(),
+            masks: Vec::new(),
         }
     }
 

@@ -125,6 +125,7 @@ mod tests {
                     x2: 90.0,
                     y2: 60.0,
                 }],
+                masks: Vec::new(),
             }],
         }
     }

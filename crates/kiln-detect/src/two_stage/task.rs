@@ -67,6 +67,7 @@ impl FastRcnnTask {
             &self.config.head,
             rng,
         )
+        .0
     }
 
     /// Detections of a batch in input pixels (see [`detect_regions`]), each image's best
@@ -100,7 +101,7 @@ impl FastRcnnTask {
 }
 
 /// The box head's losses on minibatches drawn (with `rng`) from each image's `proposals` plus
-/// its ground-truth boxes, the regions pooled from `features`.
+/// its ground-truth boxes, the regions pooled from `features`; and those regions per image.
 pub(crate) fn box_head_loss(
     model: &FastRcnn,
     features: Tensor<4>,
@@ -109,7 +110,7 @@ pub(crate) fn box_head_loss(
     sampling: &RoiSampling,
     head: &BoxHeadConfig,
     rng: &mut ChaCha8Rng,
-) -> HeadLoss {
+) -> (HeadLoss, Vec<Vec<SampledRoi>>) {
     let sampled: Vec<Vec<SampledRoi>> = infos
         .iter()
         .zip(proposals)
@@ -121,14 +122,15 @@ pub(crate) fn box_head_loss(
         .collect();
     let pooler = head.roi.pooler(head.bins, model.stride());
     let (logits, deltas) = model.classify_regions(features, &rois, &pooler);
-    let flat: Vec<SampledRoi> = sampled.into_iter().flatten().collect();
-    head_loss(
+    let flat: Vec<SampledRoi> = sampled.iter().flatten().copied().collect();
+    let loss = head_loss(
         logits,
         deltas,
         &flat,
         &BoxCoder::new(head.box_weights),
         head.smooth_l1_beta,
-    )
+    );
+    (loss, sampled)
 }
 
 /// Detections (in input pixels) of each image's `rois`, pooled from `features`.

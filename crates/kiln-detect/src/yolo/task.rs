@@ -232,6 +232,7 @@ mod tests {
             image_id: id,
             original_size: [96, 64],
             proposals: vec![],
+            masks: Vec::new(),
         }
     }
 

@@ -274,6 +274,7 @@ mod tests {
             boxes,
             labels,
             proposals: vec![],
+            masks: Vec::new(),
         }
     }
 

@@ -108,6 +108,7 @@ mod tests {
             boxes,
             labels,
             proposals: vec![],
+            masks: Vec::new(),
         }
     }
 

@@ -260,6 +260,7 @@ mod tests {
             boxes: vec![object],
             labels: vec![0],
             proposals: vec![],
+            masks: Vec::new(),
         };
         // Channels: x, y, w, h, objectness, class; at (row 0, column 1) all 0 logits except a
         // confident objectness; elsewhere a very low objectness.
@@ -307,6 +308,7 @@ mod tests {
             }],
             labels: vec![0],
             proposals: vec![],
+            masks: Vec::new(),
         };
         let loss_at = |tx: f32| {
             let mut values = vec![0.0f32; 6 * 4];
