@@ -626,12 +626,17 @@ fn proposals_find_the_boxes_and_are_cached() {
     assert!(log.contains("from the cache"), "{log}");
 }
 
-/// The small test config of [`config`] as Mask R-CNN: a one-convolution mask branch, and no
-/// flips (masks follow resizing only).
+/// The small test config of [`config`] as Mask R-CNN: regions pooled at stride 16, a
+/// one-convolution mask branch, and no flips (masks follow resizing only).
 fn mask_rcnn_config(root: &Path) -> PathBuf {
     let path = root.join("mask-rcnn.toml");
     let base = fs::read_to_string(config(root, "mask-rcnn")).unwrap();
-    let without_flip = base.replace("[[augment]]\ntype = \"horizontal-flip\"\n", "");
+    let without_flip = base
+        .replace("[[augment]]\ntype = \"horizontal-flip\"\n", "")
+        .replace(
+            "[faster_rcnn.head]\nneck_channels = 16\n",
+            "[faster_rcnn.head]\nneck_channels = 16\nfeature_stride = 16\n",
+        );
     fs::write(
         &path,
         format!(
@@ -675,6 +680,7 @@ fn mask_rcnn_trains_on_generated_shapes_and_scores_masks() {
     let text_of = |name: &str| fs::read_to_string(run.join(name)).unwrap();
     let masks: Vec<serde_json::Value> =
         serde_json::from_str(&text_of("mask_detections.json")).unwrap();
+    assert!(!masks.is_empty());
     assert_eq!(masks.len(), detections_of(&run).len());
     for m in &masks {
         assert_eq!(m["segmentation"]["size"], serde_json::json!([64, 64]));
@@ -683,6 +689,26 @@ fn mask_rcnn_trains_on_generated_shapes_and_scores_masks() {
     let metrics: serde_json::Value = serde_json::from_str(&text_of("mask_metrics.json")).unwrap();
     assert!(metrics["segm"]["stats"]["ap"].as_f64().unwrap() >= 0.0);
     assert!(text_of("metrics.jsonl").contains("\"mean_mask_iou\""));
+
+    // `predict` draws masks on photos; `test` re-scores the run's masks.
+    let photo = data.join("test/000011.png");
+    let out = detect(
+        &[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            photo.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(run.join("predict/000011.png").is_file());
+    let out = detect(&["test", "--run", run.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("test/test_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["masks"]["coco"], metrics["segm"]["stats"]);
 
     // `eval --iou-type segm` scores the same file to the same numbers.
     let again = dir.path().join("again");

@@ -1,5 +1,5 @@
-//! Drawing detections: boxes with class and score on the photo, ground truth beside them, and
-//! a grid of several images saved as one PNG.
+//! Drawing detections: boxes with class and score on the photo, instance masks as translucent
+//! class colours, ground truth beside them, and a grid of several images saved as one PNG.
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_m
 use imageproc::rect::Rect;
 use kiln_data::Image;
 
-use crate::data::{BoundingBox, Detection};
+use crate::data::{BoundingBox, Detection, MaskDetection};
 use crate::{DetectError, Result};
 
 /// Colour of ground-truth boxes.
@@ -104,6 +104,48 @@ pub fn draw_detections(
     canvas
 }
 
+/// A copy of `image` with the masks of `detections` scoring at least `min_score` blended in
+/// their class colours (`alpha` of the colour), lowest score first. Masks are at the original
+/// image's size (`original`, `[width, height]`) and sampled to `image`'s by nearest pixel.
+pub fn tint_masks(
+    image: &Image,
+    detections: &[&MaskDetection],
+    original: [u32; 2],
+    min_score: f32,
+    alpha: f32,
+) -> Image {
+    let mut out = image.to_rgb();
+    let (w, h) = (out.width, out.height);
+    let mut shown: Vec<&&MaskDetection> = detections
+        .iter()
+        .filter(|d| d.detection.score >= min_score)
+        .collect();
+    shown.sort_by(|a, b| a.detection.score.total_cmp(&b.detection.score));
+    for d in shown {
+        let colour = PALETTE[d.detection.class % PALETTE.len()].0;
+        let (mw, mh) = (d.mask.width as usize, d.mask.height as usize);
+        if (mw, mh) != (original[0] as usize, original[1] as usize) || mw == 0 || mh == 0 {
+            continue;
+        }
+        let bitmap = d.mask.to_bitmap();
+        for y in 0..h {
+            let my = (y * mh / h).min(mh - 1);
+            for x in 0..w {
+                let mx = (x * mw / w).min(mw - 1);
+                if bitmap[my * mw + mx] == 0 {
+                    continue;
+                }
+                for k in 0..3 {
+                    let v = &mut out.data[(y * w + x) * 3 + k];
+                    *v = (f32::from(*v) * (1.0 - alpha) + f32::from(colour[k]) * alpha).round()
+                        as u8;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Saves `images` as one PNG grid, `columns` wide, each cell scaled to `cell` pixels on its
 /// long side; written atomically.
 pub fn save_grid(images: &[RgbImage], columns: usize, cell: u32, path: &Path) -> Result<()> {
@@ -176,6 +218,17 @@ mod tests {
             Rgb([0, 0, 0]),
             "inside the box stays as it was"
         );
+        // A mask tints its pixels in the class colour, at the image's scale.
+        let mut pixels = vec![0u8; 120 * 80];
+        pixels[0] = 1;
+        let masked = MaskDetection {
+            detection: det,
+            mask: crate::data::Rle::from_bitmap(&pixels, 80, 120),
+            area: 1.0,
+        };
+        let tinted = tint_masks(&image, &[&masked], [120, 80], 0.5, 0.5);
+        assert_eq!(tinted.data[..3], [128, 30, 20]);
+        assert_eq!(tinted.data[3..6], [0, 0, 0], "outside the mask");
         let low = Detection { score: 0.1, ..det };
         let drawn = draw_detections(&image, &[low], &[], &[], 0.5);
         assert_eq!(

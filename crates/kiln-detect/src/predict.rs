@@ -9,7 +9,7 @@ use kiln_train::RunDir;
 use crate::batch::DetectionItem;
 use crate::config::{DetectConfig, Method};
 use crate::data::{Category, Detection};
-use crate::draw::{draw_detections, save_png};
+use crate::draw::{draw_detections, save_png, tint_masks};
 use crate::proposals::selective_search;
 use crate::run::CATEGORIES_FILE;
 use crate::train::{detect_with_localizer, localizer_shape};
@@ -115,7 +115,8 @@ pub fn detect_masks_with_run(
 }
 
 /// Detects objects in `images` with the detector of the run at `run_dir` and writes each photo
-/// with its detections (score ≥ `min_score`) as `<out>/<stem>.png`; returns the written paths.
+/// with its detections (score ≥ `min_score`; Mask R-CNN's masks as translucent class colours)
+/// as `<out>/<stem>.png`; returns the written paths.
 pub fn predict_files(
     run_dir: &Path,
     images: &[PathBuf],
@@ -143,7 +144,17 @@ pub fn predict_files(
             })
         })
         .collect::<Result<_>>()?;
-    let detections = detect_with_run(&run, &config, categories.len(), &items, device)?.0;
+    let classes = categories.len();
+    let masks = if config.method == Method::MaskRcnn {
+        detect_masks_with_run(&run, &config, classes, &items, device)?.0
+    } else {
+        Vec::new()
+    };
+    let detections = if masks.is_empty() {
+        detect_with_run(&run, &config, classes, &items, device)?.0
+    } else {
+        masks.iter().map(|d| d.detection).collect()
+    };
     std::fs::create_dir_all(out).map_err(|e| DetectError::io(out, e))?;
     let mut written = Vec::new();
     for (item, path) in items.iter().zip(images) {
@@ -152,7 +163,12 @@ pub fn predict_files(
             .filter(|d| d.image_id == item.image_id)
             .copied()
             .collect();
-        let drawn = draw_detections(&item.image, &mine, &[], &names, min_score);
+        let my_masks: Vec<_> = masks
+            .iter()
+            .filter(|d| d.detection.image_id == item.image_id)
+            .collect();
+        let tinted = tint_masks(&item.image, &my_masks, item.original_size, min_score, 0.45);
+        let drawn = draw_detections(&tinted, &mine, &[], &names, min_score);
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         let target = out.join(format!("{stem}.png"));
         save_png(&drawn, &target)?;

@@ -16,7 +16,7 @@ use crate::data::load::LoadedSplits;
 use crate::data::results::{write_coco_mask_results, write_coco_results};
 use crate::data::{Detection, DetectionSet, MaskDetection};
 use crate::dataset::decode_items;
-use crate::draw::{draw_detections, save_grid};
+use crate::draw::{draw_detections, save_grid, tint_masks};
 use crate::eval::{
     CocoEvaluation, CocoStats, VocAp, VocEvaluation, evaluate_coco, evaluate_coco_masks,
     evaluate_voc, mean_matched_mask_iou, save_pr_curves, write_metrics_json,
@@ -94,6 +94,7 @@ pub fn localization(gt: &DetectionSet, detections: &[Detection]) -> Localization
 pub fn draw_test_grid(
     items: &[DetectionItem],
     detections: &[Detection],
+    masks: &[MaskDetection],
     set: &DetectionSet,
     path: &Path,
     count: usize,
@@ -121,7 +122,12 @@ pub fn draw_test_grid(
                     ..*d
                 })
                 .collect();
-            draw_detections(&item.image, &scaled, &item.boxes, &names, min_score)
+            let mine: Vec<&MaskDetection> = masks
+                .iter()
+                .filter(|d| d.detection.image_id == item.image_id)
+                .collect();
+            let tinted = tint_masks(&item.image, &mine, item.original_size, min_score, 0.45);
+            draw_detections(&tinted, &scaled, &item.boxes, &names, min_score)
         })
         .collect();
     save_grid(&drawn, 4, 320, path)
@@ -241,17 +247,14 @@ pub fn train_and_test(
         images_per_sec,
         train_seconds: started.elapsed().as_secs_f64(),
     };
-    let (mut report, scores) = write_test_results(
+    let (report, scores) = write_test_results(
         config,
         &data.test,
         &test_items,
-        &detections,
+        (&detections, masks.as_deref()),
         timing,
         run.path(),
     )?;
-    if let Some(found) = &masks {
-        report.masks = Some(write_mask_results(&data.test, found, run.path())?);
-    }
     run.metrics().append(&json!({ "test": &report }))?;
     Ok(Some((report, scores)))
 }
@@ -305,13 +308,14 @@ struct Timing {
 }
 
 /// Writes `detections` on the `test` split (`items`: its decoded images) into `dir` as
-/// `detections.json`, `metrics.json`, `pr_curve.png` and `predictions.png`, and returns the
-/// report and scores.
+/// `detections.json`, `metrics.json`, `pr_curve.png` and `predictions.png` — and, with
+/// `masks`, `mask_detections.json` and `mask_metrics.json` — and returns the report and
+/// scores.
 fn write_test_results(
     config: &DetectConfig,
     test: &DetectionSet,
     items: &[DetectionItem],
-    detections: &[Detection],
+    (detections, masks): (&[Detection], Option<&[MaskDetection]>),
     timing: Timing,
     dir: &Path,
 ) -> Result<(TestReport, Scores)> {
@@ -320,6 +324,7 @@ fn write_test_results(
     draw_test_grid(
         items,
         detections,
+        masks.unwrap_or_default(),
         test,
         &dir.join("predictions.png"),
         8,
@@ -334,7 +339,9 @@ fn write_test_results(
         images_per_sec: timing.images_per_sec,
         train_seconds: timing.train_seconds,
         test_images: test.images.len(),
-        masks: None,
+        masks: masks
+            .map(|found| write_mask_results(test, found, dir))
+            .transpose()?,
     };
     Ok((report, scores))
 }
@@ -361,14 +368,28 @@ pub fn test_run(
     } else {
         test_items.clone()
     };
-    let (detections, images_per_sec) =
-        crate::predict::detect_with_run(run, &config, categories.len(), &items, device)?;
+    let classes = categories.len();
+    let (detections, masks, images_per_sec) = if config.method == Method::MaskRcnn {
+        let (found, rate) =
+            crate::predict::detect_masks_with_run(run, &config, classes, &items, device)?;
+        let boxes = found.iter().map(|d| d.detection).collect();
+        (boxes, Some(found), rate)
+    } else {
+        let (found, rate) = crate::predict::detect_with_run(run, &config, classes, &items, device)?;
+        (found, None, rate)
+    };
     let timing = Timing {
         images_per_sec,
         train_seconds: 0.0,
     };
-    let (report, scores) =
-        write_test_results(&config, &data.test, &test_items, &detections, timing, out)?;
+    let (report, scores) = write_test_results(
+        &config,
+        &data.test,
+        &test_items,
+        (&detections, masks.as_deref()),
+        timing,
+        out,
+    )?;
     let json = serde_json::to_vec_pretty(&report)
         .map_err(|e| crate::DetectError::invalid("test report", e.to_string()))?;
     let path = out.join(TEST_REPORT_FILE);

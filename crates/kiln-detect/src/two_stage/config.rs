@@ -79,6 +79,11 @@ pub struct BoxHeadConfig {
     pub box_weights: [f32; 4],
     /// The smooth-L1 box loss's quadratic zone (torchvision: 1/9).
     pub smooth_l1_beta: f32,
+    /// Stride of the map regions are pooled from: 32 (the backbone's last map through the
+    /// neck) or 16 (that map upsampled 2× and added to a 1×1 projection of the stride-16 map,
+    /// one top-down step of a feature pyramid: four times the cells, for small objects and
+    /// masks).
+    pub feature_stride: usize,
 }
 
 impl Default for BoxHeadConfig {
@@ -93,6 +98,7 @@ impl Default for BoxHeadConfig {
             hidden: 1024,
             box_weights: [10.0, 10.0, 5.0, 5.0],
             smooth_l1_beta: 1.0 / 9.0,
+            feature_stride: 32,
         }
     }
 }
@@ -280,6 +286,12 @@ impl BoxHeadConfig {
             return bad(
                 "smooth_l1_beta",
                 format!("{} must be positive", self.smooth_l1_beta),
+            );
+        }
+        if ![16, 32].contains(&self.feature_stride) {
+            return bad(
+                "feature_stride",
+                format!("{} is neither 16 nor 32", self.feature_stride),
             );
         }
         Ok(())

@@ -5,6 +5,8 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use kiln_nets::Backbone;
 use kiln_nets::zoo::Network;
@@ -72,6 +74,9 @@ pub struct FastRcnn {
     pub backbone: Network,
     /// 1×1 convolution narrowing the backbone's last map.
     pub neck: Conv2d,
+    /// 1×1 projection of the stride-16 map, added to the upsampled neck output
+    /// ([`BoxHeadConfig::feature_stride`] 16); `None` at stride 32.
+    pub lateral: Option<Conv2d>,
     /// The box head.
     pub head: BoxHead,
 }
@@ -79,29 +84,55 @@ pub struct FastRcnn {
 impl FastRcnn {
     /// The network on `backbone` for `classes` object classes.
     pub fn new(config: &BoxHeadConfig, backbone: Network, classes: usize, device: &Device) -> Self {
-        let channels = backbone
-            .feature_levels()
+        let levels = backbone.feature_levels();
+        let channels = levels
             .last()
             .map_or(backbone.feature_size(), |l| l.channels);
+        let lateral = levels
+            .iter()
+            .find(|l| l.stride == 16 && config.feature_stride == 16)
+            .map(|l| Conv2dConfig::new([l.channels, config.neck_channels], [1, 1]).init(device));
         Self {
             backbone,
             neck: Conv2dConfig::new([channels, config.neck_channels], [1, 1]).init(device),
+            lateral,
             head: BoxHead::new(config, config.neck_channels, classes, device),
         }
     }
 
     /// Pixels per cell of the map regions are pooled from.
     pub fn stride(&self) -> usize {
-        self.backbone
+        let last = self
+            .backbone
             .feature_levels()
             .last()
-            .map_or(32, |l| l.stride)
+            .map_or(32, |l| l.stride);
+        if self.lateral.is_some() {
+            last / 2
+        } else {
+            last
+        }
     }
 
     /// The map regions are pooled from, `[batch, neck channels, h, w]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
-        let map = self.backbone.feature_maps(images).coarsest().clone();
-        relu(self.neck.forward(map))
+        let maps = self.backbone.feature_maps(images);
+        let top = self.neck.forward(maps.coarsest().clone());
+        match (&self.lateral, maps.levels().iter().rev().nth(1)) {
+            (Some(lateral), Some(finer)) => {
+                let finer = maps
+                    .at_stride(finer.stride)
+                    .expect("the level was listed")
+                    .clone();
+                let [_, _, h, w] = finer.dims();
+                let up = interpolate(
+                    top,
+                    InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h, w]),
+                );
+                relu(up + lateral.forward(finer))
+            }
+            _ => relu(top),
+        }
     }
 
     /// Class logits and box deltas of `rois` (per image of `features`, in input pixels).
