@@ -135,10 +135,9 @@ pub fn tint_masks(
                 if bitmap[my * mw + mx] == 0 {
                     continue;
                 }
-                for k in 0..3 {
-                    let v = &mut out.data[(y * w + x) * 3 + k];
-                    *v = (f32::from(*v) * (1.0 - alpha) + f32::from(colour[k]) * alpha).round()
-                        as u8;
+                let pixel = &mut out.data[(y * w + x) * 3..(y * w + x) * 3 + 3];
+                for (v, &c) in pixel.iter_mut().zip(&colour) {
+                    *v = (f32::from(*v) * (1.0 - alpha) + f32::from(c) * alpha).round() as u8;
                 }
             }
         }
