@@ -322,3 +322,128 @@ pub fn write_shapes(
         out.display()
     ))
 }
+
+/// The CamVid classes made into instances by `kiln-detect camvid-instances`.
+pub const CAMVID_INSTANCE_CLASSES: [&str; 4] = ["Car", "Pedestrian", "Bicyclist", "SignSymbol"];
+
+/// Turns a CamVid-layout segmentation set (`<split>/` photos beside `<split>annot/` label
+/// PNGs, a folder or its `.tar.gz`) into a COCO-layout instance set in `out`: per split, the
+/// photos copied into `out/<split>/` and `out/annotations/instances_<split>.json` holding the
+/// 8-connected components of the [`CAMVID_INSTANCE_CLASSES`] labels of at least `min_area`
+/// pixels. Touching objects of one class merge into one instance.
+pub fn camvid_instances(
+    data: &Path,
+    out: &Path,
+    splits: &[&str],
+    min_area: u64,
+    device: &burn::tensor::Device,
+) -> Result<String> {
+    use kiln_detect::data::{AnnotatedImage, Category, DetectionSet, Object};
+    use kiln_segment::data::{ClassList, find_root, load_sample, read_split};
+    if out.join("annotations").exists() {
+        anyhow::bail!(
+            "{} already holds a data set (annotations/); choose an empty folder",
+            out.display()
+        );
+    }
+    let classes = ClassList::camvid();
+    let wanted: Vec<(u8, usize)> = CAMVID_INSTANCE_CLASSES
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let id = classes
+                .classes
+                .iter()
+                .position(|c| c.name == *name)
+                .expect("a CamVid class");
+            (id as u8, k)
+        })
+        .collect();
+    let categories: Vec<Category> = CAMVID_INSTANCE_CLASSES
+        .iter()
+        .enumerate()
+        .map(|(k, name)| Category {
+            id: k as u64 + 1,
+            name: (*name).into(),
+        })
+        .collect();
+    let cache = kiln_data::download::cache_dir();
+    let annotations = out.join("annotations");
+    std::fs::create_dir_all(&annotations)
+        .with_context(|| format!("cannot create {}", annotations.display()))?;
+    let mut lines = Vec::new();
+    let mut next_id = 1u64;
+    for split in splits {
+        let root = find_root(data, split, &cache)?;
+        let samples = read_split(&root, split)?;
+        let folder = out.join(split);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+        let mut images = Vec::with_capacity(samples.samples.len());
+        let mut counts = [0usize; 4];
+        for sample in &samples.samples {
+            let (image, label) = load_sample(sample, &classes)?;
+            let name = sample.image.file_name().expect("a photo file");
+            let path = folder.join(name);
+            std::fs::copy(&sample.image, &path).with_context(|| {
+                format!(
+                    "cannot copy {} into {}",
+                    sample.image.display(),
+                    folder.display()
+                )
+            })?;
+            let found = kiln_detect::ops::components::instances_from_labels(
+                &label.data,
+                [label.width, label.height],
+                &wanted,
+                min_area,
+                device,
+            );
+            let objects = found
+                .into_iter()
+                .map(|(class, mask)| {
+                    counts[class] += 1;
+                    Object {
+                        bbox: mask.bbox(),
+                        class,
+                        area: mask.area() as f32,
+                        difficult: false,
+                        crowd: false,
+                        mask: Some(mask),
+                    }
+                })
+                .collect();
+            images.push(AnnotatedImage {
+                id: next_id,
+                path,
+                width: image.width as u32,
+                height: image.height as u32,
+                objects,
+            });
+            next_id += 1;
+        }
+        let set = DetectionSet {
+            categories: categories.clone(),
+            images,
+        };
+        kiln_detect::data::write_coco_instances(
+            &set,
+            &annotations.join(format!("instances_{split}.json")),
+        )?;
+        lines.push(format!(
+            "{split}: {} images; instances {}",
+            set.images.len(),
+            CAMVID_INSTANCE_CLASSES
+                .iter()
+                .zip(counts)
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    lines.push(format!(
+        "wrote {} (components of at least {min_area} pixels; touching objects of one class are one instance)",
+        out.display()
+    ));
+    Ok(lines.join("\n"))
+}

@@ -754,3 +754,73 @@ fn mask_rcnn_trains_on_generated_shapes_and_scores_masks() {
     );
     assert!(!other.exists());
 }
+
+#[test]
+fn camvid_labels_become_instances_and_the_mask_configs_are_valid() {
+    for name in ["shapes-mask-rcnn.toml", "camvid-mask-rcnn.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(name);
+        let config: kiln_detect::config::DetectConfig =
+            toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        config.validate().unwrap();
+    }
+    // A CamVid-layout folder: one 12×8 photo whose label has two separate cars (id 8), a
+    // pedestrian (id 9) too small to keep, and road (id 3) everywhere else.
+    let dir = tempfile::tempdir().unwrap();
+    let camvid = dir.path().join("camvid");
+    fs::create_dir_all(camvid.join("train")).unwrap();
+    fs::create_dir_all(camvid.join("trainannot")).unwrap();
+    image::RgbImage::from_pixel(12, 8, image::Rgb([90, 90, 90]))
+        .save(camvid.join("train/f001.png"))
+        .unwrap();
+    let label = image::GrayImage::from_fn(12, 8, |x, y| {
+        image::Luma([match (x, y) {
+            (0..=2, 0..=2) => 8,
+            (7..=10, 4..=6) => 8,
+            (5, 0) => 9,
+            _ => 3,
+        }])
+    });
+    label.save(camvid.join("trainannot/f001.png")).unwrap();
+    let out_dir = dir.path().join("instances");
+    let out = detect(
+        &[
+            "camvid-instances",
+            "--data",
+            camvid.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--splits",
+            "train",
+            "--min-area",
+            "4",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Car 2, Pedestrian 0"), "{}", text(&out));
+    let set = kiln_detect::data::read_coco_instances(
+        &out_dir.join("annotations/instances_train.json"),
+        &out_dir.join("train"),
+    )
+    .unwrap();
+    let areas: Vec<f32> = set.images[0].objects.iter().map(|o| o.area).collect();
+    assert_eq!(areas, vec![9.0, 12.0]);
+    let b = set.images[0].objects[1].bbox;
+    assert_eq!((b.x1, b.y1, b.x2, b.y2), (7.0, 4.0, 11.0, 7.0));
+    // A second conversion into the same folder is refused.
+    let again = detect(
+        &[
+            "camvid-instances",
+            "--data",
+            camvid.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--splits",
+            "train",
+        ],
+        dir.path(),
+    );
+    assert!(!again.status.success() && text(&again).contains("already holds"));
+}

@@ -15,7 +15,9 @@
 //! - `kiln-detect anchors --config configs/raccoon-yolo.toml --data DATA [--write]` fits a YOLO
 //!   config's anchor sizes to the training boxes (k-means) and writes them into the config;
 //! - `kiln-detect shapes --out DIR --train 2000 --test 300` generates the *Shapes*
-//!   instance-segmentation data set (PNGs and COCO instances files with masks).
+//!   instance-segmentation data set (PNGs and COCO instances files with masks);
+//! - `kiln-detect camvid-instances --data camvid.tar.gz --out DIR` turns CamVid's label maps
+//!   into car, pedestrian, bicyclist and sign instances (connected components) in COCO layout.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,27 @@ enum Command {
     Compare(CompareArgs),
     /// Generate the Shapes instance-segmentation data set (COCO layout, with masks).
     Shapes(ShapesArgs),
+    /// CamVid's car, pedestrian, bicyclist and sign labels as instances (COCO layout).
+    CamvidInstances(CamvidInstancesArgs),
+}
+
+#[derive(Args, Debug)]
+struct CamvidInstancesArgs {
+    /// The CamVid folder (train/, trainannot/, val/, valannot/) or its .tar.gz.
+    #[arg(long, value_name = "PATH")]
+    data: PathBuf,
+    /// The folder to write (train/, val/, annotations/instances_{train,val}.json).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Components smaller than this many pixels are dropped.
+    #[arg(long, default_value_t = 64)]
+    min_area: u64,
+    /// Splits to convert.
+    #[arg(long, value_delimiter = ',', default_value = "train,val")]
+    splits: Vec<String>,
+    /// Compute device for the connected components: auto, flex, ndarray, wgpu or wgpu:N.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +244,7 @@ fn main() -> std::process::ExitCode {
         Command::Test(args) => test(&args),
         Command::Compare(args) => compare(&args),
         Command::Shapes(args) => shapes(&args),
+        Command::CamvidInstances(args) => camvid_instances(&args),
     })
 }
 
@@ -341,6 +365,16 @@ fn shapes(args: &ShapesArgs) -> Result<()> {
     println!(
         "{}",
         detect::write_shapes(&config, args.train, args.test, &args.out)?
+    );
+    Ok(())
+}
+
+fn camvid_instances(args: &CamvidInstancesArgs) -> Result<()> {
+    let device = backend::device(args.device.as_deref())?;
+    let splits: Vec<&str> = args.splits.iter().map(String::as_str).collect();
+    println!(
+        "{}",
+        detect::camvid_instances(&args.data, &args.out, &splits, args.min_area, &device)?
     );
     Ok(())
 }

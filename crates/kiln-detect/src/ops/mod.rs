@@ -5,10 +5,12 @@
 //! Boxes are `[N, 4]` tensors of `(x1, y1, x2, y2)` in continuous pixel coordinates (see
 //! [`crate::data`]); every function is differentiable where it makes sense and works on any
 //! backend. [`host`] holds the same ops on plain [`BoundingBox`]es for
-//! code that runs off the tensor path (evaluation, proposals, data).
+//! code that runs off the tensor path (evaluation, proposals, data). [`masks`] holds Mask
+//! R-CNN's mask targets and pasting, [`components`] instances from semantic label maps.
 
 mod boxes;
 mod coder;
+pub mod components;
 pub mod host;
 pub mod masks;
 mod nms;
