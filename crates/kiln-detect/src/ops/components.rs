@@ -165,12 +165,11 @@ mod tests {
             "diagonal pixels (0,1) and (1,2) are one component"
         );
         assert_ne!(host[0], host[5]);
-        for device in [Device::default()] {
-            let l = label_components(&mask, [6, 4], &device);
-            assert_eq!(&l[..6], [1, 1, 0, 0, 0, 2]);
-            assert_eq!(l[13], 1);
-            assert_eq!(l[11], 2);
-        }
+        // burn-vision's labels (Flex builds) or the host's, renumbered in raster order.
+        let l = label_components(&mask, [6, 4], &Device::default());
+        assert_eq!(&l[..6], [1, 1, 0, 0, 0, 2]);
+        assert_eq!(l[13], 1);
+        assert_eq!(l[11], 2);
     }
 
     #[test]
