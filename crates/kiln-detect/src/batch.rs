@@ -4,7 +4,7 @@
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor, TensorData};
-use kiln_data::augment::{Sample, Target, resize_sample};
+use kiln_data::augment::{Mask, Sample, Target, resize_sample};
 use kiln_data::{Augmentable, Image};
 use serde::{Deserialize, Serialize};
 
@@ -27,54 +27,103 @@ pub struct DetectionItem {
     /// Region proposals in `image`'s pixels, best first (for detectors that classify given
     /// regions, such as Fast R-CNN; empty otherwise). Augmentation moves them with the image.
     pub proposals: Vec<BoundingBox>,
-    /// Instance masks, one per box, at the size of the image they were annotated on (empty
-    /// when the data has none). They map to `image` by the ratio of sizes, so they follow
-    /// resizing but not flips or crops: mask training allows only photometric augmentation.
+    /// Instance masks, one per box (empty when the data has none). Augmentation moves them
+    /// with the pixels and boxes and leaves them at `image`'s size; users of a mask map it to
+    /// `image` by the ratio of sizes, so a mask at another size (as annotated, before a
+    /// decoding downscale) still fits.
     pub masks: Vec<Rle>,
 }
 
 /// The label proposals carry through augmentation, beside the objects' class indices.
 const PROPOSAL_LABEL: usize = usize::MAX;
 
-/// Proposals travel through augmentation as boxes with a reserved label; the image id and
-/// original size travel beside the sample.
-impl Augmentable for DetectionItem {
-    type Rest = (u64, [u32; 2], Vec<Rle>);
+/// A mask as a kiln-data mask (0/1) of `width × height`, resampled by nearest pixel when the
+/// RLE is at another size.
+fn mask_at(rle: &Rle, width: usize, height: usize) -> Mask {
+    let (mw, mh) = (rle.width as usize, rle.height as usize);
+    let bitmap = rle.to_bitmap();
+    let data = if (mw, mh) == (width, height) {
+        bitmap
+    } else {
+        let mut data = Vec::with_capacity(width * height);
+        for y in 0..height {
+            let sy = ((y * mh) / height.max(1)).min(mh.saturating_sub(1));
+            data.extend((0..width).map(|x| {
+                let sx = ((x * mw) / width.max(1)).min(mw.saturating_sub(1));
+                bitmap.get(sy * mw + sx).copied().unwrap_or(0)
+            }));
+        }
+        data
+    };
+    Mask {
+        width,
+        height,
+        data,
+    }
+}
 
-    fn into_sample(self) -> (Sample, (u64, [u32; 2], Vec<Rle>)) {
+/// Objects (with masks when the item has them) and proposals travel through augmentation as
+/// one target: proposals as boxes with a reserved label (and empty masks); the image id and
+/// original size travel beside the sample. Masks move with pixels and boxes through every
+/// transform (kiln-data's [`Target::Instances`]).
+impl Augmentable for DetectionItem {
+    type Rest = (u64, [u32; 2]);
+
+    fn into_sample(self) -> (Sample, (u64, [u32; 2])) {
+        let with_masks = !self.masks.is_empty() && self.masks.len() == self.boxes.len();
+        let (w, h) = (self.image.width, self.image.height);
         let mut boxes = self.boxes;
         let mut labels = self.labels;
-        labels.extend(std::iter::repeat_n(PROPOSAL_LABEL, self.proposals.len()));
+        let proposals = self.proposals.len();
+        labels.extend(std::iter::repeat_n(PROPOSAL_LABEL, proposals));
         boxes.extend(self.proposals);
+        let target = if with_masks {
+            let mut masks: Vec<Mask> = self.masks.iter().map(|m| mask_at(m, w, h)).collect();
+            masks.extend((0..proposals).map(|_| Mask {
+                width: w,
+                height: h,
+                data: vec![0; w * h],
+            }));
+            Target::Instances {
+                boxes,
+                labels,
+                masks,
+            }
+        } else {
+            Target::Boxes { boxes, labels }
+        };
         let sample = Sample {
             image: self.image,
-            target: Target::Boxes { boxes, labels },
+            target,
         };
-        (sample, (self.image_id, self.original_size, self.masks))
+        (sample, (self.image_id, self.original_size))
     }
 
-    fn from_sample(sample: Sample, (image_id, original_size, masks): Self::Rest) -> Self {
-        let (mut boxes, mut labels, mut proposals) = (Vec::new(), Vec::new(), Vec::new());
-        if let Target::Boxes {
-            boxes: all,
-            labels: all_labels,
-        } = sample.target
-        {
-            for (b, label) in all.into_iter().zip(all_labels) {
-                if label == PROPOSAL_LABEL {
-                    proposals.push(b);
-                } else {
-                    boxes.push(b);
-                    labels.push(label);
+    fn from_sample(sample: Sample, (image_id, original_size): (u64, [u32; 2])) -> Self {
+        let (all, all_labels, all_masks) = match sample.target {
+            Target::Boxes { boxes, labels } => (boxes, labels, Vec::new()),
+            Target::Instances {
+                boxes,
+                labels,
+                masks,
+            } => (boxes, labels, masks),
+            _ => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        let mut all_masks = all_masks.into_iter();
+        let (mut boxes, mut labels, mut proposals, mut masks) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (b, label) in all.into_iter().zip(all_labels) {
+            let mask = all_masks.next();
+            if label == PROPOSAL_LABEL {
+                proposals.push(b);
+            } else {
+                boxes.push(b);
+                labels.push(label);
+                if let Some(m) = mask {
+                    masks.push(Rle::from_bitmap(&m.data, m.height as u32, m.width as u32));
                 }
             }
         }
-        // Masks stay paired with their boxes only while no box was dropped.
-        let masks = if masks.len() == boxes.len() {
-            masks
-        } else {
-            Vec::new()
-        };
         Self {
             image: sample.image,
             boxes,
@@ -271,6 +320,32 @@ impl Batcher<DetectionItem, DetectionBatch> for DetectionBatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_travel_with_their_boxes_through_augmentation() {
+        // A 10×6 image, one object: box (1, 2, 4, 5) and its mask, annotated at twice the
+        // image's size (as when decoding downscaled the photo).
+        let b = BoundingBox {
+            x1: 1.0,
+            y1: 2.0,
+            x2: 4.0,
+            y2: 5.0,
+        };
+        let mut big = vec![0u8; 20 * 12];
+        for y in 4..10 {
+            big[y * 20 + 2..y * 20 + 8].fill(1);
+        }
+        let mut with_mask = item(10, 6, b);
+        with_mask.masks = vec![Rle::from_bitmap(&big, 12, 20)];
+        let (sample, rest) = with_mask.into_sample();
+        let flipped = kiln_data::augment::HorizontalFlip::flip(sample);
+        let back = DetectionItem::from_sample(flipped, rest);
+        assert_eq!(back.boxes[0].x1, 6.0);
+        let mask = &back.masks[0];
+        assert_eq!((mask.width, mask.height), (10, 6));
+        let t = mask.bbox();
+        assert_eq!((t.x1, t.y1, t.x2, t.y2), (6.0, 2.0, 9.0, 5.0));
+    }
 
     fn item(w: usize, h: usize, b: BoundingBox) -> DetectionItem {
         DetectionItem {

@@ -235,25 +235,6 @@ impl DetectConfig {
         }
         if self.method == Method::MaskRcnn {
             self.mask_rcnn.validate()?;
-            // Masks follow resizing (by the ratio of sizes) but not flips or crops.
-            let geometric = self.augment.iter().find(|t| {
-                !matches!(
-                    t,
-                    TransformConfig::ColorJitter { .. }
-                        | TransformConfig::Cutout { .. }
-                        | TransformConfig::Resize { .. }
-                )
-            });
-            if let Some(t) = geometric {
-                return bad(
-                    "[[augment]]",
-                    format!(
-                        "mask_rcnn trains with colour jitter, cutout, resizing and \
-                         [faster_rcnn] scale_jitter; {t:?} would move the boxes away from \
-                         their masks, so remove it"
-                    ),
-                );
-            }
         }
         if self.method == Method::Yolo {
             self.yolo.validate()?;

@@ -80,12 +80,42 @@ fn crop_buffer(
 fn transform_boxes(
     boxes: Vec<BoundingBox>,
     labels: Vec<usize>,
+    window: (f32, f32, f32, f32),
+    scale: (f32, f32),
+) -> Target {
+    let (boxes, labels, _) = move_boxes(boxes, labels, window, scale);
+    Target::Boxes { boxes, labels }
+}
+
+/// [`transform_boxes`] for instances: the kept boxes, labels and the masks of the kept
+/// objects, each mask transformed by `mask_of`.
+fn transform_instances(
+    boxes: Vec<BoundingBox>,
+    labels: Vec<usize>,
+    masks: Vec<Mask>,
+    window: (f32, f32, f32, f32),
+    scale: (f32, f32),
+    mask_of: impl Fn(&Mask) -> Mask,
+) -> Target {
+    let (boxes, labels, kept) = move_boxes(boxes, labels, window, scale);
+    Target::Instances {
+        boxes,
+        labels,
+        masks: kept.iter().map(|&i| mask_of(&masks[i])).collect(),
+    }
+}
+
+/// The boxes and labels [`transform_boxes`] keeps, and the indices of the kept ones.
+fn move_boxes(
+    boxes: Vec<BoundingBox>,
+    labels: Vec<usize>,
     (x0, y0, w, h): (f32, f32, f32, f32),
     (sx, sy): (f32, f32),
-) -> Target {
+) -> (Vec<BoundingBox>, Vec<usize>, Vec<usize>) {
     let mut kept_boxes = Vec::with_capacity(boxes.len());
     let mut kept_labels = Vec::with_capacity(labels.len());
-    for (b, l) in boxes.into_iter().zip(labels) {
+    let mut kept = Vec::with_capacity(boxes.len());
+    for (i, (b, l)) in boxes.into_iter().zip(labels).enumerate() {
         let moved = BoundingBox {
             x1: (b.x1 - x0).clamp(0.0, w) * sx,
             y1: (b.y1 - y0).clamp(0.0, h) * sy,
@@ -95,12 +125,10 @@ fn transform_boxes(
         if moved.width() >= 1.0 && moved.height() >= 1.0 {
             kept_boxes.push(moved);
             kept_labels.push(l);
+            kept.push(i);
         }
     }
-    Target::Boxes {
-        boxes: kept_boxes,
-        labels: kept_labels,
-    }
+    (kept_boxes, kept_labels, kept)
 }
 
 /// Crops the window `(x0, y0, w, h)` out of a sample (window may hang over the border).
@@ -138,24 +166,54 @@ fn crop_sample(
             (x0 as f32, y0 as f32, w as f32, h as f32),
             (1.0, 1.0),
         ),
-        Target::Mask(m) => Target::Mask(Mask {
-            width: w,
-            height: h,
-            data: crop_buffer(
-                &m.data,
-                m.width,
-                m.height,
-                1,
-                x0,
-                y0,
-                w,
-                h,
-                mode,
-                Mask::IGNORE,
-            ),
-        }),
+        Target::Mask(m) => Target::Mask(crop_mask(&m, (x0, y0, w, h), mode, Mask::IGNORE)),
+        Target::Instances {
+            boxes,
+            labels,
+            masks,
+        } => transform_instances(
+            boxes,
+            labels,
+            masks,
+            (x0 as f32, y0 as f32, w as f32, h as f32),
+            (1.0, 1.0),
+            |m| crop_mask(m, (x0, y0, w, h), mode, 0),
+        ),
     };
     Sample { image, target }
+}
+
+/// The `w`×`h` window at `(x0, y0)` of a mask, `fill` where the window has no pixel.
+fn crop_mask(
+    m: &Mask,
+    (x0, y0, w, h): (isize, isize, usize, usize),
+    mode: PaddingMode,
+    fill: u8,
+) -> Mask {
+    Mask {
+        width: w,
+        height: h,
+        data: crop_buffer(&m.data, m.width, m.height, 1, x0, y0, w, h, mode, fill),
+    }
+}
+
+/// A mask's window `(x0, y0, cw, ch)` resampled to `w`×`h` by nearest pixel.
+fn resample_mask(m: &Mask, (x0, y0, cw, ch): (f32, f32, f32, f32), w: usize, h: usize) -> Mask {
+    let (sx, sy) = (cw / w as f32, ch / h as f32);
+    let nearest = |o: usize, scale: f32, origin: f32, n: usize| {
+        ((origin + (o as f32 + 0.5) * scale).floor().max(0.0) as usize).min(n - 1)
+    };
+    let cols: Vec<usize> = (0..w).map(|x| nearest(x, sx, x0, m.width)).collect();
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let sy_ = nearest(y, sy, y0, m.height);
+        out.extend(cols.iter().map(|&sx_| m.data[sy_ * m.width + sx_]));
+    }
+    Mask {
+        width: w,
+        height: h,
+        data: out,
+    }
 }
 
 /// Resamples the window `(x0, y0, cw, ch)` of a sample to `w`×`h`: bilinear for the image
@@ -199,24 +257,28 @@ fn resize_window(
         Target::Boxes { boxes, labels } => {
             transform_boxes(boxes, labels, (x0, y0, cw, ch), (1.0 / sx, 1.0 / sy))
         }
-        Target::Mask(m) => {
-            let nearest = |o: usize, scale: f32, origin: f32, n: usize| {
-                ((origin + (o as f32 + 0.5) * scale).floor() as usize).min(n - 1)
-            };
-            let cols: Vec<usize> = (0..w).map(|x| nearest(x, sx, x0, m.width)).collect();
-            let mut out = Vec::with_capacity(w * h);
-            for y in 0..h {
-                let sy_ = nearest(y, sy, y0, m.height);
-                out.extend(cols.iter().map(|&sx_| m.data[sy_ * m.width + sx_]));
-            }
-            Target::Mask(Mask {
-                width: w,
-                height: h,
-                data: out,
-            })
-        }
+        Target::Mask(m) => Target::Mask(resample_mask(&m, (x0, y0, cw, ch), w, h)),
+        Target::Instances {
+            boxes,
+            labels,
+            masks,
+        } => transform_instances(
+            boxes,
+            labels,
+            masks,
+            (x0, y0, cw, ch),
+            (1.0 / sx, 1.0 / sy),
+            |m| resample_mask(m, (x0, y0, cw, ch), w, h),
+        ),
     };
     Sample { image, target }
+}
+
+/// Mirrors a mask left–right.
+fn flip_mask(m: &mut Mask) {
+    for row in m.data.chunks_exact_mut(m.width.max(1)) {
+        row.reverse();
+    }
 }
 
 /// Mirrors left–right with probability `p`.
@@ -246,10 +308,13 @@ impl HorizontalFlip {
                     (b.x1, b.x2) = (width - b.x2, width - b.x1);
                 }
             }
-            Target::Mask(m) => {
-                for row in m.data.chunks_exact_mut(m.width) {
-                    row.reverse();
+            Target::Mask(m) => flip_mask(m),
+            Target::Instances { boxes, masks, .. } => {
+                let width = w as f32;
+                for b in boxes {
+                    (b.x1, b.x2) = (width - b.x2, width - b.x1);
                 }
+                masks.iter_mut().for_each(flip_mask);
             }
         }
         sample
@@ -340,22 +405,44 @@ fn drop_hidden_boxes(
     (x0, y0, w, h): (f32, f32, f32, f32),
     min_visible: f32,
 ) -> Sample {
-    let Target::Boxes { boxes, labels } = sample.target else {
-        return sample;
+    let visible = |b: &BoundingBox| {
+        let area = b.width() * b.height();
+        let iw = (b.x2.min(x0 + w) - b.x1.max(x0)).max(0.0);
+        let ih = (b.y2.min(y0 + h) - b.y1.max(y0)).max(0.0);
+        area > 0.0 && iw * ih >= min_visible * area
     };
-    let (boxes, labels) = boxes
-        .into_iter()
-        .zip(labels)
-        .filter(|(b, _)| {
-            let area = b.width() * b.height();
-            let iw = (b.x2.min(x0 + w) - b.x1.max(x0)).max(0.0);
-            let ih = (b.y2.min(y0 + h) - b.y1.max(y0)).max(0.0);
-            area > 0.0 && iw * ih >= min_visible * area
-        })
-        .unzip();
+    let target = match sample.target {
+        Target::Boxes { boxes, labels } => {
+            let (boxes, labels) = boxes
+                .into_iter()
+                .zip(labels)
+                .filter(|(b, _)| visible(b))
+                .unzip();
+            Target::Boxes { boxes, labels }
+        }
+        Target::Instances {
+            boxes,
+            labels,
+            masks,
+        } => {
+            let kept: Vec<(BoundingBox, usize, Mask)> = boxes
+                .into_iter()
+                .zip(labels)
+                .zip(masks)
+                .filter(|((b, _), _)| visible(b))
+                .map(|((b, l), m)| (b, l, m))
+                .collect();
+            Target::Instances {
+                boxes: kept.iter().map(|k| k.0).collect(),
+                labels: kept.iter().map(|k| k.1).collect(),
+                masks: kept.into_iter().map(|k| k.2).collect(),
+            }
+        }
+        other => other,
+    };
     Sample {
         image: sample.image,
-        target: Target::Boxes { boxes, labels },
+        target,
     }
 }
 
@@ -431,6 +518,86 @@ mod tests {
     }
 
     /// A mask whose value at (x, y) is x + 10 y, for checking alignment with the image.
+    /// An instance sample: a 10×8 image, one object whose mask is the rectangle x 2..5,
+    /// y 1..4 (box (2, 1, 5, 4)) and one whose mask is x 7..10, y 5..8.
+    fn instances() -> Sample {
+        let rect = |x0: usize, y0: usize, x1: usize, y1: usize| {
+            let mut data = vec![0u8; 80];
+            for y in y0..y1 {
+                data[y * 10 + x0..y * 10 + x1].fill(1);
+            }
+            Mask {
+                width: 10,
+                height: 8,
+                data,
+            }
+        };
+        let bb = |x1: f32, y1: f32, x2: f32, y2: f32| BoundingBox { x1, y1, x2, y2 };
+        Sample {
+            image: gradient_image(10, 8),
+            target: Target::Instances {
+                boxes: vec![bb(2.0, 1.0, 5.0, 4.0), bb(7.0, 5.0, 10.0, 8.0)],
+                labels: vec![3, 4],
+                masks: vec![rect(2, 1, 5, 4), rect(7, 5, 10, 8)],
+            },
+        }
+    }
+
+    /// The tight box of a 0/1 mask, `(x1, y1, x2, y2)`.
+    fn tight(m: &Mask) -> (usize, usize, usize, usize) {
+        let on: Vec<(usize, usize)> = (0..m.height)
+            .flat_map(|y| (0..m.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| m.data[y * m.width + x] == 1)
+            .collect();
+        let xs = on.iter().map(|p| p.0);
+        let ys = on.iter().map(|p| p.1);
+        (
+            xs.clone().min().unwrap(),
+            ys.clone().min().unwrap(),
+            xs.max().unwrap() + 1,
+            ys.max().unwrap() + 1,
+        )
+    }
+
+    #[test]
+    fn instance_masks_move_with_their_boxes() {
+        let check = |s: &Sample| {
+            let Target::Instances {
+                boxes,
+                labels,
+                masks,
+            } = &s.target
+            else {
+                panic!("instances stay instances");
+            };
+            assert_eq!(boxes.len(), masks.len());
+            assert_eq!(boxes.len(), labels.len());
+            for (b, m) in boxes.iter().zip(masks) {
+                assert_eq!((m.width, m.height), (s.image.width, s.image.height));
+                let (x1, y1, x2, y2) = tight(m);
+                assert_eq!(
+                    (x1 as f32, y1 as f32, x2 as f32, y2 as f32),
+                    (b.x1, b.y1, b.x2, b.y2)
+                );
+            }
+            labels.clone()
+        };
+        // Flip: both masks mirrored with their boxes.
+        assert_eq!(check(&HorizontalFlip::flip(instances())), vec![3, 4]);
+        // Resize ×2: masks by nearest pixel, boxes scaled.
+        assert_eq!(check(&resize_sample(instances(), 20, 16)), vec![3, 4]);
+        // A crop that cuts the second object out: its mask goes with its box.
+        let cropped = crop_sample(instances(), 1, 0, 6, 5, PaddingMode::Zero);
+        assert_eq!(check(&cropped), vec![3]);
+        // Padding beyond the image is background in instance masks.
+        let padded = crop_sample(instances(), -2, -2, 14, 12, PaddingMode::Zero);
+        let Target::Instances { masks, .. } = &padded.target else {
+            unreachable!()
+        };
+        assert!(masks[0].data.iter().all(|&v| v <= 1));
+        assert_eq!(check(&padded), vec![3, 4]);
+    }
+
     fn coordinate_mask(w: usize, h: usize) -> Mask {
         Mask {
             width: w,

@@ -81,6 +81,17 @@ pub enum Target {
     },
     /// A per-pixel class mask of the image's size.
     Mask(Mask),
+    /// Object instances: boxes with their class indices and one binary mask each (1 on the
+    /// object, 0 elsewhere, the image's size). Masks move with boxes and pixels; an object
+    /// whose box is dropped loses its mask too.
+    Instances {
+        /// The boxes.
+        boxes: Vec<BoundingBox>,
+        /// One class index per box.
+        labels: Vec<usize>,
+        /// One mask per box.
+        masks: Vec<Mask>,
+    },
 }
 
 /// An image and its target, the unit every transform works on.
