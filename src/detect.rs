@@ -403,14 +403,7 @@ pub fn camvid_instances(
                 .into_iter()
                 .map(|(class, mask)| {
                     counts[class] += 1;
-                    Object {
-                        bbox: mask.bbox(),
-                        class,
-                        area: mask.area() as f32,
-                        difficult: false,
-                        crowd: false,
-                        mask: Some(mask),
-                    }
+                    Object::from_mask(class, mask)
                 })
                 .collect();
             images.push(AnnotatedImage {

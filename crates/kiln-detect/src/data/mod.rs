@@ -41,6 +41,21 @@ pub struct Object {
     pub mask: Option<Rle>,
 }
 
+impl Object {
+    /// An object of `class` known by its mask: the mask's tight box, its pixel count as the
+    /// area (as COCO computes both), neither difficult nor crowd.
+    pub fn from_mask(class: usize, mask: Rle) -> Self {
+        Self {
+            bbox: mask.bbox(),
+            class,
+            area: mask.area() as f32,
+            difficult: false,
+            crowd: false,
+            mask: Some(mask),
+        }
+    }
+}
+
 /// One image and its objects.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnnotatedImage {

@@ -53,25 +53,10 @@ impl Rle {
     pub fn from_bitmap(pixels: &[u8], height: u32, width: u32) -> Self {
         let (h, w) = (height as usize, width as usize);
         assert_eq!(pixels.len(), h * w, "bitmap is not height × width");
-        let mut counts = Vec::new();
-        let (mut current, mut run) = (false, 0u32);
-        for x in 0..w {
-            for y in 0..h {
-                let on = pixels[y * w + x] != 0;
-                if on != current {
-                    counts.push(run);
-                    current = on;
-                    run = 0;
-                }
-                run += 1;
-            }
-        }
-        counts.push(run);
-        Self {
-            height,
-            width,
-            counts,
-        }
+        let column_major: Vec<u8> = (0..w)
+            .flat_map(|x| (0..h).map(move |y| pixels[y * w + x]))
+            .collect();
+        Self::from_column_major(&column_major, height, width)
     }
 
     /// The row-major mask, 1 for foreground and 0 for background.

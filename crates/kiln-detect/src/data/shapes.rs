@@ -261,15 +261,7 @@ pub fn generate_shapes(
             .objects
             .into_iter()
             .map(|(class, pixels)| {
-                let mask = Rle::from_bitmap(&pixels, config.size, config.size);
-                Object {
-                    bbox: mask.bbox(),
-                    class,
-                    area: mask.area() as f32,
-                    difficult: false,
-                    crowd: false,
-                    mask: Some(mask),
-                }
+                Object::from_mask(class, Rle::from_bitmap(&pixels, config.size, config.size))
             })
             .collect();
         images.push(AnnotatedImage {
