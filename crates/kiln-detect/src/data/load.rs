@@ -87,7 +87,8 @@ pub struct LoadedSplits {
 /// [`super::coco_folder`]), and splits it into train and test.
 ///
 /// `path`: a `.tar.gz` archive (extracted into kiln's cache once), a VOCdevkit year folder
-/// (`JPEGImages/`, `Annotations/`, `ImageSets/Main/{train,val,trainval,test}.txt`: train is
+/// (`JPEGImages/`, `Annotations/`, `ImageSets/Main/{train,val,trainval,test}.txt`, and instance
+/// masks from `SegmentationObject/` where it has them: train is
 /// `trainval` (or `train`) and test `test`, or train `train` and test `val` when there is no
 /// `test`), the flat layout (`images/`, `annotations/`, optional `splits/{train,test}.txt`), or
 /// a folder holding exactly one such data set folder (like an extracted archive's single
@@ -343,6 +344,26 @@ fn split_from_files(
     Ok((train, test))
 }
 
+/// Gives the objects of `image` their masks from VOC's `root/SegmentationObject/<stem>.png`
+/// when that file exists (VOC 2007–2012 annotate masks for a subset of images).
+fn attach_object_masks(image: &mut AnnotatedImage, root: &Path) -> Result<()> {
+    let Some(stem) = image.path.file_stem() else {
+        return Ok(());
+    };
+    let path = root
+        .join("SegmentationObject")
+        .join(Path::new(stem).with_extension("png"));
+    if !path.is_file() {
+        return Ok(());
+    }
+    let masks =
+        super::voc_masks::read_object_masks(&path, image.width, image.height, image.objects.len())?;
+    for (object, mask) in image.objects.iter_mut().zip(masks) {
+        object.mask = Some(mask);
+    }
+    Ok(())
+}
+
 /// A decoded image's size, or why the image cannot be used.
 enum ImageCheck {
     Size(u32, u32),
@@ -553,7 +574,8 @@ fn load_dataset(dataset: &DatasetDir, options: &LoadOptions) -> Result<LoadedSpl
                 continue;
             }
         };
-        let (image, resized, clipped) = build_image(i as u64 + 1, annotation, size, &class_of)?;
+        let (mut image, resized, clipped) = build_image(i as u64 + 1, annotation, size, &class_of)?;
+        attach_object_masks(&mut image, &dataset.root)?;
         report.resized_annotations += resized as usize;
         report.clipped_boxes += clipped;
         built[i] = Some(image);
@@ -835,6 +857,32 @@ mod tests {
         let data = load(&year, &LoadOptions::default()).unwrap();
         assert_eq!((data.train.images[0].id, data.test.images[0].id), (1, 2));
         assert_eq!((data.train.images.len(), data.test.images.len()), (1, 1));
+
+        // SegmentationObject/000001.png gives image 1's object its mask (index 1); a mask of
+        // the wrong size is an error naming it.
+        let masks = year.join("SegmentationObject");
+        fs::create_dir_all(&masks).unwrap();
+        let mut indices = image::GrayImage::new(20, 10);
+        for y in 2..9 {
+            for x in 2..8 {
+                indices.put_pixel(x, y, image::Luma([1]));
+            }
+        }
+        indices.save(masks.join("000001.png")).unwrap();
+        let data = load(&year, &LoadOptions::default()).unwrap();
+        let mask = data.train.images[0].objects[0].mask.as_ref().unwrap();
+        assert_eq!(mask.area(), 42);
+        assert!(data.test.images[0].objects[0].mask.is_none());
+        image::GrayImage::new(10, 10)
+            .save(masks.join("000001.png"))
+            .unwrap();
+        let err = load(&year, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("000001.png") && err.contains("is 10x10"),
+            "{err}"
+        );
     }
 
     #[test]

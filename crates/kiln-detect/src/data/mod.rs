@@ -115,6 +115,7 @@ pub mod segmentation;
 pub mod shapes;
 mod split;
 pub mod voc;
+pub mod voc_masks;
 
 pub use coco::{read_coco_instances, write_coco_instances};
 pub use load::{LoadOptions, LoadReport, LoadedSplits, SplitSource, load_detection_data};
