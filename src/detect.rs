@@ -2,7 +2,7 @@
 //! config's split rules (saying what was clipped or skipped), the train config's flag
 //! overrides, and printing results.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kiln_detect::config::DetectConfig;
@@ -439,4 +439,73 @@ pub fn camvid_instances(
         out.display()
     ));
     Ok(lines.join("\n"))
+}
+
+/// `kiln-detect shapes`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct ShapesArgs {
+    /// The folder to write (train/, test/, annotations/instances_{train,test}.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Training images.
+    #[arg(long, default_value_t = 2000)]
+    pub train: usize,
+    /// Test images.
+    #[arg(long, default_value_t = 300)]
+    pub test: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 128)]
+    pub size: u32,
+    /// Most shapes per image.
+    #[arg(long, default_value_t = 6)]
+    pub max_objects: usize,
+    /// Seed of the images.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `kiln-detect camvid-instances`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct CamvidInstancesArgs {
+    /// The CamVid folder (train/, trainannot/, val/, valannot/) or its .tar.gz.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// The folder to write (train/, val/, annotations/instances_{train,val}.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Components smaller than this many pixels are dropped.
+    #[arg(long, default_value_t = 64)]
+    pub min_area: u64,
+    /// Splits to convert.
+    #[arg(long, value_delimiter = ',', default_value = "train,val")]
+    pub splits: Vec<String>,
+    /// Compute device for the connected components: auto, flex, ndarray, wgpu or wgpu:N.
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+}
+
+/// `kiln-detect shapes`: generates the Shapes data set and says what was written.
+pub fn run_shapes(args: &ShapesArgs) -> Result<()> {
+    let config = kiln_detect::data::shapes::ShapesConfig {
+        size: args.size,
+        max_objects: args.max_objects,
+        seed: args.seed,
+        ..Default::default()
+    };
+    println!(
+        "{}",
+        write_shapes(&config, args.train, args.test, &args.out)?
+    );
+    Ok(())
+}
+
+/// `kiln-detect camvid-instances`: converts CamVid's labels and says what was written.
+pub fn run_camvid_instances(args: &CamvidInstancesArgs) -> Result<()> {
+    let device = crate::backend::device(args.device.as_deref())?;
+    let splits: Vec<&str> = args.splits.iter().map(String::as_str).collect();
+    println!(
+        "{}",
+        camvid_instances(&args.data, &args.out, &splits, args.min_area, &device)?
+    );
+    Ok(())
 }

@@ -59,50 +59,9 @@ enum Command {
     /// Plot runs' test AP50 against their test images per second.
     Compare(CompareArgs),
     /// Generate the Shapes instance-segmentation data set (COCO layout, with masks).
-    Shapes(ShapesArgs),
+    Shapes(detect::ShapesArgs),
     /// CamVid's car, pedestrian, bicyclist and sign labels as instances (COCO layout).
-    CamvidInstances(CamvidInstancesArgs),
-}
-
-#[derive(Args, Debug)]
-struct CamvidInstancesArgs {
-    /// The CamVid folder (train/, trainannot/, val/, valannot/) or its .tar.gz.
-    #[arg(long, value_name = "PATH")]
-    data: PathBuf,
-    /// The folder to write (train/, val/, annotations/instances_{train,val}.json).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Components smaller than this many pixels are dropped.
-    #[arg(long, default_value_t = 64)]
-    min_area: u64,
-    /// Splits to convert.
-    #[arg(long, value_delimiter = ',', default_value = "train,val")]
-    splits: Vec<String>,
-    /// Compute device for the connected components: auto, flex, ndarray, wgpu or wgpu:N.
-    #[arg(long, value_name = "NAME")]
-    device: Option<String>,
-}
-
-#[derive(Args, Debug)]
-struct ShapesArgs {
-    /// The folder to write (train/, test/, annotations/instances_{train,test}.json).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Training images.
-    #[arg(long, default_value_t = 2000)]
-    train: usize,
-    /// Test images.
-    #[arg(long, default_value_t = 300)]
-    test: usize,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 128)]
-    size: u32,
-    /// Most shapes per image.
-    #[arg(long, default_value_t = 6)]
-    max_objects: usize,
-    /// Seed of the images.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    CamvidInstances(detect::CamvidInstancesArgs),
 }
 
 #[derive(Args, Debug)]
@@ -243,8 +202,8 @@ fn main() -> std::process::ExitCode {
         Command::Anchors(args) => anchors(&args),
         Command::Test(args) => test(&args),
         Command::Compare(args) => compare(&args),
-        Command::Shapes(args) => shapes(&args),
-        Command::CamvidInstances(args) => camvid_instances(&args),
+        Command::Shapes(args) => detect::run_shapes(&args),
+        Command::CamvidInstances(args) => detect::run_camvid_instances(&args),
     })
 }
 
@@ -352,30 +311,6 @@ fn test(args: &TestArgs) -> Result<()> {
 fn compare(args: &CompareArgs) -> Result<()> {
     println!("{}", detect::compare(&args.runs, &args.out)?);
     println!("wrote {}", args.out.display());
-    Ok(())
-}
-
-fn shapes(args: &ShapesArgs) -> Result<()> {
-    let config = kiln_detect::data::shapes::ShapesConfig {
-        size: args.size,
-        max_objects: args.max_objects,
-        seed: args.seed,
-        ..Default::default()
-    };
-    println!(
-        "{}",
-        detect::write_shapes(&config, args.train, args.test, &args.out)?
-    );
-    Ok(())
-}
-
-fn camvid_instances(args: &CamvidInstancesArgs) -> Result<()> {
-    let device = backend::device(args.device.as_deref())?;
-    let splits: Vec<&str> = args.splits.iter().map(String::as_str).collect();
-    println!(
-        "{}",
-        detect::camvid_instances(&args.data, &args.out, &splits, args.min_area, &device)?
-    );
     Ok(())
 }
 
