@@ -284,9 +284,8 @@ pub fn write_mask_results(
 /// Scores mask detections against `gt` (COCO segm AP, mean mask IoU of matched instances)
 /// and writes them as `mask_metrics.json` into `dir`.
 pub fn score_masks(gt: &DetectionSet, found: &[MaskDetection], dir: &Path) -> Result<MaskReport> {
-    let test = gt;
-    let coco = evaluate_coco_masks(test, found)?;
-    let (mean_mask_iou, matched) = mean_matched_mask_iou(test, found);
+    let coco = evaluate_coco_masks(gt, found)?;
+    let (mean_mask_iou, matched) = mean_matched_mask_iou(gt, found);
     let report = MaskReport {
         coco: coco.stats,
         mean_mask_iou,

@@ -80,6 +80,16 @@ pub struct DetectionSet {
     pub images: Vec<AnnotatedImage>,
 }
 
+impl DetectionSet {
+    /// The first image with an object that has no mask (what mask training and mask
+    /// evaluation refuse), if any.
+    pub fn image_without_masks(&self) -> Option<&AnnotatedImage> {
+        self.images
+            .iter()
+            .find(|im| im.objects.iter().any(|o| o.mask.is_none()))
+    }
+}
+
 /// One detection, as a detector outputs it and COCO results files hold it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detection {

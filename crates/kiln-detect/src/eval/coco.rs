@@ -487,11 +487,7 @@ pub fn evaluate_coco_masks(
     gt: &DetectionSet,
     detections: &[MaskDetection],
 ) -> Result<CocoEvaluation> {
-    if let Some(im) = gt
-        .images
-        .iter()
-        .find(|im| im.objects.iter().any(|o| o.mask.is_none()))
-    {
+    if let Some(im) = gt.image_without_masks() {
         return Err(DetectError::invalid(
             "mask evaluation",
             format!(

@@ -276,11 +276,7 @@ pub fn train_mask_rcnn(
     device: &Device,
     resume: bool,
 ) -> Result<Trained<MaskRcnn>> {
-    if let Some(im) = train
-        .images
-        .iter()
-        .find(|im| im.objects.iter().any(|o| o.mask.is_none()))
-    {
+    if let Some(im) = train.image_without_masks() {
         return Err(DetectError::invalid(
             "mask_rcnn training data",
             format!(
