@@ -4,6 +4,7 @@
 //! bias-free linear head scaled by 1/9. Convolutions start as identities on their first input
 //! channels (Dirac initialisation); batch norms learn only their bias.
 
+use crate::conv;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -202,11 +203,11 @@ impl AirbenchNet {
     /// Runs the whitening layer and every conv group, handing each group's output to `keep`;
     /// returns the last.
     fn groups_forward(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
-        let mut x = gelu(self.whiten.forward(images));
+        let mut x = gelu(conv::forward(&self.whiten, images));
         for g in &self.groups {
-            x = self.pool.forward(g.conv1.forward(x));
+            x = self.pool.forward(conv::forward(&g.conv1, x));
             x = gelu(g.norm1.forward(x));
-            x = gelu(g.norm2.forward(g.conv2.forward(x)));
+            x = gelu(g.norm2.forward(conv::forward(&g.conv2, x)));
             keep(&x);
         }
         x

@@ -3,6 +3,7 @@
 //! 1×1-conv shortcut, He-initialised here), global average pooling and a linear classifier.
 //! For ImageNet-sized images and published weights see [`ImageNetResNet`](crate::ImageNetResNet).
 
+use crate::conv;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -115,7 +116,7 @@ pub struct CifarResNet {
 impl CifarResNet {
     /// Runs the stem and every block, handing each stage's output to `keep`; returns the last.
     fn stages(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = relu(self.bn1.forward(conv::forward(&self.conv1, images)));
         for block in &self.blocks {
             if block.stride() > 1 {
                 keep(&x);

@@ -2,6 +2,7 @@
 //! 2×2 max pool, then fully connected layers. Covers the course's conv-relu-pool nets, VGG-style
 //! stacks of 3×3 convolutions and the convolution-speed benchmark net.
 
+use crate::conv;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
@@ -198,7 +199,7 @@ pub struct ConvNet {
 
 impl ConvNet {
     fn conv_block(&self, layer: usize, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.convs[layer].forward(x);
+        let mut x = conv::forward(&self.convs[layer], x);
         if let Some(norm) = self.norms.get(layer) {
             x = norm.forward(x);
         }

@@ -112,7 +112,7 @@ impl DesignBlock {
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
         let last = self.convs.len() - 1;
         for (i, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(x);
+            x = crate::conv::forward(conv, x);
             if i < last {
                 x = relu(x);
             }

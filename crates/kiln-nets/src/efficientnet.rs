@@ -22,6 +22,7 @@ use burn::nn::{
     PaddingConfig2d,
 };
 use burn::tensor::activation::relu;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::backbone::{global_average, levels_of_blocks};
@@ -248,28 +249,26 @@ pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     relu(relu(x).neg().add_scalar(6.0)).neg().add_scalar(6.0)
 }
 
-/// TensorFlow "same" padding for one spatial size: `(before, after)` so that the output size is
-/// `ceil(size / stride)`; the extra pixel of an odd total goes after.
-pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
-    let out = size.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(size);
-    (total / 2, total - total / 2)
-}
-
-/// `conv(x)` with TensorFlow "same" padding (explicit for stride 1, computed here otherwise).
+/// `conv(x)` with TensorFlow "same" padding: explicit in the layer for stride 1, computed from
+/// the input size otherwise (the odd extra row and column after).
 fn forward_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let x = if conv.stride == [1, 1] {
-        x
-    } else {
-        let [_, _, height, width] = x.dims();
-        let (top, bottom) = same_padding(height, conv.kernel_size[0], conv.stride[0]);
-        let (left, right) = same_padding(width, conv.kernel_size[1], conv.stride[1]);
-        x.pad(
-            (left, right, top, bottom),
-            burn::tensor::ops::PadMode::Constant(0.0),
-        )
-    };
-    conv.forward(x)
+    if conv.stride == [1, 1] {
+        return crate::conv::forward(conv, x);
+    }
+    let [_, _, height, width] = x.dims();
+    let padding = crate::conv::padding_pairs(
+        &PaddingConfig2d::Same,
+        [height, width],
+        conv.kernel_size,
+        conv.stride,
+    );
+    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+    crate::conv::conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
 }
 
 /// Mobile inverted bottleneck: 1×1 expansion (unless the ratio is 1), depthwise k×k, linear
@@ -324,10 +323,12 @@ impl MbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            y = relu6(bn.forward(expand.forward(y)));
+            y = relu6(bn.forward(crate::conv::forward(expand, y)));
         }
         y = relu6(self.bn1.forward(forward_same(&self.depthwise_conv, y)));
-        y = self.bn2.forward(self.project_conv.forward(y));
+        y = self
+            .bn2
+            .forward(crate::conv::forward(&self.project_conv, y));
         if !self.residual {
             return y;
         }
@@ -401,7 +402,7 @@ impl EfficientNetLite {
             }
             x = block.forward(x);
         }
-        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        let x = relu6(self.bn1.forward(crate::conv::forward(&self.conv_head, x)));
         keep(&x);
         x
     }
@@ -487,11 +488,11 @@ mod tests {
     #[test]
     fn same_padding_matches_tensorflow() {
         // 224 → 112 with a 3×3 stride-2 kernel: one extra pixel, after.
-        assert_eq!(same_padding(224, 3, 2), (0, 1));
-        assert_eq!(same_padding(112, 5, 2), (1, 2));
+        assert_eq!(crate::conv::same_padding(224, 3, 2), (0, 1));
+        assert_eq!(crate::conv::same_padding(112, 5, 2), (1, 2));
         // Odd sizes: ceil(7 / 2) = 4 outputs need 3 + 2·3 − 7 = 2 pixels.
-        assert_eq!(same_padding(7, 3, 2), (1, 1));
-        assert_eq!(same_padding(8, 3, 1), (1, 1));
+        assert_eq!(crate::conv::same_padding(7, 3, 2), (1, 1));
+        assert_eq!(crate::conv::same_padding(8, 3, 1), (1, 1));
     }
 
     #[test]

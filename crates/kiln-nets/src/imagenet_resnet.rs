@@ -255,7 +255,7 @@ impl Downsample {
 
     /// `bn(conv(x))`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(crate::conv::forward(&self.conv, x))
     }
 
     /// The shortcut of a block from `input` channels to `output` channels with `stride`: a
@@ -326,8 +326,8 @@ impl BasicBlock {
     /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = self.bn2.forward(self.conv2.forward(y));
+        let y = relu(self.bn1.forward(crate::conv::forward(&self.conv1, x)));
+        let y = self.bn2.forward(crate::conv::forward(&self.conv2, y));
         relu(y + identity)
     }
 }
@@ -371,9 +371,9 @@ impl Bottleneck {
     /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = relu(self.bn2.forward(self.conv2.forward(y)));
-        let y = self.bn3.forward(self.conv3.forward(y));
+        let y = relu(self.bn1.forward(crate::conv::forward(&self.conv1, x)));
+        let y = relu(self.bn2.forward(crate::conv::forward(&self.conv2, y)));
+        let y = self.bn3.forward(crate::conv::forward(&self.conv3, y));
         relu(y + identity)
     }
 }
@@ -500,7 +500,7 @@ impl ImageNetResNet {
 
     /// Stem: `maxpool(relu(bn1(conv1(images))))`, stride 4.
     fn forward_stem(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(self.bn1.forward(crate::conv::forward(&self.conv1, images)));
         self.maxpool.forward(x)
     }
 

@@ -17,6 +17,8 @@
 //! - [`pretrained`] loads PyTorch state dicts with key rules (a file that does not match is
 //!   refused with the list of what differs); [`parity`] checks a port against saved outputs.
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
+//! - [`conv`]: the convolution every network above runs, with kiln's own gradients (and
+//!   depthwise kernels) on Burn's Flex CPU backend (the `flex` feature), Burn's elsewhere.
 //! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
 //!
 //! The `download` feature adds fetching published weights into a checksummed cache
@@ -61,6 +63,7 @@
 pub mod airbench;
 pub mod backbone;
 pub mod cifar_resnet;
+pub mod conv;
 pub mod conv_algorithms;
 pub mod conv_net;
 pub mod cost;

@@ -11,6 +11,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use kiln_nets::Backbone;
+use kiln_nets::conv;
 use kiln_nets::zoo::Network;
 
 /// Sizes of a [`Localizer`]'s head.
@@ -80,11 +81,11 @@ impl Localizer {
         } else {
             map
         };
-        let x = relu(self.reduce.forward(map));
-        let x = self.dropout.forward(relu(self.window.forward(x)));
+        let x = relu(conv::forward(&self.reduce, map));
+        let x = self.dropout.forward(relu(conv::forward(&self.window, x)));
         (
-            self.classifier.forward(x.clone()),
-            self.regressor.forward(x),
+            conv::forward(&self.classifier, x.clone()),
+            conv::forward(&self.regressor, x),
         )
     }
 

@@ -8,6 +8,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
+use kiln_nets::conv;
 use serde::{Deserialize, Serialize};
 
 use crate::data::BoundingBox;
@@ -135,9 +136,9 @@ impl MaskHead {
     pub fn forward(&self, regions: Tensor<4>) -> Tensor<4> {
         let mut x = regions;
         for conv in &self.convs {
-            x = relu(conv.forward(x));
+            x = relu(conv::forward(conv, x));
         }
-        self.predictor.forward(relu(self.upsample.forward(x)))
+        conv::forward(&self.predictor, relu(self.upsample.forward(x)))
     }
 
     /// Whether there is one mask for all classes.

@@ -9,6 +9,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use kiln_nets::Backbone;
+use kiln_nets::conv;
 use kiln_nets::zoo::Network;
 
 use super::config::{BoxHeadConfig, RoiPooler};
@@ -117,7 +118,7 @@ impl FastRcnn {
     /// The map regions are pooled from, `[batch, neck channels, h, w]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
         let maps = self.backbone.feature_maps(images);
-        let top = self.neck.forward(maps.coarsest().clone());
+        let top = conv::forward(&self.neck, maps.coarsest().clone());
         match (&self.lateral, maps.levels().iter().rev().nth(1)) {
             (Some(lateral), Some(finer)) => {
                 let finer = maps
@@ -129,7 +130,7 @@ impl FastRcnn {
                     top,
                     InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h, w]),
                 );
-                relu(up + lateral.forward(finer))
+                relu(up + conv::forward(lateral, finer))
             }
             _ => relu(top),
         }

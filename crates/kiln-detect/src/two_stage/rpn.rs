@@ -11,6 +11,7 @@ use burn::nn::loss::SmoothL1LossConfig;
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::{log_sigmoid, relu};
 use burn::tensor::{Device, Tensor, TensorData};
+use kiln_nets::conv;
 use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -156,15 +157,11 @@ impl RpnHead {
     pub fn forward(&self, features: Tensor<4>, anchors: &AnchorConfig, stride: usize) -> RpnOutput {
         let [n, _, h, w] = features.dims();
         let a = anchors.per_cell();
-        let x = relu(self.conv.forward(features));
-        let objectness = self
-            .objectness
-            .forward(x.clone())
+        let x = relu(conv::forward(&self.conv, features));
+        let objectness = conv::forward(&self.objectness, x.clone())
             .permute([0, 2, 3, 1])
             .reshape([n, h * w * a]);
-        let deltas = self
-            .deltas
-            .forward(x)
+        let deltas = conv::forward(&self.deltas, x)
             .reshape([n, a, 4, h, w])
             .permute([0, 3, 4, 1, 2])
             .reshape([n, h * w * a, 4]);

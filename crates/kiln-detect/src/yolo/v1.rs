@@ -16,6 +16,7 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, Paddin
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use kiln_nets::Backbone;
+use kiln_nets::conv;
 use kiln_nets::zoo::Network;
 
 use super::config::YoloV1Config;
@@ -93,8 +94,8 @@ impl YoloV1 {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         let batch = images.dims()[0];
         let map = self.backbone.feature_maps(images).coarsest().clone();
-        let x = leaky_relu(self.reduce.forward(map), LEAKY_SLOPE);
-        let x = leaky_relu(self.down.forward(x), LEAKY_SLOPE);
+        let x = leaky_relu(conv::forward(&self.reduce, map), LEAKY_SLOPE);
+        let x = leaky_relu(conv::forward(&self.down, x), LEAKY_SLOPE);
         let x = x.flatten::<2>(1, 3);
         let x = self
             .dropout

@@ -8,6 +8,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer};
 use burn::tensor::{Device, Tensor};
 use kiln_nets::Backbone;
+use kiln_nets::conv;
 use kiln_nets::zoo::Network;
 use serde::{Deserialize, Serialize};
 
@@ -191,14 +192,13 @@ impl Fcn {
                 .cloned()
                 .expect("the backbone was checked for this stride when the head was built")
         };
-        let mut scores = self
-            .score32
-            .forward(self.dropout.forward(maps.coarsest().clone()));
+        let mut scores =
+            conv::forward(&self.score32, self.dropout.forward(maps.coarsest().clone()));
         if let (Some(up), Some(skip)) = (&self.up32, &self.score16) {
-            scores = up.forward(scores) + skip.forward(map(16));
+            scores = up.forward(scores) + conv::forward(skip, map(16));
         }
         if let (Some(up), Some(skip)) = (&self.up16, &self.score8) {
-            scores = up.forward(scores) + skip.forward(map(8));
+            scores = up.forward(scores) + conv::forward(skip, map(8));
         }
         self.output.forward(scores)
     }

@@ -16,6 +16,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use kiln_nets::Backbone;
+use kiln_nets::conv;
 use kiln_nets::zoo::Network;
 
 use super::config::AnchorHeadConfig;
@@ -99,7 +100,7 @@ impl AnchorYolo {
                 .at_stride(self.strides[level])
                 .expect("strides were checked against the backbone")
                 .clone();
-            let mut x = silu(self.lateral[level].forward(map));
+            let mut x = silu(conv::forward(&self.lateral[level], map));
             if let Some(top) = coarser {
                 let [_, _, h, w] = x.dims();
                 let nearest =
@@ -107,8 +108,8 @@ impl AnchorYolo {
                 x = x + interpolate(top, nearest);
             }
             coarser = Some(x.clone());
-            let x = silu(self.smooth[level].forward(x));
-            outputs.push(self.predict[level].forward(x));
+            let x = silu(conv::forward(&self.smooth[level], x));
+            outputs.push(conv::forward(&self.predict[level], x));
         }
         outputs.reverse();
         outputs

@@ -1,0 +1,228 @@
+//! kiln's kernels on Burn's Flex CPU backend: a custom autodiff operation whose forward pass is
+//! Flex's (or kiln's depthwise kernel) and whose backward pass is [`dense`] / [`depthwise`].
+
+use burn::backend::TensorMetadata;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Tensor, TensorData, ops::ConvOptions};
+use burn_autodiff::Autodiff;
+use burn_autodiff::NodeId;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_flex::{Flex, FlexTensor};
+
+use super::geometry::ConvGeometry;
+use super::{dense, depthwise};
+
+type Ad = Autodiff<Flex>;
+
+/// The convolution through kiln's kernels when every tensor lives on Flex (with or without
+/// autodiff) as `f32`; `None` otherwise.
+pub(super) fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    if let (Ok(x), Ok(weight)) = (
+        x.clone().try_into_primitive::<Ad>(),
+        weight.clone().try_into_primitive::<Ad>(),
+    ) {
+        let bias = match bias {
+            Some(b) => Some(b.clone().try_into_primitive::<Ad>().ok()?),
+            None => None,
+        };
+        return Some(Tensor::from_primitive::<Ad>(tracked(
+            x, weight, bias, options,
+        )));
+    }
+    if let (Ok(x), Ok(weight)) = (
+        x.clone().try_into_primitive::<Flex>(),
+        weight.clone().try_into_primitive::<Flex>(),
+    ) {
+        let bias = match bias {
+            Some(b) => Some(b.clone().try_into_primitive::<Flex>().ok()?),
+            None => None,
+        };
+        return Some(Tensor::from_primitive::<Flex>(forward(
+            x, weight, bias, options,
+        )));
+    }
+    None
+}
+
+/// The forward pass on Flex: kiln's kernel for depthwise convolutions, Flex's otherwise.
+fn forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    match geometry(&x, &weight, options).filter(ConvGeometry::is_depthwise) {
+        Some(g) => {
+            let (x, weight) = (contiguous(x), contiguous(weight));
+            let bias = bias.map(contiguous);
+            let out =
+                depthwise::forward(&g, values(&x), values(&weight), bias.as_ref().map(values));
+            let [oh, ow] = g.output;
+            tensor(out, [g.batch, g.out_channels, oh, ow])
+        }
+        None => Flex::conv2d(x, weight, bias, options.clone()),
+    }
+}
+
+/// Records the convolution on the autodiff graph with [`ConvBackward`].
+fn tracked(
+    x: FloatTensor<Ad>,
+    weight: FloatTensor<Ad>,
+    bias: Option<FloatTensor<Ad>>,
+    options: &ConvOptions<2>,
+) -> FloatTensor<Ad> {
+    let run = |bias: Option<FlexTensor>| {
+        forward(
+            x.primitive().clone(),
+            weight.primitive().clone(),
+            bias,
+            options,
+        )
+    };
+    match bias {
+        Some(bias) => match ConvBackward::<3>
+            .prepare::<burn_autodiff::checkpoint::strategy::NoCheckpointing>([
+                x.node(),
+                weight.node(),
+                bias.node(),
+            ])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                prep.finish(state, run(Some(bias.primitive().clone())))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(Some(bias.primitive().clone()))),
+        },
+        None => match ConvBackward::<2>
+            .prepare::<burn_autodiff::checkpoint::strategy::NoCheckpointing>([
+                x.node(),
+                weight.node(),
+            ])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                prep.finish(state, run(None))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(None)),
+        },
+    }
+}
+
+/// The backward pass of a convolution with (`N = 3`) or without (`N = 2`) a bias.
+#[derive(Debug)]
+struct ConvBackward<const N: usize>;
+
+impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x_id, weight_id, options) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_id);
+        let weight: FlexTensor = checkpointer.retrieve_node_output(weight_id);
+        let parents = &ops.parents;
+        let bias_node = parents.get(2).and_then(Option::as_ref);
+        let g = geometry(&x, &weight, &options).filter(|g| g.groups == 1 || g.is_depthwise());
+        let Some(g) = g else {
+            // Other group counts keep Burn's generic gradients.
+            if let Some(node) = &parents[0] {
+                let dx = Flex::conv2d_x_backward(
+                    x.clone(),
+                    weight.clone(),
+                    grad.clone(),
+                    options.clone(),
+                );
+                grads.register::<Flex>(node.id, dx);
+            }
+            if let Some(node) = &parents[1] {
+                let dw =
+                    Flex::conv2d_weight_backward(x.clone(), weight.clone(), grad.clone(), options);
+                grads.register::<Flex>(node.id, dw);
+            }
+            if let Some(node) = bias_node {
+                let [o, ..]: [usize; 4] = weight.shape().dims();
+                let db =
+                    Flex::conv2d_bias_backward(x, FlexTensor::zeros([o].into(), DType::F32), grad);
+                grads.register::<Flex>(node.id, db);
+            }
+            return;
+        };
+        let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+        if let Some(node) = &parents[0] {
+            let dx = if g.is_depthwise() {
+                depthwise::input_grad(&g, values(&weight), values(&grad))
+            } else {
+                dense::input_grad(&g, values(&weight), values(&grad))
+            };
+            let [h, w] = g.input;
+            grads.register::<Flex>(node.id, tensor(dx, [g.batch, g.in_channels, h, w]));
+        }
+        if parents[1].is_some() || bias_node.is_some() {
+            let (dw, db) = if g.is_depthwise() {
+                depthwise::weight_grad(&g, values(&x), values(&grad))
+            } else {
+                dense::weight_grad(&g, values(&x), values(&grad))
+            };
+            if let Some(node) = &parents[1] {
+                grads.register::<Flex>(node.id, tensor(dw, weight.shape().dims::<4>()));
+            }
+            if let Some(node) = bias_node {
+                grads.register::<Flex>(node.id, tensor(db, [g.out_channels]));
+            }
+        }
+    }
+}
+
+fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<ConvGeometry> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    ConvGeometry::new(x.shape().dims(), weight.shape().dims(), options)
+}
+
+/// The tensor with a contiguous, offset-free layout (a copy only when it has none).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The values of a contiguous `f32` tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("kiln conv: tensor made contiguous f32 before reading")
+}
+
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
