@@ -8,8 +8,9 @@ use burn::tensor::{DType, Tensor, TensorData, ops::ConvOptions};
 use burn_autodiff::Autodiff;
 use burn_autodiff::NodeId;
 use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 
 use super::geometry::ConvGeometry;
@@ -82,52 +83,52 @@ fn tracked(
     bias: Option<FloatTensor<Ad>>,
     options: &ConvOptions<2>,
 ) -> FloatTensor<Ad> {
-    let run = |bias: Option<FlexTensor>| {
+    let bias_primitive = bias.as_ref().map(|b| b.primitive().clone());
+    let output = || {
         forward(
             x.primitive().clone(),
             weight.primitive().clone(),
-            bias,
+            bias_primitive,
             options,
         )
     };
-    match bias {
-        Some(bias) => match ConvBackward::<3>
-            .prepare::<burn_autodiff::checkpoint::strategy::NoCheckpointing>([
-                x.node(),
-                weight.node(),
-                bias.node(),
-            ])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                prep.finish(state, run(Some(bias.primitive().clone())))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(run(Some(bias.primitive().clone()))),
-        },
-        None => match ConvBackward::<2>
-            .prepare::<burn_autodiff::checkpoint::strategy::NoCheckpointing>([
-                x.node(),
-                weight.node(),
-            ])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                prep.finish(state, run(None))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(run(None)),
-        },
+    match &bias {
+        Some(bias) => record(
+            ConvBackward::<3>,
+            [x.node(), weight.node(), bias.node()],
+            [&x, &weight],
+            options,
+            output,
+        ),
+        None => record(
+            ConvBackward::<2>,
+            [x.node(), weight.node()],
+            [&x, &weight],
+            options,
+            output,
+        ),
+    }
+}
+
+/// The output of `output()` as a node whose parents are `nodes`, keeping the input and the
+/// weight for the backward pass when a gradient is wanted.
+fn record<const N: usize>(
+    op: ConvBackward<N>,
+    nodes: [NodeGuard; N],
+    [x, weight]: [&FloatTensor<Ad>; 2],
+    options: &ConvOptions<2>,
+    output: impl FnOnce() -> FlexTensor,
+) -> FloatTensor<Ad> {
+    match op
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = (prep.checkpoint(x), prep.checkpoint(weight), options.clone());
+            prep.finish(state, output())
+        }
+        OpsKind::UnTracked(prep) => prep.finish(output()),
     }
 }
 
