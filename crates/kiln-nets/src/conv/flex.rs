@@ -1,9 +1,9 @@
 //! kiln's kernels on Burn's Flex CPU backend: a custom autodiff operation whose forward pass is
 //! Flex's (or kiln's depthwise kernel) and whose backward pass is [`dense`] / [`depthwise`].
 
-use burn::backend::TensorMetadata;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, DispatchKindConversion, DispatchTensor, TensorMetadata};
 use burn::tensor::{DType, Tensor, TensorData, ops::ConvOptions};
 use burn_autodiff::Autodiff;
 use burn_autodiff::NodeId;
@@ -29,31 +29,36 @@ pub(super) fn conv2d(
     if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
         return None;
     }
-    if let (Ok(x), Ok(weight)) = (
-        x.clone().try_into_primitive::<Ad>(),
-        weight.clone().try_into_primitive::<Ad>(),
-    ) {
-        let bias = match bias {
-            Some(b) => Some(b.clone().try_into_primitive::<Ad>().ok()?),
-            None => None,
-        };
+    if let Some((x, weight, bias)) = primitives::<Ad>(x, weight, bias) {
         return Some(Tensor::from_primitive::<Ad>(tracked(
             x, weight, bias, options,
         )));
     }
-    if let (Ok(x), Ok(weight)) = (
-        x.clone().try_into_primitive::<Flex>(),
-        weight.clone().try_into_primitive::<Flex>(),
-    ) {
-        let bias = match bias {
-            Some(b) => Some(b.clone().try_into_primitive::<Flex>().ok()?),
-            None => None,
-        };
-        return Some(Tensor::from_primitive::<Flex>(forward(
-            x, weight, bias, options,
-        )));
-    }
-    None
+    let (x, weight, bias) = primitives::<Flex>(x, weight, bias)?;
+    Some(Tensor::from_primitive::<Flex>(forward(
+        x, weight, bias, options,
+    )))
+}
+
+/// Input, weight and bias as backend `B`'s primitives.
+type Primitives<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>);
+
+/// The backend `B`'s primitives of the input, weight and bias, when all of them live on `B`.
+fn primitives<B: Backend>(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+) -> Option<Primitives<B>>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    let x = x.clone().try_into_primitive::<B>().ok()?;
+    let weight = weight.clone().try_into_primitive::<B>().ok()?;
+    let bias = match bias {
+        Some(b) => Some(b.clone().try_into_primitive::<B>().ok()?),
+        None => None,
+    };
+    Some((x, weight, bias))
 }
 
 /// The forward pass on Flex: kiln's kernel for depthwise convolutions, Flex's otherwise.
