@@ -22,7 +22,6 @@ use burn::nn::{
     PaddingConfig2d,
 };
 use burn::tensor::activation::relu;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::backbone::{global_average, levels_of_blocks};
@@ -253,22 +252,10 @@ pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// the input size otherwise (the odd extra row and column after).
 fn forward_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if conv.stride == [1, 1] {
-        return crate::conv::forward(conv, x);
+        crate::conv::forward(conv, x)
+    } else {
+        crate::conv::forward_padded(conv, x, &PaddingConfig2d::Same)
     }
-    let [_, _, height, width] = x.dims();
-    let padding = crate::conv::padding_pairs(
-        &PaddingConfig2d::Same,
-        [height, width],
-        conv.kernel_size,
-        conv.stride,
-    );
-    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
-    crate::conv::conv2d(
-        x,
-        conv.weight.val(),
-        conv.bias.as_ref().map(|b| b.val()),
-        options,
-    )
 }
 
 /// Mobile inverted bottleneck: 1×1 expansion (unless the ratio is 1), depthwise k×k, linear

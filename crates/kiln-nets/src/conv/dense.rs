@@ -17,11 +17,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
     let spatial = g.output[0] * g.output[1];
     let rows = weight_len / g.out_channels;
     let mut weight = vec![0f32; weight_len];
-    let mut columns = if g.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![0f32; rows * spatial]
-    };
+    let mut columns = column_buffer(g);
     for n in 0..g.batch {
         let image = &x[n * image_len..][..image_len];
         let grad = &grad[n * out_len..][..out_len];
@@ -60,11 +56,7 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     let spatial = g.output[0] * g.output[1];
     let rows = weight_len / g.out_channels;
     let mut dx = vec![0f32; g.batch * image_len];
-    let mut columns = if g.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![0f32; rows * spatial]
-    };
+    let mut columns = column_buffer(g);
     for n in 0..g.batch {
         let grad = &grad[n * out_len..][..out_len];
         let image = &mut dx[n * image_len..][..image_len];
@@ -88,6 +80,17 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     dx
 }
 
+/// The im2col workspace of one image (`C·kh·kw × oh·ow`); empty for 1×1 layers, whose columns
+/// are the image itself.
+fn column_buffer(g: &ConvGeometry) -> Vec<f32> {
+    if g.is_pointwise() {
+        Vec::new()
+    } else {
+        let rows = g.in_channels / g.groups * g.kernel[0] * g.kernel[1];
+        vec![0f32; rows * g.output[0] * g.output[1]]
+    }
+}
+
 /// Fills `columns` (`C·kh·kw × oh·ow`) with the receptive fields of one image, zero outside.
 pub fn unfold(g: &ConvGeometry, image: &[f32], columns: &mut [f32]) {
     let [h, w] = g.input;
@@ -98,7 +101,7 @@ pub fn unfold(g: &ConvGeometry, image: &[f32], columns: &mut [f32]) {
         .zip(image.par_chunks(h * w))
         .for_each(|(rows, plane)| {
             rows.fill(0.0);
-            for_each_tap_row(g, |tap, oy, iy, range, start| {
+            g.for_each_row_tap(|tap, oy, iy, range, start| {
                 let out = &mut rows[tap * spatial + oy * g.output[1]..][..g.output[1]];
                 let input = &plane[iy * w..(iy + 1) * w];
                 for (j, o) in out[range].iter_mut().enumerate() {
@@ -118,7 +121,7 @@ pub fn fold(g: &ConvGeometry, columns: &[f32], image: &mut [f32]) {
         .par_chunks_mut(h * w)
         .zip(columns.par_chunks(taps * spatial))
         .for_each(|(plane, rows)| {
-            for_each_tap_row(g, |tap, oy, iy, range, start| {
+            g.for_each_row_tap(|tap, oy, iy, range, start| {
                 let col = &rows[tap * spatial + oy * g.output[1]..][..g.output[1]];
                 let target = &mut plane[iy * w..(iy + 1) * w];
                 for (j, &v) in col[range].iter().enumerate() {
@@ -126,28 +129,6 @@ pub fn fold(g: &ConvGeometry, columns: &[f32], image: &mut [f32]) {
                 }
             });
         });
-}
-
-/// Calls `visit(tap, oy, iy, outputs, first_input)` for every kernel tap, output row `oy`
-/// whose input row `iy` is inside the image, and the output columns that read inside it.
-fn for_each_tap_row(
-    g: &ConvGeometry,
-    mut visit: impl FnMut(usize, usize, usize, std::ops::Range<usize>, usize),
-) {
-    let [kh, kw] = g.kernel;
-    for ky in 0..kh {
-        let (first_row, end_row, first_iy) = g.tap_range(0, ky);
-        for kx in 0..kw {
-            let (first, end, start) = g.tap_range(1, kx);
-            if first >= end {
-                continue;
-            }
-            for oy in first_row..end_row {
-                let iy = first_iy + (oy - first_row) * g.stride[0];
-                visit(ky * kw + kx, oy, iy, first..end, start);
-            }
-        }
-    }
 }
 
 /// A matrix view of a slice: element `(i, j)` at `i·row_stride + j·col_stride`.

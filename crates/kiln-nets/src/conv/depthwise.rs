@@ -23,7 +23,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
             let c = plane % channels;
             out.fill(bias.map_or(0.0, |b| b[c]));
             let filter = &weight[c * taps..(c + 1) * taps];
-            for_each_row_tap(g, |oy, iy, range, start, tap| {
+            g.for_each_row_tap(|tap, oy, iy, range, start| {
                 let value = filter[tap];
                 let row = &mut out[oy * ow..(oy + 1) * ow][range.clone()];
                 let input = &x[iy * w..(iy + 1) * w];
@@ -46,7 +46,7 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
         .enumerate()
         .for_each(|(plane, (dx, grad))| {
             let filter = &weight[(plane % channels) * taps..][..taps];
-            for_each_row_tap(g, |oy, iy, range, start, tap| {
+            g.for_each_row_tap(|tap, oy, iy, range, start| {
                 let value = filter[tap];
                 let grad_row = &grad[oy * ow..(oy + 1) * ow][range.clone()];
                 let dx_row = &mut dx[iy * w..(iy + 1) * w];
@@ -73,7 +73,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
                 let x = &x[plane * h * w..][..h * w];
                 let grad = &grad[plane * oh * ow..][..oh * ow];
                 bias += grad.iter().map(|&v| v as f64).sum::<f64>();
-                for_each_row_tap(g, |oy, iy, range, start, tap| {
+                g.for_each_row_tap(|tap, oy, iy, range, start| {
                     let grad_row = &grad[oy * ow..(oy + 1) * ow][range.clone()];
                     let input = &x[iy * w..(iy + 1) * w];
                     sums[tap] += dot_strided(grad_row, input, start, g.stride[1]) as f64;
@@ -88,28 +88,6 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
         .collect();
     let bias = per_channel.iter().map(|&(_, b)| b as f32).collect();
     (weight, bias)
-}
-
-/// Calls `visit(oy, iy, outputs, first_input, tap)` for every output row `oy` and kernel tap
-/// `tap = ky·kw + kx` whose input row `iy` is inside the input, with the output columns
-/// `outputs` whose tap reads inside the row, the first of them reading column `first_input`.
-fn for_each_row_tap(
-    g: &ConvGeometry,
-    mut visit: impl FnMut(usize, usize, std::ops::Range<usize>, usize, usize),
-) {
-    let [kh, kw] = g.kernel;
-    let columns: Vec<(usize, usize, usize)> = (0..kw).map(|kx| g.tap_range(1, kx)).collect();
-    for ky in 0..kh {
-        let (first_row, end_row, first_iy) = g.tap_range(0, ky);
-        for oy in first_row..end_row {
-            let iy = first_iy + (oy - first_row) * g.stride[0];
-            for (kx, &(first, end, start)) in columns.iter().enumerate() {
-                if first < end {
-                    visit(oy, iy, first..end, start, ky * kw + kx);
-                }
-            }
-        }
-    }
 }
 
 /// `out[j] += value · input[start + j·stride]`.

@@ -114,6 +114,32 @@ impl ConvGeometry {
     }
 }
 
+impl ConvGeometry {
+    /// Calls `visit(tap, oy, iy, outputs, first_input)` for every kernel tap
+    /// `tap = ky·kw + kx` and output row `oy` whose input row `iy` is inside the input, with the
+    /// output columns `outputs` whose tap reads inside the row, the first of them reading input
+    /// column `first_input`. Rows go outermost per `ky`, so one output row stays in cache across
+    /// its `kw` taps.
+    pub fn for_each_row_tap(
+        &self,
+        mut visit: impl FnMut(usize, usize, usize, std::ops::Range<usize>, usize),
+    ) {
+        let [kh, kw] = self.kernel;
+        let columns: Vec<(usize, usize, usize)> = (0..kw).map(|kx| self.tap_range(1, kx)).collect();
+        for ky in 0..kh {
+            let (first_row, end_row, first_iy) = self.tap_range(0, ky);
+            for oy in first_row..end_row {
+                let iy = first_iy + (oy - first_row) * self.stride[0];
+                for (kx, &(first, end, start)) in columns.iter().enumerate() {
+                    if first < end {
+                        visit(ky * kw + kx, oy, iy, first..end, start);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

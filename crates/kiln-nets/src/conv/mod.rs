@@ -55,13 +55,13 @@ fn burns_only() -> bool {
 /// `conv.forward(x)` through [`conv2d`]: the same padding rules (`Same` pads as TensorFlow
 /// does, the extra row and column after), the same result.
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    forward_padded(conv, x, &conv.padding)
+}
+
+/// [`forward`] with `padding` in place of the layer's own.
+pub fn forward_padded(conv: &Conv2d, x: Tensor<4>, padding: &PaddingConfig2d) -> Tensor<4> {
     let [_, _, height, width] = x.dims();
-    let padding = padding_pairs(
-        &conv.padding,
-        [height, width],
-        conv.kernel_size,
-        conv.stride,
-    );
+    let padding = padding_pairs(padding, [height, width], conv.kernel_size, conv.stride);
     let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
     conv2d(
         x,
