@@ -206,8 +206,8 @@ impl AirbenchNet {
         let mut x = gelu(conv::forward(&self.whiten, images));
         for g in &self.groups {
             x = self.pool.forward(conv::forward(&g.conv1, x));
-            x = gelu(g.norm1.forward(x));
-            x = gelu(g.norm2.forward(conv::forward(&g.conv2, x)));
+            x = gelu(crate::norm::forward(&g.norm1, x));
+            x = gelu(crate::norm::forward(&g.norm2, conv::forward(&g.conv2, x)));
             keep(&x);
         }
         x

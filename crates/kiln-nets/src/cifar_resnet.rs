@@ -116,7 +116,10 @@ pub struct CifarResNet {
 impl CifarResNet {
     /// Runs the stem and every block, handing each stage's output to `keep`; returns the last.
     fn stages(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
-        let mut x = relu(self.bn1.forward(conv::forward(&self.conv1, images)));
+        let mut x = relu(crate::norm::forward(
+            &self.bn1,
+            conv::forward(&self.conv1, images),
+        ));
         for block in &self.blocks {
             if block.stride() > 1 {
                 keep(&x);

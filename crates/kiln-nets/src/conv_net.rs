@@ -201,7 +201,7 @@ impl ConvNet {
     fn conv_block(&self, layer: usize, x: Tensor<4>) -> Tensor<4> {
         let mut x = conv::forward(&self.convs[layer], x);
         if let Some(norm) = self.norms.get(layer) {
-            x = norm.forward(x);
+            x = crate::norm::forward(norm, x);
         }
         self.activation.forward(x)
     }

@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::backbone::{global_average, levels_of_blocks};
 use crate::pretrained::{KeyMap, PretrainedError, load_pytorch};
-use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
+use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier, norm};
 
 /// BatchNorm epsilon of the published weights (TensorFlow's default).
 pub const BATCH_NORM_EPS: f64 = 1e-3;
@@ -310,12 +310,13 @@ impl MbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            y = relu6(bn.forward(crate::conv::forward(expand, y)));
+            y = relu6(norm::forward(bn, crate::conv::forward(expand, y)));
         }
-        y = relu6(self.bn1.forward(forward_same(&self.depthwise_conv, y)));
-        y = self
-            .bn2
-            .forward(crate::conv::forward(&self.project_conv, y));
+        y = relu6(norm::forward(
+            &self.bn1,
+            forward_same(&self.depthwise_conv, y),
+        ));
+        y = norm::forward(&self.bn2, crate::conv::forward(&self.project_conv, y));
         if !self.residual {
             return y;
         }
@@ -376,7 +377,10 @@ impl EfficientNetLite {
     }
 
     fn stem(&self, images: Tensor<4>) -> Tensor<4> {
-        relu6(self.bn0.forward(forward_same(&self.conv_stem, images)))
+        relu6(norm::forward(
+            &self.bn0,
+            forward_same(&self.conv_stem, images),
+        ))
     }
 
     /// Runs stem, blocks and head, handing `keep` the last block output before each stride
@@ -389,7 +393,10 @@ impl EfficientNetLite {
             }
             x = block.forward(x);
         }
-        let x = relu6(self.bn1.forward(crate::conv::forward(&self.conv_head, x)));
+        let x = relu6(norm::forward(
+            &self.bn1,
+            crate::conv::forward(&self.conv_head, x),
+        ));
         keep(&x);
         x
     }

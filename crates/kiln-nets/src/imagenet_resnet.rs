@@ -43,7 +43,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::backbone::global_average;
 use crate::pretrained::{KeyMap, PretrainedError, load_pytorch};
-use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier};
+use crate::{Backbone, FeatureLevel, FeatureMaps, ImageClassifier, norm};
 
 /// Batch-norm ε of torchvision's ResNets (PyTorch's default).
 pub const BN_EPSILON: f64 = 1e-5;
@@ -255,7 +255,7 @@ impl Downsample {
 
     /// `bn(conv(x))`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(crate::conv::forward(&self.conv, x))
+        norm::forward(&self.bn, crate::conv::forward(&self.conv, x))
     }
 
     /// The shortcut of a block from `input` channels to `output` channels with `stride`: a
@@ -326,8 +326,11 @@ impl BasicBlock {
     /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let y = relu(self.bn1.forward(crate::conv::forward(&self.conv1, x)));
-        let y = self.bn2.forward(crate::conv::forward(&self.conv2, y));
+        let y = relu(norm::forward(
+            &self.bn1,
+            crate::conv::forward(&self.conv1, x),
+        ));
+        let y = norm::forward(&self.bn2, crate::conv::forward(&self.conv2, y));
         relu(y + identity)
     }
 }
@@ -371,9 +374,15 @@ impl Bottleneck {
     /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let y = relu(self.bn1.forward(crate::conv::forward(&self.conv1, x)));
-        let y = relu(self.bn2.forward(crate::conv::forward(&self.conv2, y)));
-        let y = self.bn3.forward(crate::conv::forward(&self.conv3, y));
+        let y = relu(norm::forward(
+            &self.bn1,
+            crate::conv::forward(&self.conv1, x),
+        ));
+        let y = relu(norm::forward(
+            &self.bn2,
+            crate::conv::forward(&self.conv2, y),
+        ));
+        let y = norm::forward(&self.bn3, crate::conv::forward(&self.conv3, y));
         relu(y + identity)
     }
 }
@@ -500,7 +509,10 @@ impl ImageNetResNet {
 
     /// Stem: `maxpool(relu(bn1(conv1(images))))`, stride 4.
     fn forward_stem(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(crate::conv::forward(&self.conv1, images)));
+        let x = relu(norm::forward(
+            &self.bn1,
+            crate::conv::forward(&self.conv1, images),
+        ));
         self.maxpool.forward(x)
     }
 

@@ -74,6 +74,7 @@ pub mod efficientnet;
 pub mod imagenet_resnet;
 mod init;
 pub mod mlp;
+pub mod norm;
 pub mod parity;
 pub mod pretrained;
 #[cfg(test)]

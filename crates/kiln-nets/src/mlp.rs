@@ -112,7 +112,7 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if let Some(norm) = self.norms.get(i) {
-                x = norm.forward(x);
+                x = crate::norm::forward(norm, x);
             }
             x = self.dropout.forward(self.activation.forward(x));
         }

@@ -1,0 +1,313 @@
+//! Batch normalisation's arithmetic on contiguous `f32` data laid out `[batch, channels, plane]`
+//! (any trailing dimensions flattened into the plane): per-channel statistics, the per-channel
+//! affine map `y = x · scale + shift`, and the gradients of both. Statistics and gradient sums
+//! run in parallel over channels, element-wise passes in parallel over planes; nothing is
+//! transposed or copied.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+/// How `[batch, channels, …]` data splits into channel planes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLayout {
+    /// Leading dimension.
+    pub batch: usize,
+    /// Second dimension: one scale and shift each.
+    pub channels: usize,
+    /// Product of the remaining dimensions (1 for `[batch, channels]`).
+    pub plane: usize,
+}
+
+impl ChannelLayout {
+    /// The layout of a tensor of `dims` (rank 2 or more, no zero dimension); `None` otherwise.
+    pub fn of(dims: &[usize]) -> Option<Self> {
+        if dims.len() < 2 || dims.contains(&0) {
+            return None;
+        }
+        Some(Self {
+            batch: dims[0],
+            channels: dims[1],
+            plane: dims[2..].iter().product(),
+        })
+    }
+
+    /// Elements of the whole tensor.
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.plane
+    }
+
+    /// True when the tensor holds nothing (never, for a layout from [`ChannelLayout::of`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values each channel's statistics are taken over.
+    pub fn per_channel(&self) -> usize {
+        self.batch * self.plane
+    }
+
+    /// The `batch` planes of channel `c` in `data`.
+    fn planes<'a>(&self, data: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
+        let (channels, plane) = (self.channels, self.plane);
+        (0..self.batch).map(move |n| &data[(n * channels + c) * plane..][..plane])
+    }
+
+    /// Planes per parallel task: enough work (about 32 K values) to pay for the split.
+    fn min_planes(&self) -> usize {
+        (1usize << 15).div_ceil(self.plane)
+    }
+
+    /// Planes of channel sums per parallel task.
+    fn min_channels(&self) -> usize {
+        (1usize << 15).div_ceil(self.per_channel())
+    }
+}
+
+/// `Σ f(a[i], b[i])` over two equally long slices, in 16 independent `f32` accumulators (so
+/// the loop vectorises), returned as `f64`.
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut lanes = [0.0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&u, &v)| f(u, v))
+        .sum();
+    for (u, v) in ca.zip(cb) {
+        for k in 0..16 {
+            lanes[k] += f(u[k], v[k]);
+        }
+    }
+    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
+}
+
+/// Per-channel mean and biased (population) variance, two passes over the data as Burn
+/// computes them; plane sums in `f32` lanes, channel totals in `f64`.
+pub fn statistics(layout: &ChannelLayout, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    debug_assert_eq!(x.len(), layout.len());
+    let count = layout.per_channel() as f64;
+    (0..layout.channels)
+        .into_par_iter()
+        .with_min_len(layout.min_channels())
+        .map(|c| {
+            let mean = layout
+                .planes(x, c)
+                .map(|p| lane_sum(p, p, |v, _| v))
+                .sum::<f64>()
+                / count;
+            let m = mean as f32;
+            let var = layout
+                .planes(x, c)
+                .map(|p| {
+                    lane_sum(p, p, |v, _| {
+                        let d = v - m;
+                        d * d
+                    })
+                })
+                .sum::<f64>()
+                / count;
+            (m, var as f32)
+        })
+        .unzip()
+}
+
+/// `f(plane index, output plane)` for every plane of a new tensor of `layout`, in parallel.
+fn new_planes(
+    layout: &ChannelLayout,
+    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let len = layout.len();
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(layout.plane)
+        .with_min_len(layout.min_planes())
+        .enumerate()
+        .for_each(|(p, plane)| f(p, plane));
+    // SAFETY: `f` wrote every element of every plane (each caller fills its plane in full).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `y = x · scale[c] + shift[c]` for every element of channel `c`.
+pub fn affine(layout: &ChannelLayout, x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    debug_assert_eq!(x.len(), layout.len());
+    let plane = layout.plane;
+    new_planes(layout, |p, out| {
+        let c = p % layout.channels;
+        let (a, b) = (scale[c], shift[c]);
+        for (o, &v) in out.iter_mut().zip(&x[p * plane..][..plane]) {
+            o.write(v * a + b);
+        }
+    })
+}
+
+/// Per channel, `Σ dy` and `Σ dy · (x − centre[c])` over its planes.
+fn gradient_sums(
+    layout: &ChannelLayout,
+    x: &[f32],
+    dy: &[f32],
+    centre: Option<&[f32]>,
+) -> (Vec<f64>, Vec<f64>) {
+    (0..layout.channels)
+        .into_par_iter()
+        .with_min_len(layout.min_channels())
+        .map(|c| {
+            let m = centre.map_or(0.0, |centre| centre[c]);
+            layout
+                .planes(x, c)
+                .zip(layout.planes(dy, c))
+                .map(|(xp, gp)| {
+                    (
+                        lane_sum(gp, gp, |g, _| g),
+                        lane_sum(gp, xp, |g, v| g * (v - m)),
+                    )
+                })
+                .fold((0.0, 0.0), |(a, b), (s, t)| (a + s, b + t))
+        })
+        .unzip()
+}
+
+/// Gradients of [`affine`]: `dx = dy · scale[c]` (when `want_x`), `d scale[c] = Σ dy · x`,
+/// `d shift[c] = Σ dy`.
+pub fn affine_backward(
+    layout: &ChannelLayout,
+    x: &[f32],
+    dy: &[f32],
+    scale: &[f32],
+    want_x: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let plane = layout.plane;
+    let dx = want_x.then(|| {
+        new_planes(layout, |p, out| {
+            let a = scale[p % layout.channels];
+            for (o, &g) in out.iter_mut().zip(&dy[p * plane..][..plane]) {
+                o.write(g * a);
+            }
+        })
+    });
+    let (shift_grad, scale_grad) = gradient_sums(layout, x, dy, None);
+    (dx, to_f32(scale_grad), to_f32(shift_grad))
+}
+
+/// The batch statistics a training normalisation used: per channel its mean and `1 / √(var + ε)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchStatistics {
+    /// Mean of each channel.
+    pub mean: Vec<f32>,
+    /// `1 / √(variance + ε)` of each channel.
+    pub inv_std: Vec<f32>,
+}
+
+/// Gradients of training batch normalisation `y = γ (x − μ) / σ + β` with the batch's own
+/// statistics (μ and σ depend on `x`):
+/// `dx = γ / σ · (dy − mean(dy) − x̂ · mean(dy · x̂))`, `dγ = Σ dy · x̂`, `dβ = Σ dy`,
+/// where `x̂ = (x − μ) / σ` and the means run over each channel's values.
+pub fn train_backward(
+    layout: &ChannelLayout,
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    stats: &BatchStatistics,
+    want_x: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (sum_dy, sum_dy_centred) = gradient_sums(layout, x, dy, Some(&stats.mean));
+    let count = layout.per_channel() as f64;
+    let beta_grad = to_f32(sum_dy.clone());
+    let gamma_grad: Vec<f32> = sum_dy_centred
+        .iter()
+        .zip(&stats.inv_std)
+        .map(|(&s, &inv)| (s * inv as f64) as f32)
+        .collect();
+    let dx = want_x.then(|| {
+        // dx = a · dy + b · x + c per channel, with
+        // a = γ/σ, b = −γ/σ · mean(dy·x̂)/σ, c = −γ/σ · mean(dy) − b · μ.
+        let coefficients: Vec<[f32; 3]> = (0..layout.channels)
+            .map(|c| {
+                let inv = stats.inv_std[c] as f64;
+                let a = gamma[c] as f64 * inv;
+                let b = -a * sum_dy_centred[c] / count * inv * inv;
+                let shift = -a * sum_dy[c] / count - b * stats.mean[c] as f64;
+                [a as f32, b as f32, shift as f32]
+            })
+            .collect();
+        let plane = layout.plane;
+        new_planes(layout, |p, out| {
+            let [a, b, c] = coefficients[p % layout.channels];
+            let (xp, gp) = (&x[p * plane..][..plane], &dy[p * plane..][..plane]);
+            for ((o, &g), &v) in out.iter_mut().zip(gp).zip(xp) {
+                o.write(a * g + b * v + c);
+            }
+        })
+    });
+    (dx, gamma_grad, beta_grad)
+}
+
+fn to_f32(values: Vec<f64>) -> Vec<f32> {
+    values.into_iter().map(|v| v as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[2, 3, 2]` data: channel c of sample n holds `[10n + c, 10n + c + 1]`.
+    fn data() -> (ChannelLayout, Vec<f32>) {
+        let layout = ChannelLayout::of(&[2, 3, 2]).unwrap();
+        let x = (0..2)
+            .flat_map(|n| (0..3).flat_map(move |c| [0.0, 1.0].map(|d| (10 * n + c) as f32 + d)))
+            .collect();
+        (layout, x)
+    }
+
+    #[test]
+    fn layouts_flatten_trailing_dimensions_and_refuse_empty_ones() {
+        let l = ChannelLayout::of(&[4, 8, 5, 6]).unwrap();
+        assert_eq!((l.batch, l.channels, l.plane, l.len()), (4, 8, 30, 960));
+        assert_eq!(ChannelLayout::of(&[4, 8]).unwrap().plane, 1);
+        assert!(ChannelLayout::of(&[4]).is_none());
+        assert!(ChannelLayout::of(&[4, 0, 3]).is_none());
+    }
+
+    #[test]
+    fn statistics_are_each_channels_mean_and_population_variance() {
+        let (layout, x) = data();
+        let (mean, var) = statistics(&layout, &x);
+        // Channel c: values c, c+1, 10+c, 11+c → mean c + 5.5, variance (2·5.5² + 2·4.5²)/4.
+        for c in 0..3 {
+            assert!((mean[c] - (c as f32 + 5.5)).abs() < 1e-6);
+            assert!((var[c] - 25.25).abs() < 1e-5, "{}", var[c]);
+        }
+    }
+
+    #[test]
+    fn affine_maps_each_channel_and_its_gradients_sum_over_the_channel() {
+        let (layout, x) = data();
+        let y = affine(&layout, &x, &[1.0, 2.0, -1.0], &[0.0, 1.0, 0.5]);
+        assert_eq!(&y[..6], &[0.0, 1.0, 3.0, 5.0, -1.5, -2.5]);
+        let dy = vec![1.0; 12];
+        let (dx, dscale, dshift) = affine_backward(&layout, &x, &dy, &[1.0, 2.0, -1.0], true);
+        assert_eq!(&dx.unwrap()[..6], &[1.0, 1.0, 2.0, 2.0, -1.0, -1.0]);
+        assert_eq!(dshift, vec![4.0; 3]);
+        // Σ x of channel 1: 1 + 2 + 11 + 12.
+        assert_eq!(dscale[1], 26.0);
+    }
+
+    #[test]
+    fn the_training_gradient_of_x_vanishes_for_a_constant_output_gradient() {
+        // y − β is centred per channel, so a constant dy moves nothing through x.
+        let (layout, x) = data();
+        let (mean, var) = statistics(&layout, &x);
+        let stats = BatchStatistics {
+            mean,
+            inv_std: var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect(),
+        };
+        let dy = vec![0.7; 12];
+        let (dx, dgamma, dbeta) = train_backward(&layout, &x, &dy, &[1.0, 2.0, 3.0], &stats, true);
+        assert!(dx.unwrap().iter().all(|g| g.abs() < 1e-6));
+        assert!(dgamma.iter().all(|g| g.abs() < 1e-5));
+        assert!(dbeta.iter().all(|g| (g - 2.8).abs() < 1e-6));
+    }
+}

@@ -1,0 +1,83 @@
+//! Batch normalisation that trains fast on the CPU, used by every kiln network.
+//!
+//! [`forward`] is `burn::nn::BatchNorm::forward` with the same behaviour: batch statistics (and
+//! running-statistic updates) on an autodiff device while the layer trains, running statistics
+//! otherwise. When the tensors live on Burn's Flex CPU backend (the `flex` feature) both run
+//! through [`kernels`] as one autodiff operation each:
+//!
+//! - training: statistics, normalisation and all three gradients in passes over each channel's
+//!   planes, where Burn's generic operation transposes the activation to `[channels, rest]` twice
+//!   forward and twice backward and makes several element-wise passes;
+//! - inference (and frozen statistics while training): one per-channel affine pass
+//!   `x · γ/σ + (β − μ γ/σ)`, its scale and shift computed on the `[channels]` vectors.
+//!
+//! Every other backend and dtype keeps Burn's implementation, so models stay ordinary Burn
+//! modules. Setting the environment variable `KILN_BURN_NORM=1` sends every batch norm to Burn's
+//! implementation instead (to compare speed or rule kiln's kernels out).
+
+#[cfg(feature = "flex")]
+mod flex;
+pub mod kernels;
+
+use burn::nn::BatchNorm;
+use burn::tensor::Tensor;
+
+/// `norm.forward(x)` (input `[batch, channels, …]`), through kiln's kernels on Flex.
+pub fn forward<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if !burns_only() {
+        let device = x.device();
+        if device.is_autodiff() && norm.training.is_enabled() {
+            if let Some(trained) =
+                flex::batch_norm_train(&x, &norm.gamma.val(), &norm.beta.val(), norm.epsilon)
+            {
+                update_running_statistics(norm, trained.mean, trained.variance);
+                return trained.output;
+            }
+        } else {
+            let (scale, shift) = inference_affine(norm, &device);
+            if let Some(out) = flex::channel_affine(&x, &scale, &shift) {
+                return out;
+            }
+        }
+    }
+    norm.forward(x)
+}
+
+/// Whether `KILN_BURN_NORM=1` asks for Burn's implementation (read once per process).
+#[cfg(feature = "flex")]
+fn burns_only() -> bool {
+    static BURNS_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BURNS_ONLY.get_or_init(|| std::env::var("KILN_BURN_NORM").is_ok_and(|v| v == "1"))
+}
+
+/// Burn's update of the running statistics: `(1 − momentum) · running + momentum · batch`.
+#[cfg(feature = "flex")]
+fn update_running_statistics(norm: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>) {
+    let device = mean.device();
+    let m = norm.momentum;
+    let running_mean = norm.running_mean.value_sync().to_device(&device);
+    let running_var = norm.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean
+        .mul_scalar(1.0 - m)
+        .add(mean.detach().mul_scalar(m));
+    let running_var = running_var
+        .mul_scalar(1.0 - m)
+        .add(variance.detach().mul_scalar(m));
+    norm.running_mean.update(running_mean.detach());
+    norm.running_var.update(running_var.detach());
+}
+
+/// Scale `γ / √(var + ε)` and shift `β − mean · scale` of the running statistics, on `device`
+/// (differentiable in γ and β).
+#[cfg(feature = "flex")]
+fn inference_affine(norm: &BatchNorm, device: &burn::tensor::Device) -> (Tensor<1>, Tensor<1>) {
+    let mean = norm.running_mean.value().to_device(device);
+    let var = norm.running_var.value().to_device(device);
+    let scale = norm.gamma.val() * var.add_scalar(norm.epsilon).sqrt().recip();
+    let shift = norm.beta.val() - mean * scale.clone();
+    (scale, shift)
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests;
