@@ -2,12 +2,84 @@
 //! and both gradients, channel planes in parallel.
 //!
 //! Burn's generic weight gradient for grouped convolutions runs one small convolution per
-//! channel; here each gradient is a few passes over each plane, and rows are contiguous slices
-//! (vectorised) when the stride is 1.
+//! channel; here each gradient is a few passes over each plane. Rows are walked as contiguous
+//! slices (vectorised): for column strides above 1 each plane's columns are first regrouped by
+//! their remainder modulo the stride (`ColumnPhases`).
 
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
+
+/// A plane's columns regrouped by their remainder modulo the column stride: a strided walk
+/// along a row (`start, start + s, start + 2s, …`) becomes a contiguous slice of the regrouped
+/// row, so stride-2 layers vectorise like stride-1 ones. Stride 1 keeps the plane as it is.
+#[derive(Clone, Copy, Debug)]
+struct ColumnPhases {
+    stride: usize,
+    width: usize,
+    /// Length of each phase: `⌈width / stride⌉`.
+    phase: usize,
+}
+
+impl ColumnPhases {
+    fn new(width: usize, stride: usize) -> Self {
+        Self {
+            stride,
+            width,
+            phase: width.div_ceil(stride),
+        }
+    }
+
+    /// Length of a regrouped row.
+    fn row_len(&self) -> usize {
+        if self.stride == 1 {
+            self.width
+        } else {
+            self.stride * self.phase
+        }
+    }
+
+    /// Where input column `column` lands in a regrouped row.
+    fn offset(&self, column: usize) -> usize {
+        (column % self.stride) * self.phase + column / self.stride
+    }
+
+    /// The plane (`rows` × `width`) regrouped; borrowed as it is for stride 1.
+    fn split<'a>(&self, plane: &'a [f32], rows: usize) -> std::borrow::Cow<'a, [f32]> {
+        if self.stride == 1 {
+            return std::borrow::Cow::Borrowed(plane);
+        }
+        let mut out = vec![0f32; rows * self.row_len()];
+        for (row, dst) in plane
+            .chunks_exact(self.width)
+            .zip(out.chunks_exact_mut(self.row_len()))
+        {
+            for (p, phase) in dst.chunks_exact_mut(self.phase).enumerate() {
+                for (d, &v) in phase
+                    .iter_mut()
+                    .zip(row.iter().skip(p).step_by(self.stride))
+                {
+                    *d = v;
+                }
+            }
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// Writes regrouped rows back into the plane's column order.
+    fn merge(&self, split: &[f32], plane: &mut [f32]) {
+        for (row, src) in plane
+            .chunks_exact_mut(self.width)
+            .zip(split.chunks_exact(self.row_len()))
+        {
+            for (p, phase) in src.chunks_exact(self.phase).enumerate() {
+                for (d, &v) in row.iter_mut().skip(p).step_by(self.stride).zip(phase) {
+                    *d = v;
+                }
+            }
+        }
+    }
+}
 
 /// `out = conv(x, weight) + bias` for a depthwise geometry; `weight` is `[C, 1, kh, kw]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
@@ -15,6 +87,8 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
     let [oh, ow] = g.output;
     let taps = g.kernel[0] * g.kernel[1];
     let channels = g.in_channels;
+    let phases = ColumnPhases::new(w, g.stride[1]);
+    let row_len = phases.row_len();
     let mut out = vec![0f32; g.batch * channels * oh * ow];
     out.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(h * w))
@@ -23,11 +97,11 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
             let c = plane % channels;
             out.fill(bias.map_or(0.0, |b| b[c]));
             let filter = &weight[c * taps..(c + 1) * taps];
+            let x = phases.split(x, h);
             g.for_each_row_tap(|tap, oy, iy, range, start| {
-                let value = filter[tap];
-                let row = &mut out[oy * ow..(oy + 1) * ow][range.clone()];
-                let input = &x[iy * w..(iy + 1) * w];
-                axpy_strided(row, input, start, g.stride[1], value);
+                let row = &mut out[oy * ow..(oy + 1) * ow][range];
+                let input = &x[iy * row_len + phases.offset(start)..][..row.len()];
+                axpy(row, input, filter[tap]);
             });
         });
     out
@@ -40,18 +114,27 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     let [oh, ow] = g.output;
     let taps = g.kernel[0] * g.kernel[1];
     let channels = g.in_channels;
+    let phases = ColumnPhases::new(w, g.stride[1]);
+    let row_len = phases.row_len();
     let mut dx = vec![0f32; g.batch * channels * h * w];
     dx.par_chunks_mut(h * w)
         .zip(grad.par_chunks(oh * ow))
         .enumerate()
         .for_each(|(plane, (dx, grad))| {
             let filter = &weight[(plane % channels) * taps..][..taps];
+            let mut split = (g.stride[1] > 1).then(|| vec![0f32; h * row_len]);
+            let target: &mut [f32] = match split.as_mut() {
+                Some(split) => split,
+                None => dx,
+            };
             g.for_each_row_tap(|tap, oy, iy, range, start| {
-                let value = filter[tap];
-                let grad_row = &grad[oy * ow..(oy + 1) * ow][range.clone()];
-                let dx_row = &mut dx[iy * w..(iy + 1) * w];
-                scatter_strided(dx_row, grad_row, start, g.stride[1], value);
+                let grad_row = &grad[oy * ow..(oy + 1) * ow][range];
+                let dx_row = &mut target[iy * row_len + phases.offset(start)..][..grad_row.len()];
+                axpy(dx_row, grad_row, filter[tap]);
             });
+            if let Some(split) = split {
+                phases.merge(&split, dx);
+            }
         });
     dx
 }
@@ -63,6 +146,8 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
     let [oh, ow] = g.output;
     let taps = g.kernel[0] * g.kernel[1];
     let channels = g.in_channels;
+    let phases = ColumnPhases::new(w, g.stride[1]);
+    let row_len = phases.row_len();
     let per_channel: Vec<(Vec<f64>, f64)> = (0..channels)
         .into_par_iter()
         .map(|c| {
@@ -70,13 +155,13 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
             let mut bias = 0f64;
             for n in 0..g.batch {
                 let plane = n * channels + c;
-                let x = &x[plane * h * w..][..h * w];
+                let x = phases.split(&x[plane * h * w..][..h * w], h);
                 let grad = &grad[plane * oh * ow..][..oh * ow];
                 bias += grad.iter().map(|&v| v as f64).sum::<f64>();
                 g.for_each_row_tap(|tap, oy, iy, range, start| {
-                    let grad_row = &grad[oy * ow..(oy + 1) * ow][range.clone()];
-                    let input = &x[iy * w..(iy + 1) * w];
-                    sums[tap] += dot_strided(grad_row, input, start, g.stride[1]) as f64;
+                    let grad_row = &grad[oy * ow..(oy + 1) * ow][range];
+                    let input = &x[iy * row_len + phases.offset(start)..][..grad_row.len()];
+                    sums[tap] += dot(grad_row, input) as f64;
                 });
             }
             (sums, bias)
@@ -90,56 +175,52 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
     (weight, bias)
 }
 
-/// `out[j] += value · input[start + j·stride]`.
+/// `out[j] += value · input[j]`.
 #[inline]
-fn axpy_strided(out: &mut [f32], input: &[f32], start: usize, stride: usize, value: f32) {
-    if stride == 1 {
-        let input = &input[start..start + out.len()];
-        for (o, &i) in out.iter_mut().zip(input) {
-            *o += value * i;
-        }
-    } else {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o += value * input[start + j * stride];
-        }
+fn axpy(out: &mut [f32], input: &[f32], value: f32) {
+    for (o, &i) in out.iter_mut().zip(input) {
+        *o += value * i;
     }
 }
 
-/// `dx[start + j·stride] += value · grad[j]`.
+/// `Σ_j a[j] · b[j]`, in eight lanes so it vectorises.
 #[inline]
-fn scatter_strided(dx: &mut [f32], grad: &[f32], start: usize, stride: usize, value: f32) {
-    if stride == 1 {
-        let dx = &mut dx[start..start + grad.len()];
-        for (d, &g) in dx.iter_mut().zip(grad) {
-            *d += value * g;
-        }
-    } else {
-        for (j, &g) in grad.iter().enumerate() {
-            dx[start + j * stride] += value * g;
-        }
-    }
-}
-
-/// `Σ_j grad[j] · input[start + j·stride]`, in eight lanes so it vectorises.
-#[inline]
-fn dot_strided(grad: &[f32], input: &[f32], start: usize, stride: usize) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
-    if stride == 1 {
-        let input = &input[start..start + grad.len()];
-        let mut g_chunks = grad.chunks_exact(8);
-        let mut i_chunks = input.chunks_exact(8);
-        for (g, i) in (&mut g_chunks).zip(&mut i_chunks) {
-            for l in 0..8 {
-                lanes[l] += g[l] * i[l];
-            }
+    let mut a_chunks = a.chunks_exact(8);
+    let mut b_chunks = b.chunks_exact(8);
+    for (x, y) in (&mut a_chunks).zip(&mut b_chunks) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
         }
-        for (g, i) in g_chunks.remainder().iter().zip(i_chunks.remainder()) {
-            lanes[0] += g * i;
-        }
-    } else {
-        for (j, &g) in grad.iter().enumerate() {
-            lanes[j % 8] += g * input[start + j * stride];
-        }
+    }
+    for (x, y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+        lanes[0] += x * y;
     }
     lanes.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColumnPhases;
+
+    #[test]
+    fn regrouped_columns_turn_strided_walks_into_slices_and_merge_back() {
+        // Two rows of 5 columns, stride 2: phases [0, 2, 4] and [1, 3] (padded to 3).
+        let plane: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let phases = ColumnPhases::new(5, 2);
+        let split = phases.split(&plane, 2);
+        assert_eq!(&split[..6], &[0.0, 2.0, 4.0, 1.0, 3.0, 0.0]);
+        // The walk 1, 3 of row 1 (values 6, 8) is one slice.
+        let row = &split[phases.row_len()..];
+        assert_eq!(&row[phases.offset(1)..][..2], &[6.0, 8.0]);
+        let mut back = vec![0.0; 10];
+        phases.merge(&split, &mut back);
+        assert_eq!(back, plane);
+        // Stride 1 borrows the plane.
+        assert!(matches!(
+            ColumnPhases::new(5, 1).split(&plane, 2),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }
