@@ -71,6 +71,8 @@ pub mod design;
 #[cfg(feature = "download")]
 pub mod download;
 pub mod efficientnet;
+#[cfg(feature = "flex")]
+mod flex_slices;
 pub mod imagenet_resnet;
 mod init;
 pub mod mlp;

@@ -4,7 +4,7 @@
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DispatchKindConversion, DispatchTensor, TensorMetadata};
-use burn::tensor::{DType, Tensor, TensorData, ops::ConvOptions};
+use burn::tensor::{DType, Tensor, ops::ConvOptions};
 use burn_autodiff::Autodiff;
 use burn_autodiff::NodeId;
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -15,6 +15,7 @@ use burn_flex::{Flex, FlexTensor};
 
 use super::geometry::ConvGeometry;
 use super::{dense, depthwise};
+use crate::flex_slices::{contiguous, tensor, values};
 
 type Ad = Autodiff<Flex>;
 
@@ -212,23 +213,4 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Op
         return None;
     }
     ConvGeometry::new(x.shape().dims(), weight.shape().dims(), options)
-}
-
-/// The tensor with a contiguous, offset-free layout (a copy only when it has none).
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-/// The values of a contiguous `f32` tensor.
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("kiln conv: tensor made contiguous f32 before reading")
-}
-
-fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }

@@ -5,7 +5,7 @@
 use burn::backend::TensorMetadata;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, DispatchKindConversion, DispatchTensor};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::NodeId;
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -15,6 +15,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 
 use super::kernels::{self, BatchStatistics, ChannelLayout};
+use crate::flex_slices::{contiguous, tensor, values};
 
 type Ad = Autodiff<Flex>;
 
@@ -241,23 +242,4 @@ impl Backward<Flex, 3> for NormBackward {
 
 fn layout(x: &FlexTensor) -> Option<ChannelLayout> {
     ChannelLayout::of(&x.shape().to_vec())
-}
-
-/// The tensor with a contiguous, offset-free layout (a copy only when it has none).
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-/// The values of a contiguous `f32` tensor.
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("kiln norm: tensor made contiguous f32 before reading")
-}
-
-fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
