@@ -65,25 +65,16 @@ pub(super) fn batch_norm_train<const D: usize>(
         inv_std,
     };
     let channels = layout.channels;
-    let output = match NormBackward
-        .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_id = prep.checkpoint(&x);
-            prep.finish(
-                NormState::Train {
-                    x: x_id,
-                    layout,
-                    gamma: gamma_values,
-                    stats,
-                },
-                output,
-            )
-        }
-        OpsKind::UnTracked(prep) => prep.finish(output),
-    };
+    let output = record(
+        [&x, &gamma, &beta],
+        |x| NormState::Train {
+            x,
+            layout,
+            gamma: gamma_values,
+            stats,
+        },
+        output,
+    );
     let statistic = |v: Vec<f32>| {
         Tensor::from_primitive::<Ad>(<Ad as AutodiffBackend>::from_inner(tensor(
             v,
@@ -118,22 +109,15 @@ pub(super) fn channel_affine<const D: usize>(
             ),
             x.primitive().shape().to_vec(),
         );
-        let output = match NormBackward
-            .prepare::<NoCheckpointing>([x.node(), scale.node(), shift.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_id = prep.checkpoint(&x);
-                let state = NormState::Affine {
-                    x: x_id,
-                    layout,
-                    scale: scale_values,
-                };
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
+        let output = record(
+            [&x, &scale, &shift],
+            |x| NormState::Affine {
+                x,
+                layout,
+                scale: scale_values,
+            },
+            output,
+        );
         return Some(Tensor::from_primitive::<Ad>(output));
     }
     let [x, scale, shift] = primitives::<Flex, D>(x, scale, shift)?;
@@ -144,6 +128,26 @@ pub(super) fn channel_affine<const D: usize>(
         out,
         x.shape().to_vec(),
     )))
+}
+
+/// `output` as a [`NormBackward`] node whose parents are `x` and the two per-channel tensors;
+/// when a gradient is wanted, `state` receives the input's checkpoint.
+fn record(
+    [x, first, second]: [&FloatTensor<Ad>; 3],
+    state: impl FnOnce(NodeId) -> NormState,
+    output: FlexTensor,
+) -> FloatTensor<Ad> {
+    match NormBackward
+        .prepare::<NoCheckpointing>([x.node(), first.node(), second.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let input = prep.checkpoint(x);
+            prep.finish(state(input), output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
 }
 
 /// The three tensors as backend `B`'s `f32` primitives, when all of them live on `B`.
