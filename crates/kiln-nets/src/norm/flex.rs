@@ -56,10 +56,7 @@ pub(super) fn batch_norm_train<const D: usize>(
         .zip(&mean)
         .map(|((b, s), m)| b - s * m)
         .collect();
-    let output = tensor(
-        kernels::affine(&layout, values(&input), &scale, &shift),
-        x.primitive().shape().to_vec(),
-    );
+    let output = affine(&input, &layout, &scale, &shift);
     let stats = BatchStatistics {
         mean: mean.clone(),
         inv_std,
@@ -100,15 +97,7 @@ pub(super) fn channel_affine<const D: usize>(
         let input = contiguous(x.primitive().clone());
         let scale_values = values(&contiguous(scale.primitive().clone())).to_vec();
         let shift_values = contiguous(shift.primitive().clone());
-        let output = tensor(
-            kernels::affine(
-                &layout,
-                values(&input),
-                &scale_values,
-                values(&shift_values),
-            ),
-            x.primitive().shape().to_vec(),
-        );
+        let output = affine(&input, &layout, &scale_values, values(&shift_values));
         let output = record(
             [&x, &scale, &shift],
             |x| NormState::Affine {
@@ -123,11 +112,16 @@ pub(super) fn channel_affine<const D: usize>(
     let [x, scale, shift] = primitives::<Flex, D>(x, scale, shift)?;
     let layout = layout(&x)?;
     let (x, scale, shift) = (contiguous(x), contiguous(scale), contiguous(shift));
-    let out = kernels::affine(&layout, values(&x), values(&scale), values(&shift));
-    Some(Tensor::from_primitive::<Flex>(tensor(
-        out,
+    let output = affine(&x, &layout, values(&scale), values(&shift));
+    Some(Tensor::from_primitive::<Flex>(output))
+}
+
+/// [`kernels::affine`] of a contiguous input, as a tensor of the input's shape.
+fn affine(x: &FlexTensor, layout: &ChannelLayout, scale: &[f32], shift: &[f32]) -> FlexTensor {
+    tensor(
+        kernels::affine(layout, values(x), scale, shift),
         x.shape().to_vec(),
-    )))
+    )
 }
 
 /// `output` as a [`NormBackward`] node whose parents are `x` and the two per-channel tensors;
