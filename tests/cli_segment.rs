@@ -69,7 +69,8 @@ fn config(root: &Path, variant: &str) -> PathBuf {
         &path,
         format!(
             r#"seed = 1
-eval_batch = 2
+# The training batch, so that the final scoring repeats the last validation exactly.
+eval_batch = 4
 pictured = 2
 [fcn]
 variant = "{variant}"
@@ -100,6 +101,16 @@ fn segment(args: &[&str], cache: &Path) -> std::process::Output {
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The validation mIoU of a run's last epoch in its `metrics.jsonl`.
+fn last_val_miou(run: &Path) -> f64 {
+    let log = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|record| record["val_miou"].as_f64())
+        .last()
+        .unwrap_or_else(|| panic!("no val_miou in {log}"))
 }
 
 /// `kiln-segment train` with `extra` flags, then the data, config and output flags.
@@ -147,6 +158,9 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
     assert_eq!(metrics["class_iou"].as_array().unwrap().len(), 11);
     let epochs = fs::read_to_string(run32.join("metrics.jsonl")).unwrap();
     assert_eq!(epochs.matches("\"val_miou\"").count(), 2, "{epochs}");
+    // The run reports its final weights (`checkpoint = "last"` by default): the score is the
+    // last epoch's validation, whichever epoch scored best.
+    assert_eq!(miou, last_val_miou(&run32), "{epochs}");
     // The grid: photo | truth | prediction for the 2 pictured images, 4-pixel gaps.
     let grid = image::open(run32.join("predictions.png")).unwrap();
     assert_eq!(
@@ -154,11 +168,18 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
         (3 * WIDTH + 16, 2 * HEIGHT + 12)
     );
 
-    // FCN-16s from the trained 32s.
+    // FCN-16s from the trained 32s, evaluated with the mirror images too.
     let run16 = tmp.path().join("run16");
+    let config16 = config(tmp.path(), "16s");
+    let text16 = fs::read_to_string(&config16).unwrap();
+    fs::write(
+        &config16,
+        text16.replace("[train]\n", "[train]\ntta = \"mirror\"\n"),
+    )
+    .unwrap();
     let out = train(
         &data,
-        &config(tmp.path(), "16s"),
+        &config16,
         &run16,
         &["--init", run32.to_str().unwrap()],
     );
@@ -169,6 +190,10 @@ fn fcn_32s_trains_grows_to_16s_scores_and_predicts() {
         text(&out)
     );
     assert!(text(&out).contains("FCN-16s on 4 images"));
+    let miou16 = json(&run16.join("metrics.json"))["metrics"]["mean_iou"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(miou16, last_val_miou(&run16));
 
     // eval on the training split writes its own metrics.
     let eval_dir = tmp.path().join("eval");

@@ -1,9 +1,9 @@
 //! `kiln-segment`: semantic segmentation with FCNs on a pretrained backbone.
 //!
 //! - `kiln-segment train --config configs/camvid-fcn32s.toml --data DATA` trains the config's
-//!   FCN (16s and 8s start from a trained coarser run: `--init RUN`), then scores the best
-//!   checkpoint on the validation split and writes `metrics.json`, `confusion.png` and
-//!   `predictions.png`;
+//!   FCN (16s and 8s start from a trained coarser run: `--init RUN`), then scores the
+//!   checkpoint the config reports (`checkpoint`: the last epoch's, or the best on validation)
+//!   on the validation split and writes `metrics.json`, `confusion.png` and `predictions.png`;
 //! - `kiln-segment eval --run RUN --data DATA [--split val]` scores a trained run on a split;
 //! - `kiln-segment predict --run RUN IMAGE…` writes colour masks, overlays and class-id PNGs.
 

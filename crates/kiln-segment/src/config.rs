@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use kiln_data::augment::TransformConfig;
 use kiln_nets::download::BackboneConfig;
+use kiln_train::classify::Tta;
 use kiln_train::trainer::TrainSettings;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,20 @@ pub enum Balance {
     MedianFrequency,
 }
 
+/// Which of a run's checkpoints it reports, evaluates and predicts with, and hands to a run
+/// that starts from it (`init`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checkpoint {
+    /// The weights of the final epoch. Nothing is chosen on the validation images, so their
+    /// score estimates the score on unseen images (torchvision's references report this one).
+    #[default]
+    Last,
+    /// The epoch with the highest validation mIoU: a choice made on the images it is then
+    /// scored on, optimistic when no separate test split exists.
+    Best,
+}
+
 /// A whole `kiln-segment train` config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,9 +77,12 @@ pub struct SegmentConfig {
     pub backbone: BackboneConfig,
     /// The FCN head.
     pub fcn: FcnConfig,
-    /// A trained FCN run directory whose best checkpoint this run starts from (FCN-16s from a
-    /// 32s, 8s from a 16s); `--init` overrides it. Unset: the backbone's weights and new heads.
+    /// A trained FCN run directory this run starts from (FCN-16s from a 32s, 8s from a 16s),
+    /// with that run's `checkpoint`; `--init` overrides it. Unset: the backbone's weights and
+    /// new heads.
     pub init: Option<PathBuf>,
+    /// The checkpoint the run reports and hands on.
+    pub checkpoint: Checkpoint,
     /// Class weights of the loss.
     pub balance: Balance,
     /// Images per evaluation step.
@@ -85,6 +103,7 @@ impl Default for SegmentConfig {
             backbone: BackboneConfig::default(),
             fcn: FcnConfig::default(),
             init: None,
+            checkpoint: Checkpoint::default(),
             balance: Balance::default(),
             eval_batch: 4,
             pictured: 6,
@@ -128,6 +147,12 @@ impl SegmentConfig {
                 ),
             ));
         }
+        if self.train.tta == Tta::MirrorTranslate {
+            return Err(SegmentError::invalid(
+                "[train] tta",
+                "segmentation averages the image with its mirror image only: use \"mirror\" or \"none\"",
+            ));
+        }
         self.train
             .validate()
             .map_err(|e| SegmentError::invalid("[train]", e.to_string()))?;
@@ -156,6 +181,13 @@ mod tests {
         let mut c = ok.clone();
         c.data.val_split = "train".into();
         assert!(c.validate().unwrap_err().to_string().contains("val_split"));
+        let mut c = ok.clone();
+        c.train.tta = Tta::MirrorTranslate;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("[train] tta") && err.contains("mirror"),
+            "{err}"
+        );
         let mut c = ok;
         c.fcn.dropout = 1.5;
         assert!(
@@ -185,6 +217,13 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.fcn.variant, crate::fcn::FcnVariant::Fcn16s);
         assert_eq!(config.data.classes.len(), 2);
+        assert_eq!(
+            config.checkpoint,
+            Checkpoint::Last,
+            "the default reports the last epoch"
+        );
+        let best: SegmentConfig = toml::from_str("checkpoint = \"best\"").unwrap();
+        assert_eq!(best.checkpoint, Checkpoint::Best);
         let again: SegmentConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
         assert_eq!(again, config);
     }

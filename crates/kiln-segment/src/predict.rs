@@ -37,8 +37,13 @@ fn save_ids(ids: &[u8], width: usize, height: usize, path: &Path) -> Result<()> 
     Ok(())
 }
 
-/// The predicted class of each pixel of `photo`.
-pub fn segment_photo(model: &crate::fcn::Fcn, photo: Image, device: &Device) -> Result<Vec<u8>> {
+/// The predicted class of each pixel of `photo` (`mirror`: average with the mirror image's).
+pub fn segment_photo(
+    model: &crate::fcn::Fcn,
+    photo: Image,
+    mirror: bool,
+    device: &Device,
+) -> Result<Vec<u8>> {
     let (width, height) = (photo.width, photo.height);
     let item = SegmentationItem {
         image: photo,
@@ -50,7 +55,7 @@ pub fn segment_photo(model: &crate::fcn::Fcn, photo: Image, device: &Device) -> 
         name: String::new(),
     };
     let batch = SegmentationBatcher::default().batch(vec![item], device);
-    let mut predicted = predict_batch(model, batch.images, &[[width, height]])?;
+    let mut predicted = predict_batch(model, batch.images, &[[width, height]], mirror)?;
     Ok(predicted.remove(0))
 }
 
@@ -66,12 +71,13 @@ pub fn predict_files(
     let (config, model) = load_run(run_dir, device)?;
     let model = model.valid();
     let classes: &ClassList = &config.data.classes;
+    let mirror = config.train.tta == kiln_train::classify::Tta::Mirror;
     std::fs::create_dir_all(out).map_err(|e| SegmentError::io(out, e))?;
     let mut written = Vec::new();
     for path in images {
         let photo = decode_image(path, None)?.to_rgb();
         let (w, h) = (photo.width, photo.height);
-        let ids = segment_photo(&model, photo.clone(), device)?;
+        let ids = segment_photo(&model, photo.clone(), mirror, device)?;
         let stem = path
             .file_stem()
             .unwrap_or_default()

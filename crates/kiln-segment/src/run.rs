@@ -1,6 +1,6 @@
 //! A segmentation run from start to end: read and check the data, weigh the classes, build or
-//! grow the FCN, train it in kiln-train's loop, and score the best checkpoint on the validation
-//! split (`metrics.json`, `confusion.png`, `predictions.png`). Also scoring and loading a
+//! grow the FCN, train it in kiln-train's loop, and score the checkpoint the config reports (the
+//! last epoch's, or the best on validation) on the validation split (`metrics.json`, `confusion.png`, `predictions.png`). Also scoring and loading a
 //! finished run.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::Device;
+use kiln_train::classify::Tta;
 use kiln_train::trainer::{FitData, fit};
 use kiln_train::{Progress, RunDir};
 use serde::Serialize;
@@ -17,7 +18,7 @@ use serde_json::json;
 
 use crate::balance::ClassPixels;
 use crate::batch::{SegmentationBatcher, SegmentationItem};
-use crate::config::{Balance, SegmentConfig};
+use crate::config::{Balance, Checkpoint, SegmentConfig};
 use crate::data::{find_root, read_split};
 use crate::dataset::decode_split;
 use crate::fcn::Fcn;
@@ -78,7 +79,7 @@ pub fn run_config(run: &RunDir) -> Result<SegmentConfig> {
     })
 }
 
-/// The trained FCN of the run at `dir` (its best checkpoint) and the run's config.
+/// The trained FCN of the run at `dir` (the checkpoint its config reports) and the run's config.
 pub fn load_run(dir: &Path, device: &Device) -> Result<(SegmentConfig, Fcn)> {
     let run = RunDir::open(dir)?;
     let config = run_config(&run)?;
@@ -87,7 +88,11 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(SegmentConfig, Fcn)> {
         config.data.classes.len(),
         device,
     )?;
-    let model = kiln_train::load_module(shape, &run.best_checkpoint()?)?;
+    let checkpoint = match config.checkpoint {
+        Checkpoint::Last => run.last_checkpoint()?,
+        Checkpoint::Best => run.best_checkpoint()?,
+    };
+    let model = kiln_train::load_module(shape, &checkpoint)?;
     Ok((config, model))
 }
 
@@ -234,11 +239,12 @@ pub fn task(
         weights,
         pictures,
         pictured: config.pictured,
+        mirror: config.train.tta == Tta::Mirror,
     }
 }
 
-/// Trains `config` on `data.train`, picks the checkpoint by validation mIoU, scores it on
-/// `data.val` and writes the run's pictures and `metrics.json`. `None` when training was paused
+/// Trains `config` on `data.train`, scores the checkpoint it reports (the final weights, or
+/// the epoch of highest validation mIoU) on `data.val` and writes the run's pictures and `metrics.json`. `None` when training was paused
 /// (`pause_after`).
 pub fn train_and_evaluate(
     config: &SegmentConfig,
@@ -284,7 +290,10 @@ pub fn train_and_evaluate(
         return Ok(None);
     }
     let train_seconds = started.elapsed().as_secs_f64();
-    let model = run.best_or(model)?;
+    let model = match config.checkpoint {
+        Checkpoint::Last => model,
+        Checkpoint::Best => run.best_or(model)?,
+    };
     let (scored, rate) = score_items(&task, &model, &val, config.eval_batch, device)?;
     let report = report(&task, &scored, &model, rate, train_seconds, run.path())?;
     run.metrics().append(&json!({ "val": &report }))?;

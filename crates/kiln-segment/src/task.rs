@@ -28,16 +28,29 @@ pub struct SegmentTask {
     pub pictures: Option<PathBuf>,
     /// Validation images drawn in `predictions.png`.
     pub pictured: usize,
+    /// Evaluations average the logits of each image and of its mirror image (mirrored back).
+    pub mirror: bool,
 }
 
-/// The predicted class of every pixel of each item of a batch, cropped to the item's size.
+/// The logits a trained FCN is scored and predicts with: `model`'s, averaged with those of the
+/// mirror images (mirrored back) when `mirror` is set (test-time augmentation).
+pub fn eval_logits(model: &Fcn, images: Tensor<4>, mirror: bool) -> Tensor<4> {
+    if !mirror {
+        return model.forward(images);
+    }
+    let mirrored = model.forward(images.clone().flip([3])).flip([3]);
+    (model.forward(images) + mirrored).mul_scalar(0.5)
+}
+
+/// The predicted class of every pixel of each item of a batch, cropped to the item's size
+/// (`mirror`: see [`eval_logits`]).
 pub fn predict_batch(
     model: &Fcn,
     images: Tensor<4>,
     sizes: &[[usize; 2]],
+    mirror: bool,
 ) -> TrainResult<Vec<Vec<u8>>> {
-    let logits = model.forward(images);
-    classes_of(logits, sizes)
+    classes_of(eval_logits(model, images, mirror), sizes)
 }
 
 /// Argmax over classes of `logits` `[batch, classes, h, w]`, each item cropped to its
@@ -116,7 +129,7 @@ impl SegmentTask {
         for batch in batches {
             let batch = batch?;
             let device = batch.images.device();
-            let logits = model.forward(batch.images);
+            let logits = eval_logits(model, batch.images, self.mirror);
             let loss = pixel_cross_entropy(logits.clone(), batch.targets, self.weights_on(&device));
             scored.loss += f64::from(loss.into_scalar::<f32>());
             batches_seen += 1;
@@ -210,6 +223,62 @@ impl Task for SegmentTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fcn::{FcnConfig, FcnVariant};
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution};
+    use kiln_nets::Architecture;
+
+    /// An FCN-8s on a random backbone with random (not zero) score layers.
+    fn scoring_fcn(device: &Device) -> Fcn {
+        let backbone = Architecture::parse("efficientnet-lite0")
+            .unwrap()
+            .init(3, device);
+        let mut net = FcnConfig {
+            variant: FcnVariant::Fcn8s,
+            ..FcnConfig::default()
+        }
+        .init(backbone, 4, device)
+        .unwrap();
+        let random = |w: Tensor<4>| w.random_like(Distribution::Normal(0.0, 0.5));
+        net.score32.weight = net.score32.weight.map(random);
+        if let Some(s) = net.score8.as_mut() {
+            s.weight = s.weight.clone().map(random);
+        }
+        net.valid()
+    }
+
+    #[test]
+    fn mirror_evaluation_is_the_mean_of_both_views_and_mirror_symmetric() {
+        let device = Device::flex();
+        let net = scoring_fcn(&device);
+        let images = Tensor::<4>::random([2, 3, 64, 96], Distribution::Normal(0.0, 1.0), &device);
+        let plain = eval_logits(&net, images.clone(), false);
+        let both = eval_logits(&net, images.clone(), true);
+        let flipped = eval_logits(&net, images.clone().flip([3]), false).flip([3]);
+        // The network alone is not mirror symmetric, so the two views differ …
+        let gap = (plain.clone() - flipped.clone())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(gap > 1e-3, "views differ by {gap}");
+        // … and the evaluation is their mean, aligned pixel by pixel.
+        (plain + flipped)
+            .mul_scalar(0.5)
+            .into_data()
+            .assert_approx_eq::<f32>(&both.clone().into_data(), Default::default());
+        // Evaluating the mirror image gives the mirrored logits.
+        eval_logits(&net, images.flip([3]), true)
+            .flip([3])
+            .into_data()
+            .assert_approx_eq::<f32>(&both.into_data(), Default::default());
+        // Predictions are cropped to each item's size.
+        let sizes = [[90, 60], [96, 64]];
+        let images = Tensor::<4>::random([2, 3, 64, 96], Distribution::Normal(0.0, 1.0), &device);
+        let predicted = predict_batch(&net, images, &sizes, true).unwrap();
+        assert_eq!(predicted[0].len(), 90 * 60);
+        assert_eq!(predicted[1].len(), 96 * 64);
+        assert!(predicted.iter().flatten().all(|&c| c < 4));
+    }
 
     #[test]
     fn pictures_are_spread_over_the_images() {

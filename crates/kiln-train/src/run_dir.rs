@@ -138,6 +138,20 @@ impl RunDir {
             })
     }
 
+    /// The weights a run ended with, `last.bpk` (after its final epoch, or the epoch it was
+    /// paused after); an error naming the folder when it is not there.
+    pub fn last_checkpoint(&self) -> Result<PathBuf> {
+        let path = self.root.join("checkpoints").join("last.bpk");
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(TrainError::Format {
+                path,
+                reason: "no last checkpoint: train the run first (or resume it)".into(),
+            })
+        }
+    }
+
     /// `model` with the run's `best.bpk` loaded when training wrote one (it validated), else
     /// `model` itself (the final weights): what a run reports at its end.
     pub fn best_or<M: burn::module::Module>(&self, model: M) -> Result<M> {

@@ -43,7 +43,8 @@ pub struct TrainSettings {
     pub freeze: Vec<FreezeRule>,
     /// Weight-averaging lookahead (off when absent).
     pub lookahead: Option<LookaheadSettings>,
-    /// Test-time augmentation of a classifier's final test score ([`crate::classify::evaluate`]).
+    /// Test-time augmentation: of a classifier's final test score
+    /// ([`crate::classify::evaluate`]); of every evaluation of a segmentation run (mirror only).
     pub tta: Tta,
     /// Steps between update-to-weight ratio measurements (0 disables them).
     pub monitor_every: usize,
