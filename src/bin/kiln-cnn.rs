@@ -16,21 +16,20 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use kiln::cli::{self, CommonArgs, TrainArgs};
-use kiln::cnn::{CnnRunConfig, geometry_of};
-use kiln_data::{ClassificationBatcher, ImageSet, Normalization};
+use kiln::cnn::CnnRunConfig;
+use kiln::cnn::bench::{BenchNet, training_speed};
+use kiln::cnn::ensemble::{Checkpoint, test_ensemble};
+use kiln_data::ImageSet;
 use kiln_nets::design::compare;
-use kiln_nets::{AirbenchConfig, ConvNetConfig, Geometry, trainable_params};
-use kiln_train::bench::{BenchShape, training_images_per_sec};
-use kiln_train::classify::ensemble::{self, Ensemble};
+use kiln_nets::{Geometry, trainable_params};
+use kiln_train::RunDir;
 use kiln_train::classify::sanity::sanity_check;
 use kiln_train::classify::{PreparedData, subset_for_search};
-use kiln_train::optim::OptimizerConfig;
 use kiln_train::search::lr_weight_decay_search;
-use kiln_train::{RunDir, load_module};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -78,8 +77,8 @@ struct EnsembleArgs {
     #[arg(required = true, num_args = 1..)]
     runs: Vec<PathBuf>,
     /// Which checkpoint of each run.
-    #[arg(long, value_enum, default_value_t = Which::Best)]
-    checkpoint: Which,
+    #[arg(long, value_enum, default_value_t = Checkpoint::Best)]
+    checkpoint: Checkpoint,
     /// Dataset with the test split (default: the first run's).
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
@@ -89,20 +88,6 @@ struct EnsembleArgs {
     /// Run directory for the results.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Which {
-    Best,
-    Last,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum BenchNet {
-    /// conv-BN-ReLU-pool × 3 (64/128/256) + linear: the convolution issue's net.
-    Benchmark,
-    /// The airbench94 network (64/256/256).
-    Airbench,
 }
 
 #[derive(Args, Debug)]
@@ -291,89 +276,40 @@ fn search(args: TrainArgs) -> Result<()> {
 
 fn ensemble(args: EnsembleArgs) -> Result<()> {
     let device = kiln::backend::device(args.device.as_deref())?;
-    let mut configs = Vec::new();
-    for dir in &args.runs {
-        let run = RunDir::open(dir)?;
-        let config: CnnRunConfig = cli::load_config(Some(&run.file("config.toml")))?;
-        configs.push((run, config));
+    let scores = test_ensemble(&args.runs, args.data.as_deref(), args.checkpoint, &device)?;
+    for member in &scores.members {
+        println!(
+            "{}: test {:.2} %",
+            member.run.display(),
+            100.0 * member.accuracy
+        );
     }
-    let first_data = configs[0].1.data.clone();
-    let (path, data) = cli::open_data(args.data.as_deref(), first_data.as_deref(), None)?;
-    let test = cli::require_test(&data, &path)?;
-    let geometry = geometry_of(&data.train);
-    let name = match args.checkpoint {
-        Which::Best => "best.bpk",
-        Which::Last => "last.bpk",
-    };
-    let mut combined = Ensemble::default();
-    let mut members = Vec::new();
-    for (run, config) in &configs {
-        let checkpoint = run.path().join("checkpoints").join(name);
-        if !checkpoint.exists() {
-            bail!(
-                "{} does not exist; train the run first or pick --checkpoint last",
-                checkpoint.display()
-            );
-        }
-        let normalization = Normalization::load(&run.file("normalization.json"))?;
-        // Whitening filters come from the checkpoint, so none are fitted here.
-        let net = load_module(config.model.build(geometry, None, &device)?, &checkpoint)?;
-        let batcher = ClassificationBatcher::new(normalization);
-        let p = ensemble::probabilities(&net, &test, &batcher, config.train.tta, &device)?;
-        let acc = ensemble::accuracy(&p, &test.labels, geometry.classes);
-        println!("{}: test {:.2} %", run.path().display(), 100.0 * acc);
-        combined.add(&p)?;
-        members.push(json!({"run": run.path(), "test_accuracy": acc}));
-    }
-    let accuracy = combined.accuracy(&test.labels, geometry.classes);
+    let name = args.checkpoint.file_name();
     println!(
-        "ensemble of {} ({} checkpoints, averaged probabilities): test {:.2} %",
-        configs.len(),
-        name,
-        100.0 * accuracy
+        "ensemble of {} ({name} checkpoints, averaged probabilities): test {:.2} %",
+        scores.members.len(),
+        100.0 * scores.accuracy
     );
     let out = cli::create_run(
         args.out.as_deref(),
         "kiln-cnn-ensemble",
         &json!({"runs": args.runs, "checkpoint": name}),
     )?;
+    let members: Vec<_> = scores
+        .members
+        .iter()
+        .map(|m| json!({"run": m.run, "test_accuracy": m.accuracy}))
+        .collect();
     out.metrics()
-        .append(&json!({"members": members, "ensemble_test_accuracy": accuracy}))?;
+        .append(&json!({"members": members, "ensemble_test_accuracy": scores.accuracy}))?;
     println!("run directory {}", out.path().display());
     Ok(())
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
     let name = args.device.clone().unwrap_or_else(|| "auto".into());
-    let device = kiln::backend::device(args.device.as_deref())?.autodiff();
-    device.seed(0);
-    let shape = BenchShape {
-        batch: args.batch,
-        image: [3, 32, 32],
-        classes: 10,
-        warmup: args.warmup,
-        steps: args.steps,
-    };
-    let nesterov = OptimizerConfig {
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 5e-4,
-        ..Default::default()
-    };
-    let per_sec = match args.net {
-        BenchNet::Benchmark => training_images_per_sec(
-            ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device),
-            &nesterov,
-            shape,
-            &device,
-        ),
-        BenchNet::Airbench => training_images_per_sec(
-            AirbenchConfig::new().init(&device),
-            &nesterov,
-            shape,
-            &device,
-        ),
-    }?;
+    let device = kiln::backend::device(args.device.as_deref())?;
+    let per_sec = training_speed(args.net, args.batch, args.steps, args.warmup, &device)?;
     println!(
         "{:?} net, batch {}, device {name} ({:?}): {per_sec:.0} training images/s",
         args.net,

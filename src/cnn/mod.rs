@@ -1,5 +1,8 @@
 //! The config of a `kiln-cnn` run: data split, network (`[model]`), training, augmentation and
-//! search, as written in TOML.
+//! search, as written in TOML; and what `kiln-cnn ensemble` and `kiln-cnn bench` compute.
+
+pub mod bench;
+pub mod ensemble;
 
 use std::path::PathBuf;
 

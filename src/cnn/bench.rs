@@ -1,0 +1,61 @@
+//! `kiln-cnn bench`: training images per second of the convolution benchmark nets, with the
+//! update rule of their PyTorch anchor (`benches/bench_net_torch.py`).
+
+use anyhow::Result;
+use burn::tensor::Device;
+use clap::ValueEnum;
+
+use kiln_nets::{AirbenchConfig, ConvNetConfig};
+use kiln_train::bench::{BenchShape, training_images_per_sec};
+use kiln_train::optim::OptimizerConfig;
+
+/// The networks `kiln-cnn bench` times, on 32×32 RGB images and 10 classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchNet {
+    /// conv-BN-ReLU-pool × 3 (64/128/256) + linear: the convolution issue's net.
+    Benchmark,
+    /// The airbench94 network (64/256/256).
+    Airbench,
+}
+
+/// Training images per second of `net` on `device` at `batch` images a step: `steps` timed
+/// steps after `warmup` untimed ones (kernel compilation, allocator warm-up), SGD with
+/// Nesterov momentum 0.9 and weight decay 5e-4, seed 0.
+pub fn training_speed(
+    net: BenchNet,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    device: &Device,
+) -> Result<f64> {
+    let device = device.clone().autodiff();
+    device.seed(0);
+    let shape = BenchShape {
+        batch,
+        image: [3, 32, 32],
+        classes: 10,
+        warmup,
+        steps,
+    };
+    let nesterov = OptimizerConfig {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 5e-4,
+        ..Default::default()
+    };
+    let per_sec = match net {
+        BenchNet::Benchmark => training_images_per_sec(
+            ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device),
+            &nesterov,
+            shape,
+            &device,
+        ),
+        BenchNet::Airbench => training_images_per_sec(
+            AirbenchConfig::new().init(&device),
+            &nesterov,
+            shape,
+            &device,
+        ),
+    }?;
+    Ok(per_sec)
+}
