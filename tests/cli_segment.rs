@@ -107,9 +107,9 @@ fn json(path: &Path) -> serde_json::Value {
 fn last_val_miou(run: &Path) -> f64 {
     let log = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     log.lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|record| record["val_miou"].as_f64())
-        .last()
+        .find_map(|record| record["val_miou"].as_f64())
         .unwrap_or_else(|| panic!("no val_miou in {log}"))
 }
 

@@ -23,7 +23,8 @@ pub struct DataConfig {
     pub path: Option<PathBuf>,
     /// The split trained on.
     pub train_split: String,
-    /// The split that picks the best checkpoint and is reported.
+    /// The split scored after every epoch and reported (and, with `checkpoint = "best"`, the
+    /// one that picks the checkpoint).
     pub val_split: String,
     /// The classes (id = position) and the ignored label value (default: CamVid's 11 and void).
     pub classes: ClassList,

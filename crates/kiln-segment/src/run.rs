@@ -1,7 +1,7 @@
 //! A segmentation run from start to end: read and check the data, weigh the classes, build or
-//! grow the FCN, train it in kiln-train's loop, and score the checkpoint the config reports (the
-//! last epoch's, or the best on validation) on the validation split (`metrics.json`, `confusion.png`, `predictions.png`). Also scoring and loading a
-//! finished run.
+//! grow the FCN, train it in kiln-train's loop, and score the checkpoint the config reports
+//! (the last epoch's, or the best on validation) on the validation split (`metrics.json`,
+//! `confusion.png`, `predictions.png`). Also scoring and loading a finished run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

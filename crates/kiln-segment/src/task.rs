@@ -1,5 +1,5 @@
 //! FCN training in kiln-train's loop: the weighted pixel cross-entropy as the loss, and an
-//! evaluation that fills one confusion matrix (mean IoU picks the best checkpoint) and, when
+//! evaluation that fills one confusion matrix (its mean IoU is the run's score) and, when
 //! asked, draws `confusion.png` and `predictions.png` each time it runs.
 
 use std::path::PathBuf;
