@@ -213,14 +213,17 @@ mod tests {
         }
         assert!(toml::from_str::<CnnRunConfig>("[model]\ntype = \"vgg\"\n").is_err());
         for (name, text) in [
-            ("cifar10-cnn", include_str!("../configs/cifar10-cnn.toml")),
+            (
+                "cifar10-cnn",
+                include_str!("../../configs/cifar10-cnn.toml"),
+            ),
             (
                 "cifar10-airbench",
-                include_str!("../configs/cifar10-airbench.toml"),
+                include_str!("../../configs/cifar10-airbench.toml"),
             ),
             (
                 "fashion-mnist-cnn",
-                include_str!("../configs/fashion-mnist-cnn.toml"),
+                include_str!("../../configs/fashion-mnist-cnn.toml"),
             ),
         ] {
             let config = parse_valid(name, text);
@@ -235,11 +238,11 @@ mod tests {
         for (name, text) in [
             (
                 "cifar10-cnn-100",
-                include_str!("../configs/cifar10-cnn-100.toml"),
+                include_str!("../../configs/cifar10-cnn-100.toml"),
             ),
             (
                 "fashion-mnist-cnn-100",
-                include_str!("../configs/fashion-mnist-cnn-100.toml"),
+                include_str!("../../configs/fashion-mnist-cnn-100.toml"),
             ),
         ] {
             let config = parse_valid(name, text);

@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use crate::activation::relu6;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -21,7 +22,6 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
     PaddingConfig2d,
 };
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::backbone::{global_average, levels_of_blocks};
@@ -240,14 +240,6 @@ fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
         .init(device)
 }
 
-/// ReLU6, `min(max(x, 0), 6)`, computed as `6 − relu(6 − relu(x))`: Burn's autodiff builds
-/// `clamp` from masks, which on CPU cost more than the convolutions around them, while `relu`
-/// has its own fused kernels forward and backward. Exact at 0 and 6 and outside [0, 6], within
-/// half an ulp of 6 inside.
-pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    relu(relu(x).neg().add_scalar(6.0)).neg().add_scalar(6.0)
-}
-
 /// `conv(x)` with TensorFlow "same" padding: explicit in the layer for stride 1, computed from
 /// the input size otherwise (the odd extra row and column after).
 fn forward_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -454,30 +446,6 @@ impl Backbone for EfficientNetLite {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
-
-    #[test]
-    fn relu6_equals_the_clamp_forward_and_backward() {
-        let device = Device::flex().autodiff();
-        let values = vec![-3.0f32, -0.0, 0.0, 1e-3, 2.5, 5.999, 6.0, 6.5, 1e4];
-        let x = Tensor::<1>::from_floats(values.as_slice(), &device).require_grad();
-        let ours = relu6(x.clone());
-        let clamped = x.clone().clamp(0.0, 6.0);
-        let (a, b) = (
-            ours.clone().into_data().try_to_vec::<f32>().unwrap(),
-            clamped.into_data().try_to_vec::<f32>().unwrap(),
-        );
-        for (u, v) in a.iter().zip(&b) {
-            assert!((u - v).abs() <= 3e-7, "{a:?} vs {b:?}");
-        }
-        let grads = ours.sum().backward();
-        let grad = x
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert_eq!(grad, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
-    }
 
     #[test]
     fn same_padding_matches_tensorflow() {

@@ -18,7 +18,8 @@
 //!   refused with the list of what differs); [`parity`] checks a port against saved outputs.
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
 //! - [`conv`]: the convolution every network above runs, with kiln's own gradients (and
-//!   depthwise kernels) on Burn's Flex CPU backend (the `flex` feature), Burn's elsewhere.
+//!   depthwise kernels) on Burn's Flex CPU backend (the `flex` feature), Burn's elsewhere;
+//!   [`norm`] and [`activation`] do the same for batch normalisation and ReLU6.
 //! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
 //!
 //! The `download` feature adds fetching published weights into a checksummed cache
@@ -60,6 +61,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod airbench;
 pub mod backbone;
 pub mod cifar_resnet;
