@@ -23,12 +23,11 @@ use kiln::cli::{self, CommonArgs, TrainArgs};
 use kiln::cnn::CnnRunConfig;
 use kiln::cnn::bench::{BenchNet, training_speed};
 use kiln::cnn::ensemble::{Checkpoint, test_ensemble};
-use kiln_data::ImageSet;
 use kiln_nets::design::compare;
 use kiln_nets::{Geometry, trainable_params};
 use kiln_train::RunDir;
 use kiln_train::classify::sanity::sanity_check;
-use kiln_train::classify::{PreparedData, subset_for_search};
+use kiln_train::classify::subset_for_search;
 use kiln_train::search::lr_weight_decay_search;
 
 #[derive(Parser, Debug)]
@@ -125,26 +124,10 @@ struct ParamsArgs {
     input: Vec<usize>,
 }
 
-fn load(
-    args: &CommonArgs,
-    config: &mut CnnRunConfig,
-    device: &Device,
-) -> Result<(PreparedData, ImageSet)> {
-    kiln::cnn::require_model_table(args.config.as_deref())?;
-    let (path, data) = cli::open_data(args.data.as_deref(), config.data.as_deref(), None)?;
-    config.data = Some(path.clone());
-    let test = cli::require_test(&data, &path)?;
-    let prepared = config.prepare(data, device).with_context(|| {
-        let file = args.config.as_deref().map(|p| p.display().to_string());
-        format!("config {}", file.unwrap_or_else(|| "(defaults)".into()))
-    })?;
-    Ok((prepared, test))
-}
-
 fn train(args: TrainArgs) -> Result<()> {
     let device = kiln::backend::device(args.common.device.as_deref())?;
     let (mut config, run): (CnnRunConfig, _) = cli::resolve_training(&args)?;
-    let (data, test) = load(&args.common, &mut config, &device)?;
+    let (data, test) = config.load(&args.common, &device)?;
     if data.val_is_test {
         eprintln!(
             "val_images = 0: training on all {} training images; the per-epoch validation columns are the test set",
@@ -198,7 +181,7 @@ fn sanity(args: SanityArgs) -> Result<()> {
     if let Some(seed) = args.common.seed {
         config.seed = seed;
     }
-    let (data, _) = load(&args.common, &mut config, &device)?;
+    let (data, _) = config.load(&args.common, &device)?;
     let t = &data.splits.train;
     let per_class = args.images.div_ceil(t.classes.len()).max(1);
     let indices = kiln_data::split::per_class_subset(&t.labels, per_class, config.seed)?;
@@ -256,7 +239,7 @@ fn search(args: TrainArgs) -> Result<()> {
                 .map_or("the config".into(), |p| p.display().to_string())
         );
     }
-    let (mut data, _) = load(&args.common, &mut config, &device)?;
+    let (mut data, _) = config.load(&args.common, &device)?;
     let spec = config.search.clone();
     data.splits.train = subset_for_search(&data.splits.train, spec.train_images, config.seed)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-cnn-search", &config)?;
@@ -307,14 +290,13 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    let name = args.device.clone().unwrap_or_else(|| "auto".into());
+    let name = args.device.as_deref().unwrap_or("auto");
     let device = kiln::backend::device(args.device.as_deref())?;
     let per_sec = training_speed(args.net, args.batch, args.steps, args.warmup, &device)?;
+    let backends = kiln::backend::compiled_backends();
     println!(
-        "{:?} net, batch {}, device {name} ({:?}): {per_sec:.0} training images/s",
-        args.net,
-        args.batch,
-        kiln::backend::compiled_backends()
+        "{:?} net, batch {}, device {name} ({backends:?}): {per_sec:.0} training images/s",
+        args.net, args.batch
     );
     Ok(())
 }

@@ -6,7 +6,7 @@ pub mod ensemble;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -140,6 +140,25 @@ impl CnnRunConfig {
             device,
             resume,
         )?)
+    }
+
+    /// Opens the data of `args` (or of the config's `data`), checks that the config names its
+    /// network and the data has a test split, and prepares the splits; records the data path in
+    /// the config. Returns the prepared data and the test images.
+    pub fn load(
+        &mut self,
+        args: &crate::cli::CommonArgs,
+        device: &Device,
+    ) -> Result<(PreparedData, ImageSet)> {
+        require_model_table(args.config.as_deref())?;
+        let (path, data) = crate::cli::open_data(args.data.as_deref(), self.data.as_deref(), None)?;
+        self.data = Some(path.clone());
+        let test = crate::cli::require_test(&data, &path)?;
+        let prepared = self.prepare(data, device).with_context(|| {
+            let file = args.config.as_deref().map(|p| p.display().to_string());
+            format!("config {}", file.unwrap_or_else(|| "(defaults)".into()))
+        })?;
+        Ok((prepared, test))
     }
 }
 
