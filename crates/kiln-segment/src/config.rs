@@ -115,6 +115,12 @@ impl Default for SegmentConfig {
 }
 
 impl SegmentConfig {
+    /// Whether evaluation and prediction average each photo with its mirror image
+    /// (`[train] tta = "mirror"`).
+    pub fn mirror_tta(&self) -> bool {
+        self.train.tta == Tta::Mirror
+    }
+
     /// Checks what can be checked before reading data.
     pub fn validate(&self) -> Result<()> {
         self.fcn.validate()?;

@@ -71,7 +71,7 @@ pub fn predict_files(
     let (config, model) = load_run(run_dir, device)?;
     let model = model.valid();
     let classes: &ClassList = &config.data.classes;
-    let mirror = config.train.tta == kiln_train::classify::Tta::Mirror;
+    let mirror = config.mirror_tta();
     std::fs::create_dir_all(out).map_err(|e| SegmentError::io(out, e))?;
     let mut written = Vec::new();
     for path in images {

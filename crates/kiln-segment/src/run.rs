@@ -10,7 +10,6 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::Device;
-use kiln_train::classify::Tta;
 use kiln_train::trainer::{FitData, fit};
 use kiln_train::{Progress, RunDir};
 use serde::Serialize;
@@ -239,13 +238,13 @@ pub fn task(
         weights,
         pictures,
         pictured: config.pictured,
-        mirror: config.train.tta == Tta::Mirror,
+        mirror: config.mirror_tta(),
     }
 }
 
 /// Trains `config` on `data.train`, scores the checkpoint it reports (the final weights, or
-/// the epoch of highest validation mIoU) on `data.val` and writes the run's pictures and `metrics.json`. `None` when training was paused
-/// (`pause_after`).
+/// the epoch of highest validation mIoU) on `data.val` and writes the run's pictures and
+/// `metrics.json`. `None` when training was paused (`pause_after`).
 pub fn train_and_evaluate(
     config: &SegmentConfig,
     data: SegmentationData,
