@@ -205,7 +205,7 @@ impl AirbenchNet {
     fn groups_forward(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
         let mut x = gelu(conv::forward(&self.whiten, images));
         for g in &self.groups {
-            x = self.pool.forward(conv::forward(&g.conv1, x));
+            x = crate::pool::forward(&self.pool, conv::forward(&g.conv1, x));
             x = gelu(crate::norm::forward(&g.norm1, x));
             x = gelu(crate::norm::forward(&g.norm2, conv::forward(&g.conv2, x)));
             keep(&x);

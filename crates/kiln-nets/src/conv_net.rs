@@ -214,7 +214,7 @@ impl ConvNet {
                 x = self.conv_block(layer, x);
                 layer += 1;
             }
-            x = self.pool.forward(x);
+            x = crate::pool::forward(&self.pool, x);
             keep(&x);
         }
         x

@@ -513,7 +513,7 @@ impl ImageNetResNet {
             &self.bn1,
             crate::conv::forward(&self.conv1, images),
         ));
-        self.maxpool.forward(x)
+        crate::pool::forward(&self.maxpool, x)
     }
 
     /// Globally averaged `layer4` features `[batch, feature_size()]` (what `fc` sees).

@@ -17,9 +17,9 @@
 //! - [`pretrained`] loads PyTorch state dicts with key rules (a file that does not match is
 //!   refused with the list of what differs); [`parity`] checks a port against saved outputs.
 //! - [`design`]: the course's design rules as blocks, and [`cost`] to count what they cost.
-//! - [`conv`]: the convolution every network above runs, with kiln's own gradients (and
-//!   depthwise kernels) on Burn's Flex CPU backend (the `flex` feature), Burn's elsewhere;
-//!   [`norm`] and [`activation`] do the same for batch normalisation and ReLU6.
+//! - [`conv`]: the convolution every network above runs, with kiln's own kernels forward and
+//!   backward on Burn's Flex CPU backend (the `flex` feature), Burn's elsewhere; [`norm`],
+//!   [`activation`] and [`pool`] do the same for batch normalisation, ReLU6 and max pooling.
 //! - [`conv_algorithms`]: im2col, FFT and Winograd convolutions on CPU buffers.
 //!
 //! The `download` feature adds fetching published weights into a checksummed cache
@@ -80,6 +80,7 @@ mod init;
 pub mod mlp;
 pub mod norm;
 pub mod parity;
+pub mod pool;
 pub mod pretrained;
 #[cfg(test)]
 mod test_util;

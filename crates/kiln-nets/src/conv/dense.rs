@@ -1,41 +1,123 @@
-//! Gradients of an ungrouped convolution on NCHW `f32` buffers, as matrix products.
+//! An ungrouped convolution and its gradients on NCHW `f32` buffers, as matrix products.
 //!
 //! With `cols` the image's receptive fields (`C·kh·kw × oh·ow`, im2col) and `G` its output
-//! gradient (`O × oh·ow`), the weight gradient is `Σ_images G·colsᵀ` and the input gradient
-//! folds `Wᵀ·G` back onto the image (col2im). A 1×1 convolution needs neither copy: its
-//! columns are the image itself. Burn's generic weight gradient instead convolves the input
-//! with the output gradient as a kernel, which for 1×1 layers is one matrix–vector product per
-//! input channel.
+//! gradient (`O × oh·ow`), the output is `W·cols` per image, the weight gradient is
+//! `Σ_images G·colsᵀ` and the input gradient folds `Wᵀ·G` back onto the image (col2im). A 1×1
+//! convolution needs neither copy: its columns are the image itself. A batch with at least one
+//! image per thread runs its images in parallel, each product on one thread (small images make
+//! small products, whose own threading costs more than it gains); smaller batches run each
+//! product on all threads. Burn's generic weight gradient instead convolves the input with the
+//! output gradient as a kernel, which for 1×1 layers is one matrix–vector product per input
+//! channel.
 
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
 
-/// The gradients of the weight (`[O, C, kh, kw]`) and of the bias (`[O]`).
+/// The output `[n, O, oh, ow]`: per image `W (O × C·kh·kw) · cols`, plus the bias. A batch of
+/// at least one image per thread runs images in parallel (each thread its own columns);
+/// smaller batches run each product on all threads.
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (image_len, out_len, weight_len) = g.sizes();
+    let spatial = g.output[0] * g.output[1];
+    let rows = weight_len / g.out_channels;
+    let mut out = vec![0f32; g.batch * out_len];
+    let one_image = |image: &[f32], out: &mut [f32], columns: &mut Vec<f32>, parallel: bool| {
+        let cols: &[f32] = if g.is_pointwise() {
+            image
+        } else {
+            unfold(g, image, columns);
+            columns
+        };
+        gemm(
+            out,
+            [g.out_channels, rows, spatial],
+            Matrix::row_major(weight, rows),
+            Matrix::row_major(cols, spatial),
+            false,
+            parallel,
+        );
+        if let Some(bias) = bias {
+            for (plane, &b) in out.chunks_mut(spatial).zip(bias) {
+                plane.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    };
+    match per_thread_share(g) {
+        Some(share) => out
+            .par_chunks_mut(out_len)
+            .zip(x.par_chunks(image_len))
+            .with_min_len(share)
+            .for_each_init(
+                || column_buffer(g),
+                |columns, (out, image)| one_image(image, out, columns, false),
+            ),
+        None => {
+            let mut columns = column_buffer(g);
+            for (out, image) in out.chunks_mut(out_len).zip(x.chunks(image_len)) {
+                one_image(image, out, &mut columns, true);
+            }
+        }
+    }
+    out
+}
+
+/// The gradients of the weight (`[O, C, kh, kw]`) and of the bias (`[O]`). With images in
+/// parallel each thread sums its share of the batch into a weight gradient of its own.
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (image_len, out_len, weight_len) = g.sizes();
     let spatial = g.output[0] * g.output[1];
     let rows = weight_len / g.out_channels;
-    let mut weight = vec![0f32; weight_len];
-    let mut columns = column_buffer(g);
-    for n in 0..g.batch {
-        let image = &x[n * image_len..][..image_len];
-        let grad = &grad[n * out_len..][..out_len];
+    // weight (O × rows) [+]= grad (O × L) · colsᵀ (L × rows), for one image.
+    let add_image = |weight: &mut [f32],
+                     image: &[f32],
+                     grad: &[f32],
+                     columns: &mut Vec<f32>,
+                     first: bool,
+                     parallel: bool| {
         let cols: &[f32] = if g.is_pointwise() {
             image
         } else {
-            unfold(g, image, &mut columns);
-            &columns
+            unfold(g, image, columns);
+            columns
         };
-        // weight (O × rows) += grad (O × L) · colsᵀ (L × rows).
         gemm(
-            &mut weight,
+            weight,
             [g.out_channels, spatial, rows],
             Matrix::row_major(grad, spatial),
             Matrix::transposed(cols, spatial),
-            n > 0,
+            !first,
+            parallel,
         );
-    }
+    };
+    let images = x.chunks(image_len).zip(grad.chunks(out_len));
+    let weight = match per_thread_share(g) {
+        Some(share) => x
+            .par_chunks(image_len)
+            .zip(grad.par_chunks(out_len))
+            .with_min_len(share)
+            .fold(
+                || (vec![0f32; weight_len], column_buffer(g), true),
+                |(mut weight, mut columns, first), (image, grad)| {
+                    add_image(&mut weight, image, grad, &mut columns, first, false);
+                    (weight, columns, false)
+                },
+            )
+            .map(|(weight, _, _)| weight)
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            })
+            .unwrap_or_else(|| vec![0f32; weight_len]),
+        None => {
+            let mut weight = vec![0f32; weight_len];
+            let mut columns = column_buffer(g);
+            for (n, (image, grad)) in images.enumerate() {
+                add_image(&mut weight, image, grad, &mut columns, n == 0, true);
+            }
+            weight
+        }
+    };
     let bias = (0..g.out_channels)
         .into_par_iter()
         .map(|o| {
@@ -56,28 +138,46 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     let spatial = g.output[0] * g.output[1];
     let rows = weight_len / g.out_channels;
     let mut dx = vec![0f32; g.batch * image_len];
-    let mut columns = column_buffer(g);
-    for n in 0..g.batch {
-        let grad = &grad[n * out_len..][..out_len];
-        let image = &mut dx[n * image_len..][..image_len];
-        // cols (rows × L) = weightᵀ (rows × O) · grad (O × L).
-        let target: &mut [f32] = if g.is_pointwise() {
-            image
-        } else {
-            &mut columns
-        };
+    // cols (rows × L) = weightᵀ (rows × O) · grad (O × L), folded back onto the image.
+    let one_image = |dx: &mut [f32], grad: &[f32], columns: &mut Vec<f32>, parallel: bool| {
+        let target: &mut [f32] = if g.is_pointwise() { dx } else { columns };
         gemm(
             target,
             [rows, g.out_channels, spatial],
             Matrix::transposed(weight, rows),
             Matrix::row_major(grad, spatial),
             false,
+            parallel,
         );
         if !g.is_pointwise() {
-            fold(g, &columns, &mut dx[n * image_len..][..image_len]);
+            fold(g, columns, dx);
+        }
+    };
+    match per_thread_share(g) {
+        Some(share) => dx
+            .par_chunks_mut(image_len)
+            .zip(grad.par_chunks(out_len))
+            .with_min_len(share)
+            .for_each_init(
+                || column_buffer(g),
+                |columns, (dx, grad)| one_image(dx, grad, columns, false),
+            ),
+        None => {
+            let mut columns = column_buffer(g);
+            for (dx, grad) in dx.chunks_mut(image_len).zip(grad.chunks(out_len)) {
+                one_image(dx, grad, &mut columns, true);
+            }
         }
     }
     dx
+}
+
+/// Images per thread when the batch has at least one image per thread (images then run in
+/// parallel, each product on one thread); `None` for smaller batches (each product then runs
+/// on all threads).
+fn per_thread_share(g: &ConvGeometry) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (g.batch >= threads).then(|| g.batch.div_ceil(threads))
 }
 
 /// The im2col workspace of one image (`C·kh·kw × oh·ow`); empty for 1×1 layers, whose columns
@@ -104,8 +204,13 @@ pub fn unfold(g: &ConvGeometry, image: &[f32], columns: &mut [f32]) {
             g.for_each_row_tap(|tap, oy, iy, range, start| {
                 let out = &mut rows[tap * spatial + oy * g.output[1]..][..g.output[1]];
                 let input = &plane[iy * w..(iy + 1) * w];
-                for (j, o) in out[range].iter_mut().enumerate() {
-                    *o = input[start + j * g.stride[1]];
+                let out = &mut out[range];
+                if g.stride[1] == 1 {
+                    out.copy_from_slice(&input[start..start + out.len()]);
+                } else {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = input[start + j * g.stride[1]];
+                    }
                 }
             });
         });
@@ -124,8 +229,14 @@ pub fn fold(g: &ConvGeometry, columns: &[f32], image: &mut [f32]) {
             g.for_each_row_tap(|tap, oy, iy, range, start| {
                 let col = &rows[tap * spatial + oy * g.output[1]..][..g.output[1]];
                 let target = &mut plane[iy * w..(iy + 1) * w];
-                for (j, &v) in col[range].iter().enumerate() {
-                    target[start + j * g.stride[1]] += v;
+                let col = &col[range];
+                if g.stride[1] == 1 {
+                    let target = &mut target[start..start + col.len()];
+                    target.iter_mut().zip(col).for_each(|(t, &v)| *t += v);
+                } else {
+                    for (j, &v) in col.iter().enumerate() {
+                        target[start + j * g.stride[1]] += v;
+                    }
                 }
             });
         });
@@ -166,8 +277,16 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on all of rayon's threads.
-fn gemm(dst: &mut [f32], [m, k, n]: [usize; 3], lhs: Matrix, rhs: Matrix, accumulate: bool) {
+/// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on all of rayon's threads when
+/// `parallel`, else on the calling one.
+fn gemm(
+    dst: &mut [f32],
+    [m, k, n]: [usize; 3],
+    lhs: Matrix,
+    rhs: Matrix,
+    accumulate: bool,
+    parallel: bool,
+) {
     assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n));
     // SAFETY: the assert keeps every element of the m×k, k×n and m×n views inside their
     // slices, and `dst` is exclusively borrowed.
@@ -191,7 +310,11 @@ fn gemm(dst: &mut [f32], [m, k, n]: [usize; 3], lhs: Matrix, rhs: Matrix, accumu
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if parallel {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
 }

@@ -1,5 +1,5 @@
-//! kiln's kernels on Burn's Flex CPU backend: a custom autodiff operation whose forward pass is
-//! Flex's (or kiln's depthwise kernel) and whose backward pass is [`dense`] / [`depthwise`].
+//! kiln's kernels on Burn's Flex CPU backend: a custom autodiff operation whose forward and
+//! backward passes are [`dense`] / [`depthwise`] (Flex's kernels for other group counts).
 
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
@@ -62,24 +62,28 @@ where
     Some((x, weight, bias))
 }
 
-/// The forward pass on Flex: kiln's kernel for depthwise convolutions, Flex's otherwise.
+/// The forward pass on Flex: kiln's kernels for depthwise and ungrouped convolutions, Flex's
+/// for other group counts.
 fn forward(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
-    match geometry(&x, &weight, options).filter(ConvGeometry::is_depthwise) {
-        Some(g) => {
-            let (x, weight) = (contiguous(x), contiguous(weight));
-            let bias = bias.map(contiguous);
-            let out =
-                depthwise::forward(&g, values(&x), values(&weight), bias.as_ref().map(values));
-            let [oh, ow] = g.output;
-            tensor(out, [g.batch, g.out_channels, oh, ow])
-        }
-        None => Flex::conv2d(x, weight, bias, options.clone()),
-    }
+    let Some(g) = geometry(&x, &weight, options).filter(|g| g.groups == 1 || g.is_depthwise())
+    else {
+        return Flex::conv2d(x, weight, bias, options.clone());
+    };
+    let kernel = if g.is_depthwise() {
+        depthwise::forward
+    } else {
+        dense::forward
+    };
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let bias = bias.map(contiguous);
+    let out = kernel(&g, values(&x), values(&weight), bias.as_ref().map(values));
+    let [oh, ow] = g.output;
+    tensor(out, [g.batch, g.out_channels, oh, ow])
 }
 
 /// Records the convolution on the autodiff graph with [`ConvBackward`].

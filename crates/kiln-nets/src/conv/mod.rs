@@ -2,11 +2,13 @@
 //!
 //! [`conv2d`] is Burn's `conv2d` with the same arguments and results. When the tensors live on
 //! Burn's Flex CPU backend (the `flex` feature) it records its own autodiff operation, whose
-//! backward pass is kiln's:
+//! forward and backward passes are kiln's:
 //!
-//! - ungrouped convolutions ([`dense`]): weight and input gradients as matrix products
-//!   (im2col / col2im), where Burn's generic weight gradient convolves the input with the output
-//!   gradient — for a 1×1 layer, one matrix–vector product per input channel;
+//! - ungrouped convolutions ([`dense`]): the output and the weight and input gradients as
+//!   matrix products (im2col / col2im, none for 1×1 layers), images in parallel when the batch
+//!   has one per thread; Flex's forward converts the whole batch to NHWC on one thread first,
+//!   and Burn's generic weight gradient convolves the input with the output gradient — for a
+//!   1×1 layer, one matrix–vector product per input channel;
 //! - depthwise convolutions ([`depthwise`]): forward and both gradients as passes over each
 //!   channel plane, where Burn's generic weight gradient runs one convolution per channel.
 //!

@@ -82,6 +82,17 @@ fn cases() -> Vec<Case> {
             padding: [(0, 0); 2],
             ..base
         },
+        // One image (each product on all threads) and a batch of one image per thread or
+        // more (images in parallel).
+        Case {
+            input: [1, 6, 9, 11],
+            ..base
+        },
+        Case {
+            input: [8, 3, 7, 6],
+            out: 5,
+            ..base
+        },
         depthwise,
         Case {
             bias: false,
