@@ -63,14 +63,16 @@ where
 }
 
 /// The forward pass on Flex: kiln's kernels for depthwise and ungrouped convolutions, Flex's
-/// for other group counts.
+/// for other group counts and for 1×1 layers (Flex multiplies those straight from the image,
+/// as [`dense::forward`] would, and measured faster on EfficientNet-Lite0's inference).
 fn forward(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
-    let Some(g) = geometry(&x, &weight, options).filter(|g| g.groups == 1 || g.is_depthwise())
+    let Some(g) = geometry(&x, &weight, options)
+        .filter(|g| (g.groups == 1 && !g.is_pointwise()) || g.is_depthwise())
     else {
         return Flex::conv2d(x, weight, bias, options.clone());
     };

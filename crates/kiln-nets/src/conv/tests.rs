@@ -308,3 +308,34 @@ fn flex_tensors_take_kilns_path() {
         }
     }
 }
+
+/// [`dense::forward`] on every ungrouped case, 1×1 layers included (on Flex those run Flex's
+/// kernel, so the comparisons above do not reach this path for them).
+#[test]
+fn dense_forward_equals_burns_for_every_ungrouped_case() {
+    use super::{ConvGeometry, dense};
+    let device = Device::flex();
+    for (k, case) in cases().iter().enumerate().filter(|(_, c)| c.groups == 1) {
+        let mut normal = LocalNormal::new(300 + k as u64);
+        let mut values =
+            |n: usize| -> Vec<f32> { normal.values(n).into_iter().map(|v| v as f32).collect() };
+        let x = values(case.input.iter().product());
+        let w = values(case.weight_shape().iter().product());
+        let b = values(case.out);
+        let g = ConvGeometry::new(case.input, case.weight_shape(), &case.options()).unwrap();
+        let got = dense::forward(&g, &x, &w, case.bias.then_some(&b[..]));
+        let want = burn::tensor::module::conv2d(
+            Tensor::<4>::from_data(TensorData::new(x, case.input), &device),
+            Tensor::<4>::from_data(TensorData::new(w, case.weight_shape()), &device),
+            case.bias
+                .then(|| Tensor::<1>::from_data(TensorData::new(b, [case.out]), &device)),
+            case.options(),
+        );
+        assert_close(
+            "dense forward",
+            case,
+            &got,
+            &want.into_data().try_to_vec::<f32>().unwrap(),
+        );
+    }
+}
