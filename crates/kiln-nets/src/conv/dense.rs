@@ -23,12 +23,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
     let rows = weight_len / g.out_channels;
     let mut out = vec![0f32; g.batch * out_len];
     let one_image = |image: &[f32], out: &mut [f32], columns: &mut Vec<f32>, parallel: bool| {
-        let cols: &[f32] = if g.is_pointwise() {
-            image
-        } else {
-            unfold(g, image, columns);
-            columns
-        };
+        let cols = columns_of(g, image, columns);
         gemm(
             out,
             [g.out_channels, rows, spatial],
@@ -75,12 +70,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
                      columns: &mut Vec<f32>,
                      first: bool,
                      parallel: bool| {
-        let cols: &[f32] = if g.is_pointwise() {
-            image
-        } else {
-            unfold(g, image, columns);
-            columns
-        };
+        let cols = columns_of(g, image, columns);
         gemm(
             weight,
             [g.out_channels, spatial, rows],
@@ -178,6 +168,17 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
 fn per_thread_share(g: &ConvGeometry) -> Option<usize> {
     let threads = rayon::current_num_threads();
     (g.batch >= threads).then(|| g.batch.div_ceil(threads))
+}
+
+/// The receptive fields of one image: the image itself for a 1×1 layer, else `buffer` filled
+/// by [`unfold`].
+fn columns_of<'a>(g: &ConvGeometry, image: &'a [f32], buffer: &'a mut [f32]) -> &'a [f32] {
+    if g.is_pointwise() {
+        image
+    } else {
+        unfold(g, image, buffer);
+        buffer
+    }
 }
 
 /// The im2col workspace of one image (`C·kh·kw × oh·ow`); empty for 1×1 layers, whose columns

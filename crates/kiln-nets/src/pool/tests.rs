@@ -4,8 +4,6 @@
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
-use super::max_pool2d;
-
 /// Input shape, kernel, stride, symmetric padding, dilation.
 type Case = ([usize; 4], [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
 
@@ -67,6 +65,20 @@ fn kilns_kernel(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
     super::flex::max_pool2d(&x, window).expect("kiln's kernel takes this geometry")
 }
 
+/// kiln's kernel and Burn's give equal outputs and (with autodiff) equal input gradients.
+fn assert_same_as_burns(
+    case: Case,
+    x: &TensorData,
+    upstream: &TensorData,
+    device: &Device,
+    what: &str,
+) {
+    let (out, grad) = run(kilns_kernel, case, x, upstream, device);
+    let (burn_out, burn_grad) = run(burn::tensor::module::max_pool2d, case, x, upstream, device);
+    assert_eq!(out, burn_out, "{what} {case:?}: output");
+    assert_eq!(grad, burn_grad, "{what} {case:?}: gradient");
+}
+
 #[test]
 fn equals_burns_pool_and_gradient() {
     let flex = Device::flex();
@@ -77,16 +89,7 @@ fn equals_burns_pool_and_gradient() {
         let upstream =
             Tensor::<4>::random(expected.dims(), Distribution::Normal(0.0, 1.0), &flex).into_data();
         for device in [flex.clone(), flex.clone().autodiff()] {
-            let (out, grad) = run(kilns_kernel, case, &x, &upstream, &device);
-            let (burn_out, burn_grad) = run(
-                burn::tensor::module::max_pool2d,
-                case,
-                &x,
-                &upstream,
-                &device,
-            );
-            assert_eq!(out, burn_out, "case {i} {case:?}: output");
-            assert_eq!(grad, burn_grad, "case {i} {case:?}: gradient");
+            assert_same_as_burns(case, &x, &upstream, &device, &format!("case {i}"));
         }
     }
 }
@@ -99,16 +102,7 @@ fn ties_route_the_gradient_like_burn() {
     let case: Case = ([1, 2, 6, 6], [3, 3], [1, 1], [1, 1], [1, 1]);
     let x = TensorData::new(vec![0.5f32; 72], case.0);
     let upstream = TensorData::new((0..72).map(|v| v as f32).collect::<Vec<_>>(), case.0);
-    let (out, grad) = run(max_pool2d, case, &x, &upstream, &device);
-    let (burn_out, burn_grad) = run(
-        burn::tensor::module::max_pool2d,
-        case,
-        &x,
-        &upstream,
-        &device,
-    );
-    assert_eq!(out, burn_out);
-    assert_eq!(grad, burn_grad);
+    assert_same_as_burns(case, &x, &upstream, &device, "ties");
 }
 
 #[test]
