@@ -38,22 +38,12 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
             }
         }
     };
-    match per_thread_share(g) {
-        Some(share) => out
-            .par_chunks_mut(out_len)
-            .zip(x.par_chunks(image_len))
-            .with_min_len(share)
-            .for_each_init(
-                || column_buffer(g),
-                |columns, (out, image)| one_image(image, out, columns, false),
-            ),
-        None => {
-            let mut columns = column_buffer(g);
-            for (out, image) in out.chunks_mut(out_len).zip(x.chunks(image_len)) {
-                one_image(image, out, &mut columns, true);
-            }
-        }
-    }
+    for_each_image(
+        g,
+        (&mut out, out_len),
+        (x, image_len),
+        |out, image, columns, parallel| one_image(image, out, columns, parallel),
+    );
     out
 }
 
@@ -143,23 +133,36 @@ pub fn input_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
             fold(g, columns, dx);
         }
     };
+    for_each_image(g, (&mut dx, image_len), (grad, out_len), one_image);
+    dx
+}
+
+/// Calls `f(target, source, columns, parallel)` for each image's `target_len` values of `target`
+/// and `source_len` values of `source`: images in parallel (each thread its own im2col
+/// workspace, `parallel` false) when [`per_thread_share`] allows, else one after the other
+/// with `parallel` true.
+fn for_each_image(
+    g: &ConvGeometry,
+    (target, target_len): (&mut [f32], usize),
+    (source, source_len): (&[f32], usize),
+    f: impl Fn(&mut [f32], &[f32], &mut Vec<f32>, bool) + Sync,
+) {
     match per_thread_share(g) {
-        Some(share) => dx
-            .par_chunks_mut(image_len)
-            .zip(grad.par_chunks(out_len))
+        Some(share) => target
+            .par_chunks_mut(target_len)
+            .zip(source.par_chunks(source_len))
             .with_min_len(share)
             .for_each_init(
                 || column_buffer(g),
-                |columns, (dx, grad)| one_image(dx, grad, columns, false),
+                |columns, (target, source)| f(target, source, columns, false),
             ),
         None => {
             let mut columns = column_buffer(g);
-            for (dx, grad) in dx.chunks_mut(image_len).zip(grad.chunks(out_len)) {
-                one_image(dx, grad, &mut columns, true);
+            for (target, source) in target.chunks_mut(target_len).zip(source.chunks(source_len)) {
+                f(target, source, &mut columns, true);
             }
         }
     }
-    dx
 }
 
 /// Images per thread when the batch has at least one image per thread (images then run in
