@@ -22,7 +22,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
     let spatial = g.output[0] * g.output[1];
     let rows = weight_len / g.out_channels;
     let mut out = vec![0f32; g.batch * out_len];
-    let one_image = |image: &[f32], out: &mut [f32], columns: &mut Vec<f32>, parallel: bool| {
+    let one_image = |out: &mut [f32], image: &[f32], columns: &mut Vec<f32>, parallel: bool| {
         let cols = columns_of(g, image, columns);
         gemm(
             out,
@@ -38,12 +38,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
             }
         }
     };
-    for_each_image(
-        g,
-        (&mut out, out_len),
-        (x, image_len),
-        |out, image, columns, parallel| one_image(image, out, columns, parallel),
-    );
+    for_each_image(g, (&mut out, out_len), (x, image_len), one_image);
     out
 }
 
