@@ -82,6 +82,7 @@ pub mod norm;
 pub mod parity;
 pub mod pool;
 pub mod pretrained;
+mod simd;
 #[cfg(test)]
 mod test_util;
 pub mod whitening;

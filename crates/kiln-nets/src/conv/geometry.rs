@@ -119,7 +119,8 @@ impl ConvGeometry {
     /// `tap = ky·kw + kx` and output row `oy` whose input row `iy` is inside the input, with the
     /// output columns `outputs` whose tap reads inside the row, the first of them reading input
     /// column `first_input`. Rows go outermost per `ky`, so one output row stays in cache across
-    /// its `kw` taps.
+    /// its `kw` taps. Always inlined, so `visit` compiles with its caller's vector extensions.
+    #[inline(always)]
     pub fn for_each_row_tap(
         &self,
         mut visit: impl FnMut(usize, usize, usize, std::ops::Range<usize>, usize),

@@ -121,6 +121,26 @@ fn cases() -> Vec<Case> {
             padding: [(2, 2); 2],
             ..depthwise
         },
+        // Rows wider than the forward pass's block of columns, with a remainder; stride 2
+        // with TensorFlow's "same" padding (the extra column after) and with dilation.
+        Case {
+            input: [2, 6, 5, 150],
+            ..depthwise
+        },
+        Case {
+            input: [1, 6, 6, 261],
+            kernel: [5, 5],
+            stride: [2, 2],
+            padding: [(1, 2), (1, 2)],
+            ..depthwise
+        },
+        Case {
+            input: [1, 6, 7, 133],
+            stride: [1, 3],
+            dilation: [2, 2],
+            padding: [(2, 0), (0, 2)],
+            ..depthwise
+        },
         // Neither ungrouped nor depthwise: Burn's gradients.
         Case {
             groups: 2,
