@@ -6,9 +6,11 @@
 #   benches/detector_speed.sh OUT RUN...
 #
 # OUT gets speed.md (one row per run and batch) and speed_accuracy.png (batch-1 speeds, plus
-# the test records of the finished runs in PLOT_ALSO, space-separated, as their training measured
-# them: for detectors too slow to test twice, such as R-CNN). Set KILN_DETECT to the binary (default: target/release/kiln-detect) and DATA to the dataset
-# when the runs' own data path does not resolve from here.
+# whatever PLOT_ALSO adds, space-separated: finished runs, plotted with the test record their
+# training measured — for detectors too slow to test twice, such as R-CNN — or points measured
+# elsewhere, `--point LABEL=AP50@IMAGES_PER_SEC`). Set KILN_DETECT to the binary (default:
+# target/release/kiln-detect) and DATA to the dataset when the runs' own data path does not
+# resolve from here.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 OUT RUN..." >&2

@@ -180,9 +180,63 @@ pub fn write_anchors(path: &Path, sizes: &[[f32; 2]]) -> Result<()> {
     Ok(())
 }
 
-/// One line per run or test output in `dirs` (its detector, test AP50 and images/s), and the
-/// speed/accuracy plot of all of them written to `out`.
-pub fn compare(dirs: &[std::path::PathBuf], out: &Path) -> Result<String> {
+/// A detector's test AP50 and images/s measured elsewhere (a run no longer on this machine, as
+/// BENCHMARKS.md reports it), for [`compare`]'s plot: written `LABEL=AP50@IMAGES_PER_SEC`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeasuredPoint {
+    /// Legend entry.
+    pub label: String,
+    /// Test AP50 in [0, 1].
+    pub ap50: f64,
+    /// Test images per second (positive).
+    pub images_per_sec: f64,
+}
+
+impl std::str::FromStr for MeasuredPoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let usage = "write a point as LABEL=AP50@IMAGES_PER_SEC, e.g. rcnn=0.848@0.05";
+        let (label, numbers) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` has no `=`: {usage}"))?;
+        let (ap50, speed) = numbers
+            .split_once('@')
+            .ok_or_else(|| format!("`{text}` has no `@`: {usage}"))?;
+        let number = |what: &str, value: &str| {
+            value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("the {what} `{value}` in `{text}` is not a number: {usage}"))
+        };
+        let point = Self {
+            label: label.trim().to_string(),
+            ap50: number("AP50", ap50)?,
+            images_per_sec: number("speed", speed)?,
+        };
+        if point.label.is_empty() {
+            return Err(format!("`{text}` has an empty label: {usage}"));
+        }
+        if !(0.0..=1.0).contains(&point.ap50) {
+            return Err(format!("AP50 {} in `{text}` is outside [0, 1]", point.ap50));
+        }
+        if !(point.images_per_sec.is_finite() && point.images_per_sec > 0.0) {
+            return Err(format!(
+                "images/s {} in `{text}` must be positive (the plot's axis is logarithmic)",
+                point.images_per_sec
+            ));
+        }
+        Ok(point)
+    }
+}
+
+/// One line per run or test output in `dirs` (its detector, test AP50 and images/s) and per
+/// point in `measured`, and the speed/accuracy plot of all of them written to `out`.
+pub fn compare(
+    dirs: &[std::path::PathBuf],
+    measured: &[MeasuredPoint],
+    out: &Path,
+) -> Result<String> {
     let mut points = Vec::new();
     let mut lines = Vec::new();
     for dir in dirs {
@@ -206,6 +260,17 @@ pub fn compare(dirs: &[std::path::PathBuf], out: &Path) -> Result<String> {
             label,
             ap50: report.coco.ap50,
             images_per_sec: report.images_per_sec,
+        });
+    }
+    for point in measured {
+        lines.push(format!(
+            "{:<14} AP50 {:.3}  {:>7.2} test images/s  (given with --point)",
+            point.label, point.ap50, point.images_per_sec
+        ));
+        points.push(kiln_detect::eval::plot::SpeedAccuracy {
+            label: point.label.clone(),
+            ap50: point.ap50,
+            images_per_sec: point.images_per_sec,
         });
     }
     kiln_detect::eval::plot::save_speed_accuracy(
@@ -508,4 +573,33 @@ pub fn run_camvid_instances(args: &CamvidInstancesArgs) -> Result<()> {
         camvid_instances(&args.data, &args.out, &splits, args.min_area, &device)?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MeasuredPoint;
+
+    #[test]
+    fn measured_points_parse_and_bad_ones_say_how_to_write_them() {
+        let point: MeasuredPoint = "fast-rcnn = 0.896@2.78".parse().unwrap();
+        assert_eq!(
+            point,
+            MeasuredPoint {
+                label: "fast-rcnn".into(),
+                ap50: 0.896,
+                images_per_sec: 2.78
+            }
+        );
+        for (bad, says) in [
+            ("rcnn0.848@0.05", "no `=`"),
+            ("rcnn=0.848", "no `@`"),
+            ("rcnn=high@0.05", "AP50 `high`"),
+            ("=0.8@1", "empty label"),
+            ("rcnn=84.8@0.05", "outside [0, 1]"),
+            ("rcnn=0.848@0", "must be positive"),
+        ] {
+            let error = bad.parse::<MeasuredPoint>().unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 }

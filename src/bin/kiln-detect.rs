@@ -88,6 +88,10 @@ struct CompareArgs {
     /// Finished training runs, or `kiln-detect test` outputs.
     #[arg(required = true, value_name = "DIR")]
     runs: Vec<PathBuf>,
+    /// A detector measured elsewhere, plotted beside the runs (repeatable), e.g.
+    /// `--point rcnn=0.848@0.05` for a run no longer on this machine.
+    #[arg(long = "point", value_name = "LABEL=AP50@IMAGES_PER_SEC")]
+    points: Vec<detect::MeasuredPoint>,
     /// The PNG to write.
     #[arg(long, value_name = "FILE", default_value = "speed_accuracy.png")]
     out: PathBuf,
@@ -309,7 +313,7 @@ fn test(args: &TestArgs) -> Result<()> {
 }
 
 fn compare(args: &CompareArgs) -> Result<()> {
-    println!("{}", detect::compare(&args.runs, &args.out)?);
+    println!("{}", detect::compare(&args.runs, &args.points, &args.out)?);
     println!("wrote {}", args.out.display());
     Ok(())
 }
