@@ -78,6 +78,47 @@ fn padded_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo - pad, hi + pad))
 }
 
+/// Where a legend of `names` covers the fewest of `points` in a chart of ranges `x` and `y`:
+/// a corner, or the middle of an edge, tried in that order (ties keep the earlier). The legend's
+/// size is estimated from its text at the 14-pixel font of an 800×500 chart.
+fn legend_position(
+    names: &[&str],
+    points: impl Iterator<Item = (f64, f64)> + Clone,
+    x: (f64, f64),
+    y: (f64, f64),
+) -> SeriesLabelPosition {
+    use SeriesLabelPosition::*;
+    let chars = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) as f64;
+    // The plotting area is about 700 × 400 pixels.
+    let width = ((45.0 + 7.5 * chars) / 700.0).min(1.0);
+    let height = ((12.0 + 19.0 * names.len() as f64) / 400.0).min(1.0);
+    let fraction = |v: f64, (lo, hi): (f64, f64)| (v - lo) / (hi - lo);
+    let candidates = [
+        (UpperRight, 1.0 - width, 1.0 - height),
+        (LowerRight, 1.0 - width, 0.0),
+        (UpperLeft, 0.0, 1.0 - height),
+        (LowerLeft, 0.0, 0.0),
+        (MiddleRight, 1.0 - width, 0.5 - height / 2.0),
+        (MiddleLeft, 0.0, 0.5 - height / 2.0),
+        (UpperMiddle, 0.5 - width / 2.0, 1.0 - height),
+        (LowerMiddle, 0.5 - width / 2.0, 0.0),
+    ];
+    let mut best = (usize::MAX, UpperRight);
+    for (position, left, bottom) in candidates {
+        let covered = points
+            .clone()
+            .filter(|&(px, py)| {
+                let (fx, fy) = (fraction(px, x), fraction(py, y));
+                (left..=left + width).contains(&fx) && (bottom..=bottom + height).contains(&fy)
+            })
+            .count();
+        if covered < best.0 {
+            best = (covered, position);
+        }
+    }
+    best.1
+}
+
 /// The drawing area of a chart with f64 axes.
 type Chart<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
@@ -152,6 +193,14 @@ impl LinePlot {
         let (Some(x), Some(y)) = (padded_range(xs), padded_range(lows_highs)) else {
             return Err(nothing_to_plot(path));
         };
+        let names: Vec<&str> = self
+            .series
+            .iter()
+            .filter(|s| !s.name.is_empty())
+            .map(|s| s.name.as_str())
+            .collect();
+        let all_points = self.series.iter().flat_map(|s| s.points.iter().copied());
+        let legend = legend_position(&names, all_points, x, y);
         let axes = Axes {
             title: &self.title,
             x_label: &self.x_label,
@@ -189,6 +238,7 @@ impl LinePlot {
             if self.series.iter().any(|s| !s.name.is_empty()) {
                 chart
                     .configure_series_labels()
+                    .position(legend)
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
                     .label_font(("sans-serif", 14))
@@ -368,6 +418,23 @@ impl MatrixPlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legends_go_where_they_hide_no_point() {
+        let axes = ((0.0, 1.0), (0.0, 1.0));
+        let names = ["a rather long legend entry (AP50 0.912, 4.71 img/s)"; 5];
+        let at =
+            |points: &[(f64, f64)]| legend_position(&names, points.iter().copied(), axes.0, axes.1);
+        // Nothing in the way: the first choice.
+        assert_eq!(at(&[(0.5, 0.5)]), SeriesLabelPosition::UpperRight);
+        // A point in the upper right moves it to the lower right.
+        assert_eq!(at(&[(0.95, 0.95)]), SeriesLabelPosition::LowerRight);
+        // Points in every corner but the lower left.
+        assert_eq!(
+            at(&[(0.95, 0.95), (0.95, 0.05), (0.05, 0.95)]),
+            SeriesLabelPosition::LowerLeft
+        );
+    }
 
     #[test]
     fn matrices_are_drawn_and_bad_shapes_refused() {

@@ -125,10 +125,13 @@ pub struct SpeedAccuracy {
 }
 
 /// Draws test AP50 against test images per second (log scale) for `points`, one marker and
-/// legend entry each, as an 800×500 PNG at `path` (e.g. R-CNN → Fast → Faster → YOLO).
+/// legend entry each, slowest first (e.g. R-CNN → Fast → Faster → YOLO), as an 800×500 PNG at
+/// `path`.
 pub fn save_speed_accuracy(path: &Path, title: &str, points: &[SpeedAccuracy]) -> Result<()> {
-    let series = points
-        .iter()
+    let mut by_speed: Vec<&SpeedAccuracy> = points.iter().collect();
+    by_speed.sort_by(|a, b| a.images_per_sec.total_cmp(&b.images_per_sec));
+    let series = by_speed
+        .into_iter()
         .filter(|p| p.images_per_sec > 0.0)
         .map(|p| {
             Series::new(
