@@ -84,9 +84,9 @@ impl ColumnPhases {
 /// `out = conv(x, weight) + bias` for a depthwise geometry; `weight` is `[C, 1, kh, kw]`.
 ///
 /// Each channel plane is first copied into a zero-padded plane holding exactly the rows and
-/// columns the taps read (columns regrouped by [`ColumnPhases`] for column strides above 1), so
+/// columns the taps read (columns regrouped by their remainder modulo the column stride), so
 /// every tap of an output row reads one contiguous slice. Outputs are then computed in blocks
-/// of [`BLOCK`] columns kept in registers across all taps and written once.
+/// of 64 columns kept in registers across all taps and written once.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let [h, w] = g.input;
     let [oh, ow] = g.output;
