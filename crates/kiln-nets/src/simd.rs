@@ -84,10 +84,10 @@ mod tests {
     }
 
     #[test]
-    fn every_variant_computes_what_the_plain_loop_does() {
+    fn the_dispatched_loop_computes_what_the_plain_loop_does() {
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        // Sequential sums round identically whatever the vector width.
+        // Sequential sums round identically whatever the vector width this CPU selects.
         assert_eq!(dispatched(&a, &b), sum_of_products(&a, &b));
     }
 }
