@@ -221,6 +221,8 @@ fn train(args: &TrainCommand) -> Result<()> {
     config.data.path = Some(data_path.clone());
     config.validate()?;
     let device = backend::device(args.train.common.device.as_deref())?;
+    // The backend's generator initialises the necks and heads: seeded, a run repeats exactly.
+    device.seed(config.seed);
     let data = detect::load(&data_path, &config, args.skip_bad_images)?;
     let (run, resume) =
         cli::training_run(resumed, args.train.common.out.as_deref(), "detect", &config)?;
