@@ -5,16 +5,71 @@
 //! | `flex` | `flex` (default) | Burn's pure-Rust CPU backend (SIMD, rayon) |
 //! | `ndarray` | `ndarray` | Burn's ndarray CPU backend |
 //! | `wgpu`, `wgpu:N` | `wgpu` | the default GPU, or discrete GPU `N` (Vulkan, Metal, DX12) |
+//! | `vulkan`, `vulkan:N` | `vulkan` | the same GPU pinned to Vulkan, kernels compiled to SPIR-V |
 //! | `auto` | any | `wgpu` when compiled, else `flex`, else `ndarray` |
 
 use anyhow::{Result, bail};
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+/// The floating-point type of a device's tensors: weights, activations, gradients and
+/// optimizer state alike (no f32 master copy). Half precision halves memory traffic and, on
+/// GPUs that have them, reaches the tensor cores; it trains the small nets of the course to
+/// f32's accuracy (BENCHMARKS.md, GPU), with larger rounding steps for tiny updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the default).
+    #[default]
+    F32,
+    /// IEEE half precision: 10-bit mantissa, range up to 65,504.
+    F16,
+    /// bfloat16: f32's range with a 7-bit mantissa.
+    Bf16,
+}
+
+impl Precision {
+    fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+/// Makes `precision` the float type of every tensor later created on `device` (and on its
+/// autodiff twin). Call it before anything touches the device; f32 leaves the device as it is.
+pub fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
+    if precision == Precision::F32 {
+        return Ok(());
+    }
+    device.configure(precision.dtype()).map_err(|e| {
+        anyhow::anyhow!(
+            "--precision {}: this device cannot use it ({e:?}); use --precision f32",
+            precision
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string())
+        )
+    })
+}
+
+/// The device for `name` (as [`device`]) with `precision` set.
+pub fn device_with(name: Option<&str>, precision: Precision) -> Result<Device> {
+    let mut device = device(name)?;
+    set_precision(&mut device, precision)?;
+    Ok(device)
+}
 
 /// The backend names this build can use, best first.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut names = Vec::new();
     if cfg!(feature = "wgpu") {
         names.push("wgpu");
+    }
+    if cfg!(feature = "vulkan") {
+        names.push("vulkan");
     }
     if cfg!(feature = "flex") {
         names.push("flex");
@@ -26,7 +81,12 @@ pub fn compiled_backends() -> Vec<&'static str> {
 }
 
 #[cfg_attr(
-    all(feature = "flex", feature = "ndarray", feature = "wgpu"),
+    all(
+        feature = "flex",
+        feature = "ndarray",
+        feature = "wgpu",
+        feature = "vulkan"
+    ),
     allow(dead_code)
 )]
 fn not_compiled(feature: &str) -> anyhow::Error {
@@ -44,7 +104,7 @@ pub fn is_cpu(name: Option<&str>) -> bool {
     let kind = name.split(':').next().unwrap_or_default().to_string();
     match kind.as_str() {
         "auto" => compiled_backends().first() != Some(&"wgpu"),
-        "wgpu" | "gpu" => false,
+        "wgpu" | "gpu" | "vulkan" => false,
         _ => true,
     }
 }
@@ -73,6 +133,7 @@ pub fn device(name: Option<&str>) -> Result<Device> {
         "flex" | "cpu" => flex(),
         "ndarray" => ndarray(),
         "wgpu" | "gpu" => wgpu(index),
+        "vulkan" => vulkan(index),
         other => bail!(
             "--device {other}: unknown backend; use one of auto, {}",
             compiled_backends().join(", ")
@@ -110,6 +171,20 @@ fn wgpu(index: Option<usize>) -> Result<Device> {
     }
 }
 
+fn vulkan(index: Option<usize>) -> Result<Device> {
+    #[cfg(feature = "vulkan")]
+    {
+        use burn::tensor::DeviceKind;
+        let kind = index.map_or(DeviceKind::DefaultDevice, DeviceKind::DiscreteGpu);
+        Ok(Device::vulkan(kind))
+    }
+    #[cfg(not(feature = "vulkan"))]
+    {
+        let _ = index;
+        Err(not_compiled("vulkan"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +200,7 @@ mod tests {
     fn unknown_and_missing_backends_explain_themselves() {
         let err = device(Some("tpu")).unwrap_err().to_string();
         assert!(err.contains("unknown backend"), "{err}");
-        for name in ["flex", "ndarray", "wgpu"] {
+        for name in ["flex", "ndarray", "wgpu", "vulkan"] {
             match device(Some(name)) {
                 Ok(_) => assert!(compiled_backends().contains(&name)),
                 Err(e) => assert!(e.to_string().contains(&format!("--features {name}"))),

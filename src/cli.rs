@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 
 use kiln_train::RunDir;
 
+use crate::backend::Precision;
+
 pub use kiln_data::download::{SHARED_ENV, shared_dir};
 
 /// Flags common to every kiln binary.
@@ -22,15 +24,27 @@ pub struct CommonArgs {
     /// .tar.gz of one. Default: CIFAR-10 from the cache (downloaded on first use).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
-    /// Compute device: auto, flex, ndarray, wgpu or wgpu:N (only compiled backends work).
+    /// Compute device: auto, flex, ndarray, wgpu or wgpu:N, vulkan (only compiled backends
+    /// work).
     #[arg(long, value_name = "NAME")]
     pub device: Option<String>,
+    /// Float type of every tensor: f32, or f16/bf16 (half the memory traffic; on GPUs the
+    /// tensor cores). A half run's checkpoints hold half weights.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Random seed for splits, initialisation and augmentation.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Run directory to create (default: `runs/<command>-<UTC time>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The `--device` with the `--precision` set.
+    pub fn device(&self) -> Result<burn::tensor::Device> {
+        crate::backend::device_with(self.device.as_deref(), self.precision)
+    }
 }
 
 /// Ends a binary: prints an error with its chain of causes on one line (no backtrace: the

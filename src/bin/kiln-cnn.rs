@@ -19,9 +19,10 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use kiln::backend::Precision;
 use kiln::cli::{self, CommonArgs, TrainArgs};
 use kiln::cnn::CnnRunConfig;
-use kiln::cnn::bench::{BenchNet, training_speed};
+use kiln::cnn::bench::{BenchNet, BenchRun, training_speed};
 use kiln::cnn::ensemble::{Checkpoint, test_ensemble};
 use kiln_nets::design::compare;
 use kiln_nets::{Geometry, trainable_params};
@@ -91,9 +92,10 @@ struct EnsembleArgs {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
+    /// Images per step; several (`--batch 128,1024`) are timed one after the other in one
+    /// process, so kernels compile once.
+    #[arg(long, value_delimiter = ',', default_values_t = [128])]
+    batch: Vec<usize>,
     /// Timed steps.
     #[arg(long, default_value_t = 20)]
     steps: usize,
@@ -106,6 +108,12 @@ struct BenchArgs {
     /// Backend device.
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
+    /// Float type of every tensor (weights, activations, gradients, optimizer state).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
+    /// Steps per read of the loss (1 waits for every step).
+    #[arg(long, default_value_t = 1)]
+    read_every: usize,
 }
 
 #[derive(Args, Debug)]
@@ -125,7 +133,7 @@ struct ParamsArgs {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     let (mut config, run): (CnnRunConfig, _) = cli::resolve_training(&args)?;
     let (data, test) = config.load(&args.common, &device)?;
     if data.val_is_test {
@@ -176,7 +184,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn sanity(args: SanityArgs) -> Result<()> {
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     let mut config: CnnRunConfig = cli::load_config(args.common.config.as_deref())?;
     if let Some(seed) = args.common.seed {
         config.seed = seed;
@@ -225,7 +233,7 @@ fn sanity(args: SanityArgs) -> Result<()> {
 }
 
 fn search(args: TrainArgs) -> Result<()> {
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     if args.resume.is_some() {
         bail!("search does not resume; start a new one");
     }
@@ -291,13 +299,22 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     let name = args.device.as_deref().unwrap_or("auto");
-    let device = kiln::backend::device(args.device.as_deref())?;
-    let per_sec = training_speed(args.net, args.batch, args.steps, args.warmup, &device)?;
+    let device = kiln::backend::device_with(args.device.as_deref(), args.precision)?;
+    let run = BenchRun {
+        net: args.net,
+        steps: args.steps,
+        warmup: args.warmup,
+        read_every: args.read_every,
+    };
     let backends = kiln::backend::compiled_backends();
-    println!(
-        "{:?} net, batch {}, device {name} ({backends:?}): {per_sec:.0} training images/s",
-        args.net, args.batch
-    );
+    for &batch in &args.batch {
+        let per_sec = training_speed(run, batch, &device)?;
+        println!(
+            "{:?} net, batch {batch}, device {name} ({backends:?}), {:?}, loss read every {} \
+             steps: {per_sec:.0} training images/s",
+            args.net, args.precision, args.read_every
+        );
+    }
     Ok(())
 }
 

@@ -220,7 +220,7 @@ fn train(args: &TrainCommand) -> Result<()> {
     )?;
     config.data.path = Some(data_path.clone());
     config.validate()?;
-    let device = backend::device(args.train.common.device.as_deref())?;
+    let device = args.train.common.device()?;
     // The backend's generator initialises the necks and heads: seeded, a run repeats exactly.
     device.seed(config.seed);
     let data = detect::load(&data_path, &config, args.skip_bad_images)?;

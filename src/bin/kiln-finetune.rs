@@ -106,7 +106,8 @@ fn train(args: &FinetuneArgs) -> Result<()> {
     }
     config.validate()?;
     let weights = config.weight_file()?;
-    let device = backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
+    device.seed(config.seed);
     let (path, data) = cli::open_data(args.common.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path);
     let data = FinetuneData::prepare(data, &config)?;
@@ -153,6 +154,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         classes: 1000,
         warmup: args.warmup,
         steps: args.steps,
+        read_every: 1,
     };
     let inference =
         inference_images_per_sec(&arch.init(1000, &device), shape(args.infer_batch), &device)?;

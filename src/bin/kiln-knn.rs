@@ -97,7 +97,7 @@ struct Setup {
 
 fn setup(args: &KnnArgs) -> Result<Setup> {
     let mut config = resolve(args)?;
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     let (path, data) = cli::open_data(args.common.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());
     let mut test = cli::require_test(&data, &path)?;

@@ -106,7 +106,7 @@ struct Prepared {
 }
 
 fn prepare(args: &LinearArgs) -> Result<Prepared> {
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     let file: Option<LinearConfig> = match &args.common.config {
         Some(path) => Some(cli::load_config(Some(path))?),
         None => None,

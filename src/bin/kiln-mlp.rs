@@ -142,7 +142,7 @@ fn train_in(
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     let (mut config, run): (MlpRunConfig, _) = cli::resolve_training(&args)?;
     let (data, test) = load(&args, &mut config)?;
     let run = match run {
@@ -181,7 +181,7 @@ fn search(args: TrainArgs) -> Result<()> {
     if args.resume.is_some() {
         bail!("search does not resume; start a new one");
     }
-    let device = kiln::backend::device(args.common.device.as_deref())?;
+    let device = args.common.device()?;
     let (mut config, _): (MlpRunConfig, _) = cli::resolve_training(&args)?;
     let (mut data, _) = load(&args, &mut config)?;
     let spec = config.search.clone();

@@ -103,7 +103,8 @@ fn train(args: &TrainCommand) -> Result<()> {
         config.init = Some(std::path::absolute(init).unwrap_or(init.clone()));
     }
     config.validate()?;
-    let device = backend::device(args.train.common.device.as_deref())?;
+    let device = args.train.common.device()?;
+    device.seed(config.seed);
     eprintln!("loading {} …", data_path.display());
     let data = load_data(&config, &data_path, &kiln_data::download::cache_dir())?;
     eprintln!(

@@ -18,24 +18,32 @@ pub enum BenchNet {
     Airbench,
 }
 
-/// Training images per second of `net` on `device` at `batch` images a step: `steps` timed
-/// steps after `warmup` untimed ones (kernel compilation, allocator warm-up), SGD with
-/// Nesterov momentum 0.9 and weight decay 5e-4, seed 0.
-pub fn training_speed(
-    net: BenchNet,
-    batch: usize,
-    steps: usize,
-    warmup: usize,
-    device: &Device,
-) -> Result<f64> {
+/// How `kiln-cnn bench` times a net.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchRun {
+    /// Which network.
+    pub net: BenchNet,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first (kernel compilation, allocator warm-up).
+    pub warmup: usize,
+    /// Steps per read of the loss (1: every step waits for the last, as PyTorch's anchor
+    /// does by default).
+    pub read_every: usize,
+}
+
+/// Training images per second of `run.net` on `device` at `batch` images a step: the timed
+/// steps after the untimed ones, SGD with Nesterov momentum 0.9 and weight decay 5e-4, seed 0.
+pub fn training_speed(run: BenchRun, batch: usize, device: &Device) -> Result<f64> {
     let device = device.clone().autodiff();
     device.seed(0);
     let shape = BenchShape {
         batch,
         image: [3, 32, 32],
         classes: 10,
-        warmup,
-        steps,
+        warmup: run.warmup,
+        steps: run.steps,
+        read_every: run.read_every,
     };
     let nesterov = OptimizerConfig {
         momentum: 0.9,
@@ -43,7 +51,7 @@ pub fn training_speed(
         weight_decay: 5e-4,
         ..Default::default()
     };
-    let per_sec = match net {
+    let per_sec = match run.net {
         BenchNet::Benchmark => training_images_per_sec(
             ConvNetConfig::benchmark(3, 10, [32, 32]).init(&device),
             &nesterov,

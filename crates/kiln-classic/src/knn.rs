@@ -300,7 +300,7 @@ impl KnnClassifier {
     fn read(tensor: Tensor<2>) -> Result<Vec<f32>> {
         tensor
             .into_data()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| ClassicError::Read(format!("{e:?}")))
     }
 

@@ -129,7 +129,7 @@ fn dirac_conv(input: usize, output: usize, device: &Device) -> Conv2d {
         .weight
         .val()
         .into_data()
-        .try_to_vec::<f32>()
+        .try_to_vec_as::<f32>()
         .expect("f32 weights");
     let per_filter = input * 9;
     for o in 0..input.min(output) {

@@ -24,13 +24,19 @@ pub struct BenchShape {
     pub warmup: usize,
     /// Timed steps.
     pub steps: usize,
+    /// Steps per host read of the loss: 1 waits for every step to finish, as a loop that
+    /// prints each step's loss does; more lets an asynchronous device (a GPU) queue steps
+    /// ahead. The last warm-up step and the last timed step always read, so the timing holds
+    /// exactly the timed steps' work.
+    pub read_every: usize,
 }
 
 impl BenchShape {
     fn check(&self) -> Result<()> {
-        if self.batch == 0 || self.steps == 0 || self.classes == 0 {
+        if self.batch == 0 || self.steps == 0 || self.classes == 0 || self.read_every == 0 {
             return Err(TrainError::Invalid(
-                "a benchmark needs a positive batch, step count and class count".into(),
+                "a benchmark needs a positive batch, step count, class count and read interval"
+                    .into(),
             ));
         }
         Ok(())
@@ -45,15 +51,24 @@ impl BenchShape {
         )
     }
 
-    /// Seconds of the timed steps of `step`, after the warm-up steps, with a progress bar.
-    fn time(&self, mut step: impl FnMut()) -> f64 {
+    /// Whether step `i` (0-based, warm-up included) reads its result back.
+    fn reads(&self, i: usize) -> bool {
+        let last = self.warmup + self.steps - 1;
+        i + 1 == self.warmup
+            || i == last
+            || (i >= self.warmup && (i + 1 - self.warmup).is_multiple_of(self.read_every))
+    }
+
+    /// Seconds of the timed steps of `step`, after the warm-up steps, with a progress bar;
+    /// `step` is told whether to read its result (see [`BenchShape::read_every`]).
+    fn time(&self, mut step: impl FnMut(bool)) -> f64 {
         let progress = Progress::new((self.warmup + self.steps) as u64, "bench", "step");
         let mut started = Instant::now();
         for i in 0..self.warmup + self.steps {
             if i == self.warmup {
                 started = Instant::now();
             }
-            step();
+            step(self.reads(i));
             progress.inc(1);
         }
         let secs = started.elapsed().as_secs_f64();
@@ -67,7 +82,7 @@ impl BenchShape {
 }
 
 /// Training images per second of `model` (on the autodiff `device`): steps of `optimizer`
-/// (learning rate 0.01) on random images, each step finished (its loss read) before the next.
+/// (learning rate 0.01) on random images, the loss read every [`BenchShape::read_every`] steps.
 pub fn training_images_per_sec<M: ImageClassifier>(
     model: M,
     optimizer: &OptimizerConfig,
@@ -83,7 +98,7 @@ pub fn training_images_per_sec<M: ImageClassifier>(
     let mut optim = optimizer.build()?;
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut model = Some(model);
-    let secs = shape.time(|| {
+    let secs = shape.time(|read| {
         let net = model
             .take()
             .expect("the model is put back after every step");
@@ -91,7 +106,9 @@ pub fn training_images_per_sec<M: ImageClassifier>(
         let grads = GradientsParams::from_grads(loss.backward(), &net);
         model = Some(optim.step(0.01, net, grads));
         // Reading the loss waits for the step to finish on asynchronous backends.
-        let _: f32 = loss.into_scalar();
+        if read {
+            let _: f32 = loss.into_scalar();
+        }
     });
     Ok(shape.per_sec(secs))
 }
@@ -106,8 +123,38 @@ pub fn inference_images_per_sec<M: ImageClassifier>(
     shape.check()?;
     let model = model.valid();
     let images = shape.images(device);
-    let secs = shape.time(|| {
+    let secs = shape.time(|_| {
         let _ = model.scores(images.clone()).into_data();
     });
     Ok(shape.per_sec(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(warmup: usize, steps: usize, read_every: usize) -> BenchShape {
+        BenchShape {
+            batch: 1,
+            image: [1, 1, 1],
+            classes: 1,
+            warmup,
+            steps,
+            read_every,
+        }
+    }
+
+    /// Reads end the warm-up, every `read_every` timed steps, and the last step.
+    #[test]
+    fn reads_fall_on_the_interval_and_both_ends() {
+        let reads = |s: BenchShape| {
+            (0..s.warmup + s.steps)
+                .filter(|&i| s.reads(i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(reads(shape(2, 5, 2)), vec![1, 3, 5, 6]);
+        assert_eq!(reads(shape(2, 3, 1)), vec![1, 2, 3, 4]);
+        assert_eq!(reads(shape(0, 4, 10)), vec![3]);
+        assert!(shape(1, 1, 0).check().is_err());
+    }
 }

@@ -18,9 +18,10 @@ pub struct StepOutput {
     pub loss: Tensor<1>,
     /// Items (images) in the batch; the loss is taken as their mean.
     pub items: usize,
-    /// Per-metric sums over the batch (e.g. `("accuracy", correct predictions)`); the epoch's
-    /// `train_<name>` is the sum over its batches divided by its items.
-    pub sums: Vec<(&'static str, f64)>,
+    /// Per-metric sums `[1]` over the batch (e.g. `("accuracy", correct predictions)`), left
+    /// on the device (the loop reads them with the loss); the epoch's `train_<name>` is the
+    /// sum over its batches divided by its items.
+    pub sums: Vec<(&'static str, Tensor<1>)>,
 }
 
 /// How a model did on held-out data.

@@ -244,7 +244,7 @@ pub fn embed(
         features.extend(
             embedding
                 .convert::<f32>()
-                .try_to_vec::<f32>()
+                .try_to_vec_as::<f32>()
                 .map_err(|e| invalid(format!("reading features: {e:?}")))?,
         );
         progress.inc(chunk.len() as u64);

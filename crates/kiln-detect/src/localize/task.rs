@@ -136,7 +136,7 @@ impl LocalizeTask {
 fn read(t: Tensor<2>) -> TrainResult<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| TrainError::Invalid(format!("reading predictions: {e:?}")))
 }
 

@@ -15,7 +15,7 @@ use crate::{DetectError, Result};
 fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| DetectError::invalid("predictions", format!("{e:?}")))
 }
 

@@ -41,7 +41,7 @@ pub fn tensor_to_boxes(boxes: Tensor<2>) -> Vec<BoundingBox> {
     let values = boxes
         .into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .unwrap_or_default();
     values
         .chunks_exact(4)

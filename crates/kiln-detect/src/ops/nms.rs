@@ -49,7 +49,7 @@ pub fn nms(boxes: Tensor<2>, scores: Tensor<1>, iou_threshold: f32) -> Tensor<1,
         &scores
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .unwrap_or_default(),
         iou_threshold,
     );

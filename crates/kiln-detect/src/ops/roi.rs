@@ -391,7 +391,7 @@ mod tests {
         let values = out
             .into_data()
             .convert::<f32>()
-            .try_to_vec::<f32>()
+            .try_to_vec_as::<f32>()
             .unwrap();
         assert_eq!(values, vec![5.0, 105.0, 115.0]);
         // No boxes at all: an empty result.

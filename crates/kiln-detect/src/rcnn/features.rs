@@ -192,7 +192,7 @@ impl Extractor {
         let to_vec = |t: Tensor<4>| {
             t.into_data()
                 .convert::<f32>()
-                .try_into_vec::<f32>()
+                .try_into_vec_as::<f32>()
                 .map_err(|e| DetectError::invalid("backbone features", format!("{e:?}")))
         };
         for chunk in boxes.chunks(self.batch) {

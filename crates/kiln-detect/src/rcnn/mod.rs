@@ -469,7 +469,7 @@ fn fit_regressors(
         let flat = deltas
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| DetectError::invalid("box regression targets", format!("{e:?}")))?;
         let targets: Vec<[f32; 4]> = flat
             .chunks_exact(4)

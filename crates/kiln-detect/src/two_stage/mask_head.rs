@@ -245,7 +245,7 @@ mod tests {
         let picked = head
             .select(fake, &[2, 0])
             .into_data()
-            .try_to_vec::<f32>()
+            .try_to_vec_as::<f32>()
             .unwrap();
         assert_eq!(picked, vec![8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]);
         let agnostic = MaskHead::new(
@@ -273,7 +273,7 @@ mod tests {
         );
         let got = binary_cross_entropy_with_logits(x, t)
             .into_data()
-            .try_to_vec::<f32>()
+            .try_to_vec_as::<f32>()
             .unwrap();
         let bce = |x: f64, t: f64| {
             let p = 1.0 / (1.0 + (-x).exp());

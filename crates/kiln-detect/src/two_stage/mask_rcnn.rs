@@ -168,7 +168,7 @@ impl MaskRcnnTask {
         let size = self.mask.mask_size();
         let values: Vec<f32> = probabilities
             .into_data()
-            .try_to_vec::<f32>()
+            .try_to_vec_as::<f32>()
             .map_err(|e| DetectError::invalid("mask probabilities", format!("{e:?}")))?;
         let mut grids = values.chunks_exact(size * size);
         Ok(infos

@@ -122,7 +122,7 @@ pub fn detect_regions(
 fn read(t: Tensor<2>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| DetectError::invalid("box head output", format!("{e:?}")))
 }
 

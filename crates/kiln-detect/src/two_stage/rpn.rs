@@ -310,7 +310,7 @@ pub fn propose(
         .clone()
         .into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| DetectError::invalid("RPN objectness", format!("{e:?}")))?;
     let anchors = boxes_to_tensor(&output.anchors, &device);
     let decoded = BoxCoder::new([1.0; 4]).decode(

@@ -9,6 +9,6 @@ use crate::{DetectError, Result};
 pub(crate) fn read_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| DetectError::invalid("YOLO output", format!("{e:?}")))
 }

@@ -103,12 +103,12 @@ impl<M: ImageClassifier> Task for Classification<M> {
     fn train_step(&self, model: &M, batch: ClassificationBatch) -> Result<StepOutput> {
         let items = batch.targets.dims()[0];
         let scores = model.scores(batch.images);
-        let hits = correct(&scores, &batch.targets)?;
+        let hits = correct_count(&scores, &batch.targets);
         let loss = self.loss(&scores.device()).forward(scores, batch.targets);
         Ok(StepOutput {
             loss,
             items,
-            sums: vec![("accuracy", hits as f64)],
+            sums: vec![("accuracy", hits)],
         })
     }
 
@@ -145,17 +145,25 @@ impl<M: ImageClassifier> Task for Classification<M> {
 
 /// Predictions of `scores` equal to `targets`.
 fn correct(scores: &Tensor<2>, targets: &Tensor<1, Int>) -> Result<usize> {
-    let hits = scores
+    let hits = correct_count(scores, targets)
+        .into_data()
+        .try_to_vec_as::<i64>()
+        .map_err(|e| TrainError::Invalid(format!("reading accuracy: {e:?}")))?;
+    Ok(hits[0] as usize)
+}
+
+/// How many of `scores`' top classes are `targets`, as a float `[1]` left on the device (and
+/// out of the autodiff graph).
+fn correct_count(scores: &Tensor<2>, targets: &Tensor<1, Int>) -> Tensor<1> {
+    scores
         .clone()
         .argmax(1)
         .squeeze_dim::<1>(1)
         .equal(targets.clone())
         .int()
         .sum()
-        .into_data()
-        .try_to_vec_as::<i64>()
-        .map_err(|e| TrainError::Invalid(format!("reading accuracy: {e:?}")))?;
-    Ok(hits[0] as usize)
+        .float()
+        .detach()
 }
 
 /// Class scores of `images` averaged over the views of `tta`.

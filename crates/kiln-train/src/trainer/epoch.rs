@@ -1,12 +1,18 @@
 //! One pass over the training data: batches in a seeded order, a step each, running sums.
+//!
+//! Each step's loss and metric sums stay on the device until the next read, at most every
+//! [`READ_INTERVAL`] (and at the epoch's end): a read waits for the device to finish, so
+//! reading every step would keep a GPU from queueing the next step while the host prepares
+//! it. A CPU step is usually longer than the interval, so there every step is read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use super::policy::GradientPolicy;
 use crate::lookahead::Lookahead;
@@ -64,6 +70,60 @@ pub(crate) struct EpochTotals {
     pub seconds: f64,
 }
 
+/// The longest the loop goes without reading the steps' losses back from the device.
+pub(crate) const READ_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Steps whose losses and sums are still on the device.
+#[derive(Default)]
+struct Unread {
+    /// Each step's loss `[1]`, its items, its iteration.
+    losses: Vec<(Tensor<1>, usize, usize)>,
+    /// Each step's metric sums `[1]`.
+    sums: Vec<(&'static str, Tensor<1>)>,
+}
+
+impl Unread {
+    /// Reads every unread value (one transfer) into `totals`; a non-finite loss is an error
+    /// naming its iteration and the last good checkpoint.
+    fn read_into(
+        &mut self,
+        totals: &mut EpochTotals,
+        epoch: usize,
+        last_good: &std::path::Path,
+    ) -> Result<()> {
+        if self.losses.is_empty() {
+            return Ok(());
+        }
+        let losses = std::mem::take(&mut self.losses);
+        let sums = std::mem::take(&mut self.sums);
+        let tensors: Vec<Tensor<1>> = losses
+            .iter()
+            .map(|(loss, _, _)| loss.clone())
+            .chain(sums.iter().map(|(_, sum)| sum.clone()))
+            .collect();
+        let values = Tensor::cat(tensors, 0)
+            .into_data()
+            .try_into_vec_as::<f64>()
+            .map_err(|e| TrainError::Invalid(format!("reading the training loss: {e:?}")))?;
+        let (loss_values, sum_values) = values.split_at(losses.len());
+        for ((_, items, iteration), &value) in losses.iter().zip(loss_values) {
+            if !value.is_finite() {
+                return Err(TrainError::Invalid(format!(
+                    "loss became {value} in epoch {} (iteration {iteration}); the last good checkpoint is {}; lower the learning rate",
+                    epoch + 1,
+                    last_good.display()
+                )));
+            }
+            totals.loss += value * *items as f64;
+            totals.items += items;
+        }
+        for ((name, _), &value) in sums.iter().zip(sum_values) {
+            *totals.sums.entry(name).or_insert(0.0) += value;
+        }
+        Ok(())
+    }
+}
+
 /// Trains `model` for one epoch (0-based `epoch`) over `batches`, advancing `iteration`.
 pub(crate) fn train_epoch<T: Task>(
     task: &T,
@@ -90,20 +150,14 @@ pub(crate) fn train_epoch<T: Task>(
         last_lr: schedule.lr(*iteration),
         seconds: 0.0,
     };
+    let mut unread = Unread::default();
+    let mut last_read = Instant::now();
     for batch in batches {
         let step = task.train_step(&model, batch?)?;
-        let value = step.loss.clone().into_scalar::<f64>();
-        if !value.is_finite() {
-            return Err(TrainError::Invalid(format!(
-                "loss became {value} in epoch {} (iteration {}); the last good checkpoint is {}; lower the learning rate",
-                epoch + 1,
-                *iteration,
-                last_good.display()
-            )));
-        }
-        for (name, sum) in step.sums {
-            *totals.sums.entry(name).or_insert(0.0) += sum;
-        }
+        unread
+            .losses
+            .push((step.loss.clone().detach(), step.items, *iteration));
+        unread.sums.extend(step.sums);
         let lr = schedule.lr(*iteration);
         totals.last_lr = lr;
         let grads = GradientsParams::from_grads(step.loss.backward(), &model);
@@ -113,12 +167,18 @@ pub(crate) fn train_epoch<T: Task>(
         if let Some(la) = lookahead.as_deref_mut() {
             model = la.after_step(model, *iteration + 1, total_steps);
         }
-        totals.loss += value * step.items as f64;
-        totals.items += step.items;
         *iteration += 1;
         progress.inc(step.items as u64);
-        progress.status(format!("loss {:.3}", totals.loss / totals.items as f64));
+        if last_read.elapsed() >= READ_INTERVAL {
+            unread.read_into(&mut totals, epoch, last_good)?;
+            last_read = Instant::now();
+            progress.status(format!(
+                "loss {:.3}",
+                totals.loss / totals.items.max(1) as f64
+            ));
+        }
     }
+    unread.read_into(&mut totals, epoch, last_good)?;
     totals.seconds = progress.finish();
     Ok((model, totals))
 }
