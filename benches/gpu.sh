@@ -11,13 +11,14 @@
 #   fcn     the three CamVid FCNs trained one from the other.
 # Writes `table.md`, `log.txt` and the runs' metrics.jsonl into OUT.
 #
-#   cargo build --release --features vulkan --bin kiln-cnn --bin kiln-detect --bin kiln-segment
+#   cargo build --release --features wgpu --bin kiln-cnn --bin kiln-detect --bin kiln-segment
 #   KILN_SHARED=/path/to/shared benches/gpu.sh target/release OUT_DIR
 #
 # KILN_SHARED must hold the datasets the stages use (datasets/cifar10-jpg.tar.gz for recipe,
 # raccoon-voc.tar.gz for yolo and faster, camvid.tar.gz for fcn) and, for faster and fcn, the
-# EfficientNet-Lite0 weights (pretrained/). Each kiln binary runs with --device vulkan (KILN_DEVICE
-# overrides it, TORCH_DEVICE the anchor's, default cuda); on a GPU the first steps of a process
+# EfficientNet-Lite0 weights (pretrained/). Each kiln binary runs with --device wgpu (KILN_DEVICE
+# overrides it, e.g. `vulkan` with a `--features vulkan` build; TORCH_DEVICE the anchor's, default
+# cuda); on a GPU the first steps of a process
 # compile kernels. BENCH_ROWS lists the bench rows as NET:BATCHES:PRECISION:READ_EVERY (default
 # "benchmark:128,1024:f32:1 benchmark:128,1024:f16:1 benchmark:1024:f32:10 airbench:1024:f32:1
 # airbench:1024:f16:1"). Limits (seconds) can be changed: GPU_BUDGET (default 540), BENCH_LIMIT,
@@ -30,7 +31,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 export KILN_DATA="$WORK/cache"
 SHARED=${KILN_SHARED:?set KILN_SHARED to the shared data folder}
-DEVICE=${KILN_DEVICE:-vulkan}
+DEVICE=${KILN_DEVICE:-wgpu}
 STARTED=$(date +%s)
 BUDGET=${GPU_BUDGET:-540}
 TORCH_DEVICE=${TORCH_DEVICE:-cuda}
@@ -85,7 +86,7 @@ for spec in $rows; do
         --steps 30 --warmup 10 --device "$DEVICE" --precision "$precision" --read-every "$every"
     if [ $? -ne 0 ] && [ "$DEVICE" = vulkan ] && ! grep -q "training images/s" "$WORK/$name.out"; then
         # Without a working Vulkan SPIR-V path the rest of the run takes wgpu's own choice.
-        note "(\`--device vulkan\` failed, see log.txt; the rows below from here are \`--device wgpu\`)"
+        note "(\`--device vulkan\` gave no number, see log.txt; the rows below from here are \`--device wgpu\`)"
         DEVICE=wgpu
         stage "${BENCH_LIMIT:-100}" "$name" "$BIN/kiln-cnn" bench --net "$net" --batch "$batches" \
             --steps 30 --warmup 10 --device "$DEVICE" --precision "$precision" --read-every "$every"
@@ -114,7 +115,12 @@ note ""
 
 # A trained YOLO run's test split at batch 1 and 32: the detection issue's GPU rows.
 yolo() {
-local run=${YOLO_RUN:?set YOLO_RUN to a trained kiln-detect YOLO run directory}
+local run=${YOLO_RUN:-}
+if [ -z "$run" ]; then
+    note "(yolo skipped: set YOLO_RUN to a trained kiln-detect YOLO run directory)"
+    note ""
+    return
+fi
 note "## YOLO test images/s (\`kiln-detect test --run $(basename "$run") --batch N\`)"
 note ""
 note "| batch | test images/s | AP50 |"
@@ -134,6 +140,29 @@ done
 note ""
 }
 
+# A training run's metrics.jsonl as table lines: each epoch's rate and validation scores, then
+# the test scores (a `test_*` field or a `test` object).
+run_summary() {
+python3 - "$1" >> "$TABLE" <<'PY'
+import json, sys
+try:
+    rows = [json.loads(l) for l in open(sys.argv[1])]
+except OSError:
+    print("no metrics: the run did not finish its first epoch (see log.txt)"); sys.exit()
+number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+for r in rows:
+    if "epoch" in r:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith("val_") and number(v))
+        print(f"- epoch {r['epoch']}: {r.get('images_per_sec', 0):.1f} training images/s, {scores}")
+        continue
+    test = r.get("test", r)
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items()
+                       if number(v) and (k.startswith("test_") or k in ("images_per_sec", "voc_ap50")))
+    if scores:
+        print(f"- test: {scores}")
+PY
+}
+
 # The airbench94 recipe end to end on the JPEG CIFAR-10 (decoding and all), one process.
 recipe() {
 local precision=${RECIPE_PRECISION:-f16}
@@ -145,21 +174,7 @@ local took
 took=$(grep "^recipe|" "$WORK/stages" | cut -d'|' -f3)
 note "## airbench94 recipe (\`configs/cifar10-airbench.toml\`, --precision $precision), ${took} s wall"
 note ""
-python3 - "$WORK/recipe/metrics.jsonl" >> "$TABLE" <<'PY'
-import json, sys
-try:
-    rows = [json.loads(l) for l in open(sys.argv[1])]
-except OSError:
-    print("no metrics: the run did not finish its first epoch (see log.txt)"); sys.exit()
-for r in rows:
-    if "epoch" in r:
-        print(f"- epoch {r['epoch']}: {r.get('images_per_sec', 0):.0f} training images/s, "
-              f"val accuracy {100 * r.get('val_accuracy', 0):.2f} %")
-    elif "test_accuracy" in r:
-        tta = r.get("test_accuracy_tta")
-        print(f"- test accuracy {100 * r['test_accuracy']:.2f} %"
-              + (f", with TTA {100 * tta:.2f} %" if tta is not None else ""))
-PY
+run_summary "$WORK/recipe/metrics.jsonl"
 note ""
 }
 
@@ -170,19 +185,7 @@ stage "${FASTER_LIMIT:-240}" faster-rcnn "$BIN/kiln-detect" train --config "$REP
 cp "$WORK/faster/metrics.jsonl" "$OUT/faster-rcnn-metrics.jsonl" 2>/dev/null
 note "## Faster R-CNN (\`configs/raccoon-faster-rcnn.toml\`, 2 epochs)"
 note ""
-python3 - "$WORK/faster/metrics.jsonl" >> "$TABLE" <<'PY'
-import json, sys
-try:
-    rows = [json.loads(l) for l in open(sys.argv[1])]
-except OSError:
-    print("no metrics: the run did not finish its first epoch (see log.txt)"); sys.exit()
-for r in rows:
-    if "epoch" in r:
-        print(f"- epoch {r['epoch']}: {r.get('images_per_sec', 0):.1f} training images/s, val AP50 {r.get('val_ap50', 0):.3f}")
-    if "test" in r:
-        t = r["test"]
-        print(f"- test (after 2 epochs): {t['images_per_sec']:.1f} images/s, VOC AP50 {t['voc_ap50']:.3f}")
-PY
+run_summary "$WORK/faster/metrics.jsonl"
 note ""
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use super::policy::GradientPolicy;
 use crate::lookahead::Lookahead;
@@ -96,6 +96,7 @@ impl Unread {
         }
         let losses = std::mem::take(&mut self.losses);
         let sums = std::mem::take(&mut self.sums);
+        let half = matches!(losses[0].0.dtype(), DType::F16 | DType::BF16);
         let tensors: Vec<Tensor<1>> = losses
             .iter()
             .map(|(loss, _, _)| loss.clone())
@@ -108,8 +109,14 @@ impl Unread {
         let (loss_values, sum_values) = values.split_at(losses.len());
         for ((_, items, iteration), &value) in losses.iter().zip(loss_values) {
             if !value.is_finite() {
+                let fix = if half {
+                    "half precision's narrow range is the likely cause: train in f32 \
+                     (--precision f32), or lower the learning rate"
+                } else {
+                    "lower the learning rate"
+                };
                 return Err(TrainError::Invalid(format!(
-                    "loss became {value} in epoch {} (iteration {iteration}); the last good checkpoint is {}; lower the learning rate",
+                    "loss became {value} in epoch {} (iteration {iteration}); the last good checkpoint is {}; {fix}",
                     epoch + 1,
                     last_good.display()
                 )));
