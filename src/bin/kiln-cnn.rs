@@ -17,13 +17,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
 
 use kiln::backend::Precision;
 use kiln::cli::{self, CommonArgs, TrainArgs};
 use kiln::cnn::CnnRunConfig;
-use kiln::cnn::bench::{BenchNet, BenchRun, training_speed};
-use kiln::cnn::ensemble::{Checkpoint, test_ensemble};
+use kiln::cnn::bench::{BenchNet, BenchRun, print_training_speeds};
+use kiln::cnn::ensemble::{Checkpoint, test_ensemble, write_ensemble_run};
 use kiln_nets::design::compare;
 use kiln_nets::{Geometry, trainable_params};
 use kiln_train::RunDir;
@@ -281,24 +280,12 @@ fn ensemble(args: EnsembleArgs) -> Result<()> {
         scores.members.len(),
         100.0 * scores.accuracy
     );
-    let out = cli::create_run(
-        args.out.as_deref(),
-        "kiln-cnn-ensemble",
-        &json!({"runs": args.runs, "checkpoint": name}),
-    )?;
-    let members: Vec<_> = scores
-        .members
-        .iter()
-        .map(|m| json!({"run": m.run, "test_accuracy": m.accuracy}))
-        .collect();
-    out.metrics()
-        .append(&json!({"members": members, "ensemble_test_accuracy": scores.accuracy}))?;
+    let out = write_ensemble_run(&scores, &args.runs, args.checkpoint, args.out.as_deref())?;
     println!("run directory {}", out.path().display());
     Ok(())
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    let name = args.device.as_deref().unwrap_or("auto");
     let device = kiln::backend::device_with(args.device.as_deref(), args.precision)?;
     let run = BenchRun {
         net: args.net,
@@ -306,16 +293,8 @@ fn bench(args: BenchArgs) -> Result<()> {
         warmup: args.warmup,
         read_every: args.read_every,
     };
-    let backends = kiln::backend::compiled_backends();
-    for &batch in &args.batch {
-        let per_sec = training_speed(run, batch, &device)?;
-        println!(
-            "{:?} net, batch {batch}, device {name} ({backends:?}), {:?}, loss read every {} \
-             steps: {per_sec:.0} training images/s",
-            args.net, args.precision, args.read_every
-        );
-    }
-    Ok(())
+    let name = args.device.as_deref().unwrap_or("auto");
+    print_training_speeds(run, &args.batch, args.precision, name, &device)
 }
 
 fn params(args: ParamsArgs) -> Result<()> {

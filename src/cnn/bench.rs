@@ -5,6 +5,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::ValueEnum;
 
+use crate::backend::{Precision, compiled_backends};
 use kiln_nets::{AirbenchConfig, ConvNetConfig};
 use kiln_train::bench::{BenchShape, training_images_per_sec};
 use kiln_train::optim::OptimizerConfig;
@@ -66,4 +67,25 @@ pub fn training_speed(run: BenchRun, batch: usize, device: &Device) -> Result<f6
         ),
     }?;
     Ok(per_sec)
+}
+
+/// Times `run` at each of `batches` on `device` (asked for as `device_name`, at `precision`),
+/// printing one line a batch.
+pub fn print_training_speeds(
+    run: BenchRun,
+    batches: &[usize],
+    precision: Precision,
+    device_name: &str,
+    device: &Device,
+) -> Result<()> {
+    let backends = compiled_backends();
+    for &batch in batches {
+        let per_sec = training_speed(run, batch, device)?;
+        println!(
+            "{:?} net, batch {batch}, device {device_name} ({backends:?}), {precision:?}, loss \
+             read every {} steps: {per_sec:.0} training images/s",
+            run.net, run.read_every
+        );
+    }
+    Ok(())
 }

@@ -98,3 +98,28 @@ pub fn test_ensemble(
         accuracy: combined.accuracy(&test.labels, geometry.classes),
     })
 }
+
+/// Writes an ensemble's scores as a run directory at `out` (default `runs/kiln-cnn-ensemble-…`):
+/// the members and `checkpoint` as its config, each member's and the ensemble's test accuracy
+/// in `metrics.jsonl`. Returns the directory.
+pub fn write_ensemble_run(
+    scores: &EnsembleScores,
+    runs: &[PathBuf],
+    checkpoint: Checkpoint,
+    out: Option<&Path>,
+) -> Result<RunDir> {
+    let run = cli::create_run(
+        out,
+        "kiln-cnn-ensemble",
+        &serde_json::json!({"runs": runs, "checkpoint": checkpoint.file_name()}),
+    )?;
+    let members: Vec<_> = scores
+        .members
+        .iter()
+        .map(|m| serde_json::json!({"run": m.run, "test_accuracy": m.accuracy}))
+        .collect();
+    run.metrics().append(
+        &serde_json::json!({"members": members, "ensemble_test_accuracy": scores.accuracy}),
+    )?;
+    Ok(run)
+}
