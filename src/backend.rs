@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// The floating-point type of a device's tensors: weights, activations, gradients and
 /// optimizer state alike (no f32 master copy). Half precision halves memory traffic and, on
-/// GPUs that have them, reaches the tensor cores; it trains the small nets of the course to
-/// f32's accuracy (BENCHMARKS.md, GPU), with larger rounding steps for tiny updates.
+/// GPUs that have them, reaches the tensor cores. Without f32 master weights or loss scaling
+/// it can diverge: the airbench94 recipe does in f16 (BENCHMARKS.md, GPU).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
