@@ -8,7 +8,6 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Initializer, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::backbone::{global_average, levels_of_blocks};
@@ -116,10 +115,11 @@ pub struct CifarResNet {
 impl CifarResNet {
     /// Runs the stem and every block, handing each stage's output to `keep`; returns the last.
     fn stages(&self, images: Tensor<4>, mut keep: impl FnMut(&Tensor<4>)) -> Tensor<4> {
-        let mut x = relu(crate::norm::forward(
+        let mut x = crate::norm::forward_activated(
             &self.bn1,
             conv::forward(&self.conv1, images),
-        ));
+            crate::norm::FusedActivation::Relu,
+        );
         for block in &self.blocks {
             if block.stride() > 1 {
                 keep(&x);

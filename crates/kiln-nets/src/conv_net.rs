@@ -199,11 +199,11 @@ pub struct ConvNet {
 
 impl ConvNet {
     fn conv_block(&self, layer: usize, x: Tensor<4>) -> Tensor<4> {
-        let mut x = conv::forward(&self.convs[layer], x);
-        if let Some(norm) = self.norms.get(layer) {
-            x = crate::norm::forward(norm, x);
+        let x = conv::forward(&self.convs[layer], x);
+        match self.norms.get(layer) {
+            Some(norm) => crate::norm::forward_then(norm, x, &self.activation),
+            None => self.activation.forward(x),
         }
-        self.activation.forward(x)
     }
 
     /// Runs every stage, handing each stage's pooled output to `keep`; returns the last.

@@ -14,7 +14,6 @@
 
 use std::path::Path;
 
-use crate::activation::relu6;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -302,12 +301,17 @@ impl MbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            y = relu6(norm::forward(bn, crate::conv::forward(expand, y)));
+            y = norm::forward_activated(
+                bn,
+                crate::conv::forward(expand, y),
+                norm::FusedActivation::Relu6,
+            );
         }
-        y = relu6(norm::forward(
+        y = norm::forward_activated(
             &self.bn1,
             forward_same(&self.depthwise_conv, y),
-        ));
+            norm::FusedActivation::Relu6,
+        );
         y = norm::forward(&self.bn2, crate::conv::forward(&self.project_conv, y));
         if !self.residual {
             return y;
@@ -369,10 +373,11 @@ impl EfficientNetLite {
     }
 
     fn stem(&self, images: Tensor<4>) -> Tensor<4> {
-        relu6(norm::forward(
+        norm::forward_activated(
             &self.bn0,
             forward_same(&self.conv_stem, images),
-        ))
+            norm::FusedActivation::Relu6,
+        )
     }
 
     /// Runs stem, blocks and head, handing `keep` the last block output before each stride
@@ -385,10 +390,11 @@ impl EfficientNetLite {
             }
             x = block.forward(x);
         }
-        let x = relu6(norm::forward(
+        let x = norm::forward_activated(
             &self.bn1,
             crate::conv::forward(&self.conv_head, x),
-        ));
+            norm::FusedActivation::Relu6,
+        );
         keep(&x);
         x
     }

@@ -326,10 +326,11 @@ impl BasicBlock {
     /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let y = relu(norm::forward(
+        let y = norm::forward_activated(
             &self.bn1,
             crate::conv::forward(&self.conv1, x),
-        ));
+            norm::FusedActivation::Relu,
+        );
         let y = norm::forward(&self.bn2, crate::conv::forward(&self.conv2, y));
         relu(y + identity)
     }
@@ -374,14 +375,16 @@ impl Bottleneck {
     /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let y = relu(norm::forward(
+        let y = norm::forward_activated(
             &self.bn1,
             crate::conv::forward(&self.conv1, x),
-        ));
-        let y = relu(norm::forward(
+            norm::FusedActivation::Relu,
+        );
+        let y = norm::forward_activated(
             &self.bn2,
             crate::conv::forward(&self.conv2, y),
-        ));
+            norm::FusedActivation::Relu,
+        );
         let y = norm::forward(&self.bn3, crate::conv::forward(&self.conv3, y));
         relu(y + identity)
     }
@@ -509,10 +512,11 @@ impl ImageNetResNet {
 
     /// Stem: `maxpool(relu(bn1(conv1(images))))`, stride 4.
     fn forward_stem(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = relu(norm::forward(
+        let x = norm::forward_activated(
             &self.bn1,
             crate::conv::forward(&self.conv1, images),
-        ));
+            norm::FusedActivation::Relu,
+        );
         crate::pool::forward(&self.maxpool, x)
     }
 

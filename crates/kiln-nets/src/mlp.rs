@@ -111,10 +111,11 @@ impl Mlp {
     pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
-            if let Some(norm) = self.norms.get(i) {
-                x = crate::norm::forward(norm, x);
-            }
-            x = self.dropout.forward(self.activation.forward(x));
+            x = match self.norms.get(i) {
+                Some(norm) => crate::norm::forward_then(norm, x, &self.activation),
+                None => self.activation.forward(x),
+            };
+            x = self.dropout.forward(x);
         }
         self.head.forward(x)
     }

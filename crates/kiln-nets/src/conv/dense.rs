@@ -24,19 +24,20 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
     let mut out = vec![0f32; g.batch * out_len];
     let one_image = |out: &mut [f32], image: &[f32], columns: &mut Vec<f32>, parallel: bool| {
         let cols = columns_of(g, image, columns);
+        // With a bias, each output plane starts at its bias and the product is added to it.
+        if let Some(bias) = bias {
+            for (plane, &b) in out.chunks_mut(spatial).zip(bias) {
+                plane.fill(b);
+            }
+        }
         gemm(
             out,
             [g.out_channels, rows, spatial],
             Matrix::row_major(weight, rows),
             Matrix::row_major(cols, spatial),
-            false,
+            bias.is_some(),
             parallel,
         );
-        if let Some(bias) = bias {
-            for (plane, &b) in out.chunks_mut(spatial).zip(bias) {
-                plane.iter_mut().for_each(|v| *v += b);
-            }
-        }
     };
     for_each_image(g, (&mut out, out_len), (x, image_len), one_image);
     out
@@ -99,7 +100,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
             (0..g.batch)
                 .map(|n| {
                     let plane = &grad[n * out_len + o * spatial..][..spatial];
-                    plane.iter().map(|&v| v as f64).sum::<f64>()
+                    crate::norm::kernels::lane_sum(plane, plane, |v, _| v)
                 })
                 .sum::<f64>() as f32
         })

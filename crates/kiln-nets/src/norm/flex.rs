@@ -14,7 +14,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 
-use super::kernels::{self, BatchStatistics, ChannelLayout};
+use super::kernels::{self, BatchStatistics, ChannelLayout, FusedActivation, TrainState};
 use crate::flex_slices::{contiguous, tensor, values};
 
 type Ad = Autodiff<Flex>;
@@ -26,13 +26,14 @@ pub(super) struct Trained<const D: usize> {
     pub variance: Tensor<1>,
 }
 
-/// Training batch normalisation through kiln's kernels when the tensors live on autodiff Flex as
-/// `f32`; `None` otherwise.
+/// Training batch normalisation, then `activation`, through kiln's kernels when the tensors live
+/// on autodiff Flex as `f32`; `None` otherwise.
 pub(super) fn batch_norm_train<const D: usize>(
     x: &Tensor<D>,
     gamma: &Tensor<1>,
     beta: &Tensor<1>,
     epsilon: f64,
+    activation: FusedActivation,
 ) -> Option<Trained<D>> {
     let [x, gamma, beta] = primitives::<Ad, D>(x, gamma, beta)?;
     let layout = layout(x.primitive())?;
@@ -56,20 +57,21 @@ pub(super) fn batch_norm_train<const D: usize>(
         .zip(&mean)
         .map(|((b, s), m)| b - s * m)
         .collect();
-    let output = affine(&input, &layout, &scale, &shift);
-    let stats = BatchStatistics {
-        mean: mean.clone(),
-        inv_std,
+    let output = affine(&input, &layout, &scale, &shift, activation);
+    let state = TrainState {
+        gamma: gamma_values,
+        stats: BatchStatistics {
+            mean: mean.clone(),
+            inv_std,
+        },
+        scale,
+        shift,
+        activation,
     };
     let channels = layout.channels;
     let output = record(
         [&x, &gamma, &beta],
-        |x| NormState::Train {
-            x,
-            layout,
-            gamma: gamma_values,
-            stats,
-        },
+        |x| NormState::Train { x, layout, state },
         output,
     );
     let statistic = |v: Vec<f32>| {
@@ -85,25 +87,28 @@ pub(super) fn batch_norm_train<const D: usize>(
     })
 }
 
-/// `x · scale[c] + shift[c]` through kiln's kernels when the tensors live on Flex (with or
-/// without autodiff) as `f32`; `None` otherwise.
+/// `activation(x · scale[c] + shift[c])` through kiln's kernels when the tensors live on Flex
+/// (with or without autodiff) as `f32`; `None` otherwise.
 pub(super) fn channel_affine<const D: usize>(
     x: &Tensor<D>,
     scale: &Tensor<1>,
     shift: &Tensor<1>,
+    activation: FusedActivation,
 ) -> Option<Tensor<D>> {
     if let Some([x, scale, shift]) = primitives::<Ad, D>(x, scale, shift) {
         let layout = layout(x.primitive())?;
         let input = contiguous(x.primitive().clone());
         let scale_values = values(&contiguous(scale.primitive().clone())).to_vec();
-        let shift_values = contiguous(shift.primitive().clone());
-        let output = affine(&input, &layout, &scale_values, values(&shift_values));
+        let shift_values = values(&contiguous(shift.primitive().clone())).to_vec();
+        let output = affine(&input, &layout, &scale_values, &shift_values, activation);
         let output = record(
             [&x, &scale, &shift],
             |x| NormState::Affine {
                 x,
                 layout,
                 scale: scale_values,
+                shift: shift_values,
+                activation,
             },
             output,
         );
@@ -112,14 +117,20 @@ pub(super) fn channel_affine<const D: usize>(
     let [x, scale, shift] = primitives::<Flex, D>(x, scale, shift)?;
     let layout = layout(&x)?;
     let (x, scale, shift) = (contiguous(x), contiguous(scale), contiguous(shift));
-    let output = affine(&x, &layout, values(&scale), values(&shift));
+    let output = affine(&x, &layout, values(&scale), values(&shift), activation);
     Some(Tensor::from_primitive::<Flex>(output))
 }
 
 /// [`kernels::affine`] of a contiguous input, as a tensor of the input's shape.
-fn affine(x: &FlexTensor, layout: &ChannelLayout, scale: &[f32], shift: &[f32]) -> FlexTensor {
+fn affine(
+    x: &FlexTensor,
+    layout: &ChannelLayout,
+    scale: &[f32],
+    shift: &[f32],
+    activation: FusedActivation,
+) -> FlexTensor {
     tensor(
-        kernels::affine(layout, values(x), scale, shift),
+        kernels::affine(layout, values(x), scale, shift, activation),
         x.shape().to_vec(),
     )
 }
@@ -173,14 +184,15 @@ enum NormState {
     Train {
         x: NodeId,
         layout: ChannelLayout,
-        gamma: Vec<f32>,
-        stats: BatchStatistics,
+        state: TrainState,
     },
     /// The per-channel affine map.
     Affine {
         x: NodeId,
         layout: ChannelLayout,
         scale: Vec<f32>,
+        shift: Vec<f32>,
+        activation: FusedActivation,
     },
 }
 
@@ -201,27 +213,28 @@ impl Backward<Flex, 3> for NormBackward {
         let [x_node, first, second] = ops.parents;
         let want_x = x_node.is_some();
         let (dx, d_first, d_second, shape) = match ops.state {
-            NormState::Train {
+            NormState::Train { x, layout, state } => {
+                let x = contiguous(checkpointer.retrieve_node_output::<FlexTensor>(x));
+                let (dx, dgamma, dbeta) =
+                    kernels::train_backward(&layout, values(&x), values(&dy), &state, want_x);
+                (dx, dgamma, dbeta, x.shape().to_vec())
+            }
+            NormState::Affine {
                 x,
                 layout,
-                gamma,
-                stats,
+                scale,
+                shift,
+                activation,
             } => {
                 let x = contiguous(checkpointer.retrieve_node_output::<FlexTensor>(x));
-                let (dx, dgamma, dbeta) = kernels::train_backward(
+                let (dx, dscale, dshift) = kernels::affine_backward(
                     &layout,
                     values(&x),
                     values(&dy),
-                    &gamma,
-                    &stats,
+                    [&scale, &shift],
+                    activation,
                     want_x,
                 );
-                (dx, dgamma, dbeta, x.shape().to_vec())
-            }
-            NormState::Affine { x, layout, scale } => {
-                let x = contiguous(checkpointer.retrieve_node_output::<FlexTensor>(x));
-                let (dx, dscale, dshift) =
-                    kernels::affine_backward(&layout, values(&x), values(&dy), &scale, want_x);
                 (dx, dscale, dshift, x.shape().to_vec())
             }
         };

@@ -1,8 +1,12 @@
 //! Batch normalisation's arithmetic on contiguous `f32` data laid out `[batch, channels, plane]`
 //! (any trailing dimensions flattened into the plane): per-channel statistics, the per-channel
-//! affine map `y = x · scale + shift`, and the gradients of both. Statistics and gradient sums
-//! run in parallel over channels, element-wise passes in parallel over planes; nothing is
-//! transposed or copied.
+//! affine map `y = x · scale + shift`, optionally followed by a [`FusedActivation`], and the
+//! gradients of both. Statistics and gradient sums run in parallel over channels, element-wise
+//! passes in parallel over planes; nothing is transposed or copied.
+//!
+//! A fused activation costs no pass of its own: forward it is applied as each output is
+//! written, and backward its mask is recomputed from the input (`x · scale + shift`, the very
+//! operations the forward pass rounded) inside the passes that read `x` anyway.
 
 use std::mem::MaybeUninit;
 
@@ -64,9 +68,81 @@ impl ChannelLayout {
     }
 }
 
+/// An element-wise activation applied to the affine map's output in the same pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FusedActivation {
+    /// No activation: the affine map's output itself.
+    #[default]
+    Identity,
+    /// `max(y, 0)`; the gradient passes where `y > 0` (Burn's and PyTorch's rule). NaN stays NaN.
+    Relu,
+    /// `min(max(y, 0), 6)`; the gradient passes where `0 < y < 6` (PyTorch's `hardtanh` rule).
+    Relu6,
+}
+
+/// One activation's arithmetic, as a type so that each kernel is compiled once per activation
+/// with no per-element branch on which one it is.
+trait Pointwise: Copy + Send + Sync {
+    /// The activation of the pre-activation value `y`.
+    fn apply(y: f32) -> f32;
+    /// The gradient `g` of the activation's output, carried back to `y`.
+    fn pass(g: f32, y: f32) -> f32;
+}
+
+#[derive(Clone, Copy)]
+struct Identity;
+#[derive(Clone, Copy)]
+struct Relu;
+#[derive(Clone, Copy)]
+struct Relu6;
+
+impl Pointwise for Identity {
+    #[inline(always)]
+    fn apply(y: f32) -> f32 {
+        y
+    }
+    #[inline(always)]
+    fn pass(g: f32, _: f32) -> f32 {
+        g
+    }
+}
+
+impl Pointwise for Relu {
+    #[inline(always)]
+    fn apply(y: f32) -> f32 {
+        if y < 0.0 { 0.0 } else { y }
+    }
+    #[inline(always)]
+    fn pass(g: f32, y: f32) -> f32 {
+        if y > 0.0 { g } else { 0.0 }
+    }
+}
+
+impl Pointwise for Relu6 {
+    #[inline(always)]
+    fn apply(y: f32) -> f32 {
+        y.clamp(0.0, 6.0)
+    }
+    #[inline(always)]
+    fn pass(g: f32, y: f32) -> f32 {
+        if y > 0.0 && y < 6.0 { g } else { 0.0 }
+    }
+}
+
+/// Calls `$f::<A>($args…)` with `A` the [`Pointwise`] type of `$activation`.
+macro_rules! dispatch {
+    ($activation:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $activation {
+            FusedActivation::Identity => $f::<Identity>($($arg),*),
+            FusedActivation::Relu => $f::<Relu>($($arg),*),
+            FusedActivation::Relu6 => $f::<Relu6>($($arg),*),
+        }
+    };
+}
+
 /// `Σ f(a[i], b[i])` over two equally long slices, in 16 independent `f32` accumulators (so
 /// the loop vectorises), returned as `f64`.
-fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     debug_assert_eq!(a.len(), b.len());
     let mut lanes = [0.0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -131,38 +207,64 @@ fn new_planes(
     out
 }
 
-/// `y = x · scale[c] + shift[c]` for every element of channel `c`.
-pub fn affine(layout: &ChannelLayout, x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
+/// `activation(x · scale[c] + shift[c])` for every element of channel `c`.
+pub fn affine(
+    layout: &ChannelLayout,
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    activation: FusedActivation,
+) -> Vec<f32> {
     debug_assert_eq!(x.len(), layout.len());
+    dispatch!(activation, affine_as(layout, x, scale, shift))
+}
+
+fn affine_as<A: Pointwise>(
+    layout: &ChannelLayout,
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+) -> Vec<f32> {
     let plane = layout.plane;
     new_planes(layout, |p, out| {
         let c = p % layout.channels;
         let (a, b) = (scale[c], shift[c]);
         for (o, &v) in out.iter_mut().zip(&x[p * plane..][..plane]) {
-            o.write(v * a + b);
+            o.write(A::apply(v * a + b));
         }
     })
 }
 
-/// Per channel, `Σ dy` and `Σ dy · (x − centre[c])` over its planes.
-fn gradient_sums(
+/// The per-channel scale and shift of the affine map that a fused activation follows: its
+/// gradient mask is recomputed from them.
+#[derive(Clone, Copy)]
+struct Preactivation<'a> {
+    scale: &'a [f32],
+    shift: &'a [f32],
+}
+
+/// Per channel, `Σ g` and `Σ g · (x − centre[c])` over its planes, where `g` is `dy` carried
+/// back through the activation `A` at `x · scale[c] + shift[c]`.
+fn gradient_sums<A: Pointwise>(
     layout: &ChannelLayout,
     x: &[f32],
     dy: &[f32],
     centre: Option<&[f32]>,
+    pre: Preactivation,
 ) -> (Vec<f64>, Vec<f64>) {
     (0..layout.channels)
         .into_par_iter()
         .with_min_len(layout.min_channels())
         .map(|c| {
             let m = centre.map_or(0.0, |centre| centre[c]);
+            let (a, b) = (pre.scale[c], pre.shift[c]);
             layout
                 .planes(x, c)
                 .zip(layout.planes(dy, c))
                 .map(|(xp, gp)| {
                     (
-                        lane_sum(gp, gp, |g, _| g),
-                        lane_sum(gp, xp, |g, v| g * (v - m)),
+                        lane_sum(gp, xp, |g, v| A::pass(g, v * a + b)),
+                        lane_sum(gp, xp, |g, v| A::pass(g, v * a + b) * (v - m)),
                     )
                 })
                 .fold((0.0, 0.0), |(a, b), (s, t)| (a + s, b + t))
@@ -170,25 +272,39 @@ fn gradient_sums(
         .unzip()
 }
 
-/// Gradients of [`affine`]: `dx = dy · scale[c]` (when `want_x`), `d scale[c] = Σ dy · x`,
-/// `d shift[c] = Σ dy`.
+/// Gradients of [`affine`] with `g` the output gradient `dy` carried back through the
+/// activation: `dx = g · scale[c]` (when `want_x`), `d scale[c] = Σ g · x`, `d shift[c] = Σ g`.
 pub fn affine_backward(
     layout: &ChannelLayout,
     x: &[f32],
     dy: &[f32],
-    scale: &[f32],
+    [scale, shift]: [&[f32]; 2],
+    activation: FusedActivation,
+    want_x: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let pre = Preactivation { scale, shift };
+    dispatch!(activation, affine_backward_as(layout, x, dy, pre, want_x))
+}
+
+fn affine_backward_as<A: Pointwise>(
+    layout: &ChannelLayout,
+    x: &[f32],
+    dy: &[f32],
+    pre: Preactivation,
     want_x: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let plane = layout.plane;
     let dx = want_x.then(|| {
         new_planes(layout, |p, out| {
-            let a = scale[p % layout.channels];
-            for (o, &g) in out.iter_mut().zip(&dy[p * plane..][..plane]) {
-                o.write(g * a);
+            let c = p % layout.channels;
+            let (a, b) = (pre.scale[c], pre.shift[c]);
+            let (xp, gp) = (&x[p * plane..][..plane], &dy[p * plane..][..plane]);
+            for ((o, &g), &v) in out.iter_mut().zip(gp).zip(xp) {
+                o.write(A::pass(g, v * a + b) * a);
             }
         })
     });
-    let (shift_grad, scale_grad) = gradient_sums(layout, x, dy, None);
+    let (shift_grad, scale_grad) = gradient_sums::<A>(layout, x, dy, None, pre);
     (dx, to_f32(scale_grad), to_f32(shift_grad))
 }
 
@@ -201,19 +317,53 @@ pub struct BatchStatistics {
     pub inv_std: Vec<f32>,
 }
 
+/// What a training normalisation's backward pass needs from its forward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    /// γ of each channel.
+    pub gamma: Vec<f32>,
+    /// The batch's statistics.
+    pub stats: BatchStatistics,
+    /// The affine map's per-channel scale `γ / σ` and shift `β − μ γ / σ`, exactly as the
+    /// forward pass applied them.
+    pub scale: Vec<f32>,
+    /// See `scale`.
+    pub shift: Vec<f32>,
+    /// The activation fused after the map.
+    pub activation: FusedActivation,
+}
+
 /// Gradients of training batch normalisation `y = γ (x − μ) / σ + β` with the batch's own
 /// statistics (μ and σ depend on `x`):
-/// `dx = γ / σ · (dy − mean(dy) − x̂ · mean(dy · x̂))`, `dγ = Σ dy · x̂`, `dβ = Σ dy`,
-/// where `x̂ = (x − μ) / σ` and the means run over each channel's values.
+/// `dx = γ / σ · (g − mean(g) − x̂ · mean(g · x̂))`, `dγ = Σ g · x̂`, `dβ = Σ g`,
+/// where `x̂ = (x − μ) / σ`, `g` is `dy` carried back through the fused activation, and the
+/// means run over each channel's values.
 pub fn train_backward(
     layout: &ChannelLayout,
     x: &[f32],
     dy: &[f32],
-    gamma: &[f32],
-    stats: &BatchStatistics,
+    state: &TrainState,
     want_x: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let (sum_dy, sum_dy_centred) = gradient_sums(layout, x, dy, Some(&stats.mean));
+    dispatch!(
+        state.activation,
+        train_backward_as(layout, x, dy, state, want_x)
+    )
+}
+
+fn train_backward_as<A: Pointwise>(
+    layout: &ChannelLayout,
+    x: &[f32],
+    dy: &[f32],
+    state: &TrainState,
+    want_x: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (gamma, stats) = (&state.gamma, &state.stats);
+    let pre = Preactivation {
+        scale: &state.scale,
+        shift: &state.shift,
+    };
+    let (sum_dy, sum_dy_centred) = gradient_sums::<A>(layout, x, dy, Some(&stats.mean), pre);
     let count = layout.per_channel() as f64;
     let beta_grad = to_f32(sum_dy.clone());
     let gamma_grad: Vec<f32> = sum_dy_centred
@@ -235,10 +385,12 @@ pub fn train_backward(
             .collect();
         let plane = layout.plane;
         new_planes(layout, |p, out| {
-            let [a, b, c] = coefficients[p % layout.channels];
+            let channel = p % layout.channels;
+            let [a, b, c] = coefficients[channel];
+            let (s, t) = (pre.scale[channel], pre.shift[channel]);
             let (xp, gp) = (&x[p * plane..][..plane], &dy[p * plane..][..plane]);
             for ((o, &g), &v) in out.iter_mut().zip(gp).zip(xp) {
-                o.write(a * g + b * v + c);
+                o.write(a * A::pass(g, v * s + t) + b * v + c);
             }
         })
     });
@@ -285,10 +437,18 @@ mod tests {
     #[test]
     fn affine_maps_each_channel_and_its_gradients_sum_over_the_channel() {
         let (layout, x) = data();
-        let y = affine(&layout, &x, &[1.0, 2.0, -1.0], &[0.0, 1.0, 0.5]);
+        let (scale, shift) = ([1.0, 2.0, -1.0], [0.0, 1.0, 0.5]);
+        let y = affine(&layout, &x, &scale, &shift, FusedActivation::Identity);
         assert_eq!(&y[..6], &[0.0, 1.0, 3.0, 5.0, -1.5, -2.5]);
         let dy = vec![1.0; 12];
-        let (dx, dscale, dshift) = affine_backward(&layout, &x, &dy, &[1.0, 2.0, -1.0], true);
+        let (dx, dscale, dshift) = affine_backward(
+            &layout,
+            &x,
+            &dy,
+            [&scale, &shift],
+            FusedActivation::Identity,
+            true,
+        );
         assert_eq!(&dx.unwrap()[..6], &[1.0, 1.0, 2.0, 2.0, -1.0, -1.0]);
         assert_eq!(dshift, vec![4.0; 3]);
         // Σ x of channel 1: 1 + 2 + 11 + 12.
@@ -299,15 +459,95 @@ mod tests {
     fn the_training_gradient_of_x_vanishes_for_a_constant_output_gradient() {
         // y − β is centred per channel, so a constant dy moves nothing through x.
         let (layout, x) = data();
-        let (mean, var) = statistics(&layout, &x);
-        let stats = BatchStatistics {
-            mean,
-            inv_std: var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect(),
-        };
+        let state = train_state(&layout, &x, FusedActivation::Identity);
         let dy = vec![0.7; 12];
-        let (dx, dgamma, dbeta) = train_backward(&layout, &x, &dy, &[1.0, 2.0, 3.0], &stats, true);
+        let (dx, dgamma, dbeta) = train_backward(&layout, &x, &dy, &state, true);
         assert!(dx.unwrap().iter().all(|g| g.abs() < 1e-6));
         assert!(dgamma.iter().all(|g| g.abs() < 1e-5));
         assert!(dbeta.iter().all(|g| (g - 2.8).abs() < 1e-6));
+    }
+
+    /// The training state of `x` with γ = (1, 2, 3), β = (0, −1, 0.5).
+    fn train_state(layout: &ChannelLayout, x: &[f32], activation: FusedActivation) -> TrainState {
+        let (mean, var) = statistics(layout, x);
+        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+        let gamma = vec![1.0, 2.0, 3.0];
+        let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, i)| g * i).collect();
+        let shift = [0.0, -1.0, 0.5]
+            .iter()
+            .zip(&scale)
+            .zip(&mean)
+            .map(|((b, s), m)| b - s * m)
+            .collect();
+        TrainState {
+            gamma,
+            stats: BatchStatistics { mean, inv_std },
+            scale,
+            shift,
+            activation,
+        }
+    }
+
+    #[test]
+    fn fused_activations_equal_the_activation_applied_after() {
+        let (layout, x) = data();
+        let dy: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+        let plain = train_state(&layout, &x, FusedActivation::Identity);
+        let y = affine(
+            &layout,
+            &x,
+            &plain.scale,
+            &plain.shift,
+            FusedActivation::Identity,
+        );
+        for (activation, f, keep) in [
+            (
+                FusedActivation::Relu,
+                (|v: f32| v.max(0.0)) as fn(f32) -> f32,
+                (|v: f32| v > 0.0) as fn(f32) -> bool,
+            ),
+            (
+                FusedActivation::Relu6,
+                |v: f32| v.clamp(0.0, 6.0),
+                |v: f32| v > 0.0 && v < 6.0,
+            ),
+        ] {
+            let fused = affine(&layout, &x, &plain.scale, &plain.shift, activation);
+            let want: Vec<f32> = y.iter().map(|&v| f(v)).collect();
+            assert_eq!(fused, want, "{activation:?} forward");
+            assert!(want.contains(&0.0), "the data reaches the mask");
+            assert!(y.iter().any(|&v| keep(v)));
+            // Backward: the same as the identity's backward of the masked gradient.
+            let masked: Vec<f32> = dy
+                .iter()
+                .zip(&y)
+                .map(|(&g, &v)| if keep(v) { g } else { 0.0 })
+                .collect();
+            let state = TrainState {
+                activation,
+                ..plain.clone()
+            };
+            let got = train_backward(&layout, &x, &dy, &state, true);
+            let want = train_backward(&layout, &x, &masked, &plain, true);
+            assert_eq!(got, want, "{activation:?} training backward");
+            let pre = [plain.scale.as_slice(), plain.shift.as_slice()];
+            let got = affine_backward(&layout, &x, &dy, pre, activation, true);
+            let want = affine_backward(&layout, &x, &masked, pre, FusedActivation::Identity, true);
+            assert_eq!(got, want, "{activation:?} affine backward");
+        }
+    }
+
+    #[test]
+    fn relu_keeps_nan_so_divergence_still_shows() {
+        let layout = ChannelLayout::of(&[1, 1, 3]).unwrap();
+        let y = affine(
+            &layout,
+            &[f32::NAN, -1.0, 2.0],
+            &[1.0],
+            &[0.0],
+            FusedActivation::Relu,
+        );
+        assert!(y[0].is_nan());
+        assert_eq!(&y[1..], &[0.0, 2.0]);
     }
 }

@@ -11,6 +11,10 @@
 //! - inference (and frozen statistics while training): one per-channel affine pass
 //!   `x · γ/σ + (β − μ γ/σ)`, its scale and shift computed on the `[channels]` vectors.
 //!
+//! [`forward_activated`] fuses the ReLU or ReLU6 that follows most batch norms into the same
+//! passes (on Flex; elsewhere it applies the activation after Burn's batch norm): the
+//! activation costs no pass of its own over the activations, forward or backward.
+//!
 //! Every other backend and dtype keeps Burn's implementation, so models stay ordinary Burn
 //! modules. Setting the environment variable `KILN_BURN_NORM=1` sends every batch norm to Burn's
 //! implementation instead (to compare speed or rule kiln's kernels out).
@@ -22,26 +26,61 @@ pub mod kernels;
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
 
+pub use kernels::FusedActivation;
+
 /// `norm.forward(x)` (input `[batch, channels, …]`), through kiln's kernels on Flex.
 pub fn forward<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    forward_activated(norm, x, FusedActivation::Identity)
+}
+
+/// `activation(norm.forward(x))`, the activation fused into kiln's kernels on Flex.
+pub fn forward_activated<const D: usize>(
+    norm: &BatchNorm,
+    x: Tensor<D>,
+    activation: FusedActivation,
+) -> Tensor<D> {
     #[cfg(feature = "flex")]
     if !burns_only() {
         let device = x.device();
         if device.is_autodiff() && norm.training.is_enabled() {
-            if let Some(trained) =
-                flex::batch_norm_train(&x, &norm.gamma.val(), &norm.beta.val(), norm.epsilon)
-            {
+            if let Some(trained) = flex::batch_norm_train(
+                &x,
+                &norm.gamma.val(),
+                &norm.beta.val(),
+                norm.epsilon,
+                activation,
+            ) {
                 update_running_statistics(norm, trained.mean, trained.variance);
                 return trained.output;
             }
         } else {
             let (scale, shift) = inference_affine(norm, &device);
-            if let Some(out) = flex::channel_affine(&x, &scale, &shift) {
+            if let Some(out) = flex::channel_affine(&x, &scale, &shift, activation) {
                 return out;
             }
         }
     }
-    norm.forward(x)
+    let y = norm.forward(x);
+    match activation {
+        FusedActivation::Identity => y,
+        FusedActivation::Relu => burn::tensor::activation::relu(y),
+        FusedActivation::Relu6 => crate::activation::relu6(y),
+    }
+}
+
+/// `activation.forward(norm.forward(x))` for any of Burn's activation layers: fused into kiln's
+/// kernels when the activation is a ReLU (or the identity), applied after them otherwise.
+pub fn forward_then<const D: usize>(
+    norm: &BatchNorm,
+    x: Tensor<D>,
+    activation: &burn::nn::activation::Activation,
+) -> Tensor<D> {
+    use burn::nn::activation::Activation;
+    match activation {
+        Activation::Relu(_) => forward_activated(norm, x, FusedActivation::Relu),
+        Activation::Identity(_) => forward(norm, x),
+        other => other.forward(forward(norm, x)),
+    }
 }
 
 /// Whether `KILN_BURN_NORM=1` asks for Burn's implementation (read once per process).

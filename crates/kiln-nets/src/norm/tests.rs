@@ -6,7 +6,7 @@ use burn::module::{Param, RunningState};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::forward;
+use super::{FusedActivation, forward_activated};
 use crate::test_util::LocalNormal;
 
 /// Input shapes: image maps, a `[batch, features]` table, a sequence, one sample of 1×1 maps.
@@ -117,13 +117,39 @@ fn compare(shape: &[usize], kiln: Run, burn: Run) {
     }
 }
 
-/// Runs kiln's and Burn's forward on the same layer and input, for the shape's rank.
-fn both(shape: &[usize], seed: u64, training: bool, device: &Device) -> (Run, Run) {
+/// Burn's `activation` of `y`, from Burn's own operations.
+fn burns<const D: usize>(activation: FusedActivation, y: Tensor<D>) -> Tensor<D> {
+    match activation {
+        FusedActivation::Identity => y,
+        FusedActivation::Relu => burn::tensor::activation::relu(y),
+        FusedActivation::Relu6 => y.clamp(0.0, 6.0),
+    }
+}
+
+const ACTIVATIONS: [FusedActivation; 3] = [
+    FusedActivation::Identity,
+    FusedActivation::Relu,
+    FusedActivation::Relu6,
+];
+
+/// Runs kiln's forward (with `activation` fused) and Burn's forward then activation on the same
+/// layer and input, for the shape's rank.
+fn both(
+    shape: &[usize],
+    seed: u64,
+    training: bool,
+    device: &Device,
+    activation: FusedActivation,
+) -> (Run, Run) {
     macro_rules! rank {
         ($d:literal) => {
             (
-                run::<$d>(shape, seed, training, device, |n, x| forward(n, x)),
-                run::<$d>(shape, seed, training, device, |n, x| n.forward(x)),
+                run::<$d>(shape, seed, training, device, |n, x| {
+                    forward_activated(n, x, activation)
+                }),
+                run::<$d>(shape, seed, training, device, |n, x| {
+                    burns(activation, n.forward(x))
+                }),
             )
         };
     }
@@ -139,7 +165,8 @@ fn both(shape: &[usize], seed: u64, training: bool, device: &Device) -> (Run, Ru
 fn training_equals_burns_outputs_statistics_and_gradients() {
     let device = Device::flex().autodiff();
     for (k, shape) in SHAPES.iter().enumerate() {
-        let (kiln, burn) = both(shape, k as u64, true, &device);
+        let activation = ACTIVATIONS[k % 3];
+        let (kiln, burn) = both(shape, k as u64, true, &device, activation);
         // The running statistics moved towards the batch's.
         let before = layer(shape[1], k as u64, &device, true);
         let before = before.running_mean.value().into_data();
@@ -153,7 +180,7 @@ fn frozen_statistics_equal_burns_and_stay_put() {
     let device = Device::flex().autodiff();
     for (k, shape) in SHAPES.iter().enumerate() {
         let seed = 50 + k as u64;
-        let (kiln, burn) = both(shape, seed, false, &device);
+        let (kiln, burn) = both(shape, seed, false, &device, ACTIVATIONS[(k + 1) % 3]);
         let before = layer(shape[1], seed, &device, false);
         assert_eq!(
             kiln.running[1],
@@ -172,7 +199,7 @@ fn frozen_statistics_equal_burns_and_stay_put() {
 fn inference_equals_burns() {
     let device = Device::flex();
     for (k, shape) in SHAPES.iter().enumerate() {
-        let (kiln, burn) = both(shape, 100 + k as u64, true, &device);
+        let (kiln, burn) = both(shape, 100 + k as u64, true, &device, ACTIVATIONS[k % 3]);
         compare(shape, kiln, burn);
     }
 }
@@ -183,12 +210,17 @@ fn flex_tensors_take_kilns_path() {
     let one = |device: &Device| Tensor::<1>::ones([3], device);
     for device in [Device::flex(), Device::flex().autodiff()] {
         let x = Tensor::<4>::zeros([2, 3, 4, 4], &device);
-        assert!(super::flex::channel_affine(&x, &one(&device), &one(&device)).is_some());
+        let affine =
+            super::flex::channel_affine(&x, &one(&device), &one(&device), FusedActivation::Relu);
+        assert!(affine.is_some());
     }
     let device = Device::flex().autodiff();
     let x = Tensor::<4>::zeros([2, 3, 4, 4], &device);
-    assert!(super::flex::batch_norm_train(&x, &one(&device), &one(&device), 1e-5).is_some());
+    let train = |x: &Tensor<4>, device: &Device| {
+        super::flex::batch_norm_train(x, &one(device), &one(device), 1e-5, FusedActivation::Relu6)
+            .is_some()
+    };
+    assert!(train(&x, &device));
     let plain = Device::flex();
-    let x = Tensor::<4>::zeros([2, 3, 4, 4], &plain);
-    assert!(super::flex::batch_norm_train(&x, &one(&plain), &one(&plain), 1e-5).is_none());
+    assert!(!train(&Tensor::<4>::zeros([2, 3, 4, 4], &plain), &plain));
 }

@@ -5,6 +5,8 @@
 //! the whole input for the backward pass). A window's maximum is its first largest value in
 //! row-major order, and a NaN wins (the last one in the window), as in Burn and PyTorch.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// The shapes of one max pool: input, window, and the output they give.
@@ -163,8 +165,28 @@ pub fn backward(g: &PoolGeometry, positions: &[u32], grad: &[f32]) -> Vec<f32> {
         "max pool output gradient size"
     );
     assert_eq!(positions.len(), grad.len(), "max pool positions");
-    let mut dx = vec![0f32; planes * in_plane];
     let chunk = g.planes_per_task();
+    if g.is_two_by_two() && g.dilation == [1, 1] {
+        let len = planes * in_plane;
+        let mut dx = Vec::with_capacity(len);
+        dx.spare_capacity_mut()[..len]
+            .par_chunks_mut(chunk * in_plane)
+            .zip(grad.par_chunks(chunk * out_plane))
+            .zip(positions.par_chunks(chunk * out_plane))
+            .for_each(|((dx, grad), positions)| {
+                for ((plane, grad), positions) in dx
+                    .chunks_mut(in_plane)
+                    .zip(grad.chunks(out_plane))
+                    .zip(positions.chunks(out_plane))
+                {
+                    route_two_by_two(g, plane, grad, positions);
+                }
+            });
+        // SAFETY: `route_two_by_two` wrote every element of every plane.
+        unsafe { dx.set_len(len) };
+        return dx;
+    }
+    let mut dx = vec![0f32; planes * in_plane];
     dx.par_chunks_mut(chunk * in_plane)
         .zip(grad.par_chunks(chunk * out_plane))
         .zip(positions.par_chunks(chunk * out_plane))
@@ -174,37 +196,72 @@ pub fn backward(g: &PoolGeometry, positions: &[u32], grad: &[f32]) -> Vec<f32> {
                 .zip(grad.chunks(out_plane))
                 .zip(positions.chunks(out_plane))
             {
-                if g.is_two_by_two() && g.dilation == [1, 1] {
-                    route_two_by_two(g, plane, grad, positions);
-                } else {
-                    for (&dy, &at) in grad.iter().zip(positions) {
-                        plane[at as usize] += dy;
-                    }
+                for (&dy, &at) in grad.iter().zip(positions) {
+                    plane[at as usize] += dy;
                 }
             }
         });
     dx
 }
 
-/// The backward pass of one plane of the undilated 2×2 pool, whose windows tile the input: each
-/// window's four input values are written once, row by row (no scatter).
-fn route_two_by_two(g: &PoolGeometry, plane: &mut [f32], grad: &[f32], positions: &[u32]) {
+/// The backward pass of one plane of the undilated 2×2 pool, whose windows tile the input: every
+/// input value is written once, row pair by row pair (no scatter, no zeroing first); rows and
+/// columns no window covers (odd sizes) get zero.
+fn route_two_by_two(
+    g: &PoolGeometry,
+    plane: &mut [MaybeUninit<f32>],
+    grad: &[f32],
+    positions: &[u32],
+) {
     let [_, w] = g.input;
     let [oh, ow] = g.output;
     for oy in 0..oh {
         let top = 2 * oy * w;
         let (upper, lower) = plane[top..top + 2 * w].split_at_mut(w);
-        let grad = &grad[oy * ow..][..ow];
-        let positions = &positions[oy * ow..][..ow];
-        for (ox, (&dy, &at)) in grad.iter().zip(positions).enumerate() {
-            let l = 2 * ox;
-            let at = at as usize;
-            upper[l] = if at == top + l { dy } else { 0.0 };
-            upper[l + 1] = if at == top + l + 1 { dy } else { 0.0 };
-            lower[l] = if at == top + w + l { dy } else { 0.0 };
-            lower[l + 1] = if at == top + w + l + 1 { dy } else { 0.0 };
+        let (upper, upper_rest) = upper.split_at_mut(2 * ow);
+        let (lower, lower_rest) = lower.split_at_mut(2 * ow);
+        let rows = &grad[oy * ow..][..ow];
+        let at = &positions[oy * ow..][..ow];
+        route_row_pair(upper, lower, rows, at, [top as u32, w as u32]);
+        for v in upper_rest.iter_mut().chain(lower_rest) {
+            v.write(0.0);
         }
     }
+    for v in &mut plane[2 * oh * w..] {
+        v.write(0.0);
+    }
+}
+
+/// One row of undilated 2×2 windows: each window's gradient written at its maximum's position
+/// (`positions`, plane offsets) and zero at its other three inputs. `upper` starts at plane
+/// offset `top`; `lower` is the row below, `w` further.
+#[inline(always)]
+fn route_row_pair_body(
+    upper: &mut [MaybeUninit<f32>],
+    lower: &mut [MaybeUninit<f32>],
+    grad: &[f32],
+    positions: &[u32],
+    [top, w]: [u32; 2],
+) {
+    let pairs = upper.as_chunks_mut::<2>().0.iter_mut();
+    let pairs = pairs.zip(lower.as_chunks_mut::<2>().0.iter_mut());
+    for (k, ((u, l), (&dy, &at))) in pairs.zip(grad.iter().zip(positions)).enumerate() {
+        let i = top + 2 * k as u32;
+        let pick = |j: u32| MaybeUninit::new(if at == j { dy } else { 0.0 });
+        *u = [pick(i), pick(i + 1)];
+        *l = [pick(i + w), pick(i + w + 1)];
+    }
+}
+
+crate::simd::widest_vectors! {
+    /// [`route_row_pair_body`] compiled for this CPU's widest vectors.
+    fn route_row_pair(
+        upper: &mut [MaybeUninit<f32>],
+        lower: &mut [MaybeUninit<f32>],
+        grad: &[f32],
+        positions: &[u32],
+        top_and_width: [u32; 2],
+    ) = route_row_pair_body;
 }
 
 /// The valid taps of every window along `axis`.
@@ -257,7 +314,8 @@ fn pool_plane(
 }
 
 /// The 2×2, stride-2, unpadded pool of one plane (any dilation): two input rows per output
-/// row, each window's four taps compared without branches so the loop vectorises.
+/// row, each window's four taps compared without branches; undilated rows with positions
+/// run [`windows_of_row_pair`], compiled for this CPU's widest vectors.
 fn pool_two_by_two(g: &PoolGeometry, plane: &[f32], out: &mut [f32], pos: Option<&mut [u32]>) {
     let [_, w] = g.input;
     let [oh, ow] = g.output;
@@ -270,6 +328,10 @@ fn pool_two_by_two(g: &PoolGeometry, plane: &[f32], out: &mut [f32], pos: Option
         let (r0, r1) = (&plane[top..top + span], &plane[bottom..bottom + span]);
         let out = &mut out[oy * ow..][..ow];
         match pos.as_deref_mut() {
+            Some(pos) if dx == 1 => {
+                let pos = &mut pos[oy * ow..][..ow];
+                windows_of_row_pair(r0, r1, [top as u32, bottom as u32], out, pos);
+            }
             Some(pos) => {
                 let pos = &mut pos[oy * ow..][..ow];
                 for (ox, (o, p)) in out.iter_mut().zip(pos.iter_mut()).enumerate() {
@@ -296,6 +358,44 @@ fn pool_two_by_two(g: &PoolGeometry, plane: &[f32], out: &mut [f32], pos: Option
             }
         }
     }
+}
+
+/// One row of undilated 2×2 windows over the input rows `r0` (starting at plane offset
+/// `starts[0]`) and `r1` (at `starts[1]`): each window's maximum and its position.
+#[inline(always)]
+fn windows_of_row_pair_body(
+    r0: &[f32],
+    r1: &[f32],
+    starts: [u32; 2],
+    out: &mut [f32],
+    pos: &mut [u32],
+) {
+    let (r0, r1) = (&r0[..2 * out.len()], &r1[..2 * out.len()]);
+    for (k, ((o, p), (a, b))) in out
+        .iter_mut()
+        .zip(pos.iter_mut())
+        .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+        .enumerate()
+    {
+        let l = 2 * k as u32;
+        let (mut best, mut at) = (a[0], starts[0] + l);
+        take(&mut best, &mut at, a[1], starts[0] + l + 1);
+        take(&mut best, &mut at, b[0], starts[1] + l);
+        take(&mut best, &mut at, b[1], starts[1] + l + 1);
+        *o = best;
+        *p = at;
+    }
+}
+
+crate::simd::widest_vectors! {
+    /// [`windows_of_row_pair_body`] compiled for this CPU's widest vectors.
+    fn windows_of_row_pair(
+        r0: &[f32],
+        r1: &[f32],
+        starts: [u32; 2],
+        out: &mut [f32],
+        pos: &mut [u32],
+    ) = windows_of_row_pair_body;
 }
 
 /// `v` (at `i`) replaces the running maximum when it [`wins`], as selects rather than a branch.

@@ -12,6 +12,8 @@ fn cases() -> Vec<Case> {
         // The conv nets' 2×2 pool, on even and odd sizes.
         ([3, 5, 8, 8], [2, 2], [2, 2], [0, 0], [1, 1]),
         ([2, 3, 9, 7], [2, 2], [2, 2], [0, 0], [1, 1]),
+        // Rows long enough for the vector loops (33 windows: two blocks of 16 and a tail).
+        ([2, 3, 7, 67], [2, 2], [2, 2], [0, 0], [1, 1]),
         // ResNet's stem pool.
         ([2, 4, 15, 16], [3, 3], [2, 2], [1, 1], [1, 1]),
         // Overlapping windows, rectangular windows and strides, dilation.
