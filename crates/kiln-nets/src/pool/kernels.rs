@@ -165,28 +165,40 @@ pub fn backward(g: &PoolGeometry, positions: &[u32], grad: &[f32]) -> Vec<f32> {
         "max pool output gradient size"
     );
     assert_eq!(positions.len(), grad.len(), "max pool positions");
-    let chunk = g.planes_per_task();
     if g.is_two_by_two() && g.dilation == [1, 1] {
         let len = planes * in_plane;
         let mut dx = Vec::with_capacity(len);
-        dx.spare_capacity_mut()[..len]
-            .par_chunks_mut(chunk * in_plane)
-            .zip(grad.par_chunks(chunk * out_plane))
-            .zip(positions.par_chunks(chunk * out_plane))
-            .for_each(|((dx, grad), positions)| {
-                for ((plane, grad), positions) in dx
-                    .chunks_mut(in_plane)
-                    .zip(grad.chunks(out_plane))
-                    .zip(positions.chunks(out_plane))
-                {
-                    route_two_by_two(g, plane, grad, positions);
-                }
-            });
+        for_each_plane(
+            g,
+            &mut dx.spare_capacity_mut()[..len],
+            grad,
+            positions,
+            |plane, grad, at| route_two_by_two(g, plane, grad, at),
+        );
         // SAFETY: `route_two_by_two` wrote every element of every plane.
         unsafe { dx.set_len(len) };
         return dx;
     }
     let mut dx = vec![0f32; planes * in_plane];
+    for_each_plane(g, &mut dx, grad, positions, |plane, grad, positions| {
+        for (&dy, &at) in grad.iter().zip(positions) {
+            plane[at as usize] += dy;
+        }
+    });
+    dx
+}
+
+/// Calls `f(input plane of dx, its output gradient, its positions)` for every plane, planes in
+/// parallel.
+fn for_each_plane<T: Send>(
+    g: &PoolGeometry,
+    dx: &mut [T],
+    grad: &[f32],
+    positions: &[u32],
+    f: impl Fn(&mut [T], &[f32], &[u32]) + Sync,
+) {
+    let (in_plane, out_plane) = g.plane_sizes();
+    let chunk = g.planes_per_task();
     dx.par_chunks_mut(chunk * in_plane)
         .zip(grad.par_chunks(chunk * out_plane))
         .zip(positions.par_chunks(chunk * out_plane))
@@ -196,12 +208,9 @@ pub fn backward(g: &PoolGeometry, positions: &[u32], grad: &[f32]) -> Vec<f32> {
                 .zip(grad.chunks(out_plane))
                 .zip(positions.chunks(out_plane))
             {
-                for (&dy, &at) in grad.iter().zip(positions) {
-                    plane[at as usize] += dy;
-                }
+                f(plane, grad, positions);
             }
         });
-    dx
 }
 
 /// The backward pass of one plane of the undilated 2×2 pool, whose windows tile the input: every
