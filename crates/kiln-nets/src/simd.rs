@@ -39,6 +39,26 @@ pub(crate) fn widest() -> Vectors {
     })
 }
 
+/// `Σ f(a[i], b[i])` over two equally long slices, in 16 independent `f32` accumulators (so
+/// the loop vectorises), returned as `f64`.
+pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut lanes = [0.0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&u, &v)| f(u, v))
+        .sum();
+    for (u, v) in ca.zip(cb) {
+        for k in 0..16 {
+            lanes[k] += f(u[k], v[k]);
+        }
+    }
+    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
+}
+
 /// `widest_vectors! { /// docs
 /// pub fn name(args…) -> R = body; }` defines `name`, which calls `body(args…)` (an
 /// `#[inline(always)]` function) compiled for [`widest`]'s vector extension.

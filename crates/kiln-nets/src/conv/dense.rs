@@ -100,7 +100,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<
             (0..g.batch)
                 .map(|n| {
                     let plane = &grad[n * out_len + o * spatial..][..spatial];
-                    crate::norm::kernels::lane_sum(plane, plane, |v, _| v)
+                    crate::simd::lane_sum(plane, plane, |v, _| v)
                 })
                 .sum::<f64>() as f32
         })

@@ -12,6 +12,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::simd::lane_sum;
+
 /// How `[batch, channels, …]` data splits into channel planes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelLayout {
@@ -138,26 +140,6 @@ macro_rules! dispatch {
             FusedActivation::Relu6 => $f::<Relu6>($($arg),*),
         }
     };
-}
-
-/// `Σ f(a[i], b[i])` over two equally long slices, in 16 independent `f32` accumulators (so
-/// the loop vectorises), returned as `f64`.
-pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut lanes = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&u, &v)| f(u, v))
-        .sum();
-    for (u, v) in ca.zip(cb) {
-        for k in 0..16 {
-            lanes[k] += f(u[k], v[k]);
-        }
-    }
-    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
 }
 
 /// Per-channel mean and biased (population) variance, two passes over the data as Burn
