@@ -10,7 +10,9 @@
 //!   grouping) and proposal recall;
 //! - [`two_stage`]: Fast R-CNN (RoI pooling of a shared feature map, the box head) and Faster
 //!   R-CNN (the region proposal network);
-//! - [`yolo`]: YOLOv1 and a modern anchor-box YOLO, one pass and no proposals.
+//! - [`yolo`]: YOLOv1 and a modern anchor-box YOLO, one pass and no proposals;
+//! - [`detector`]: what every end-to-end detector gives kiln-train's loop, and the one training
+//!   task made from it.
 //!
 //! The crate never picks a Burn backend: every function takes tensors or a device.
 
@@ -20,6 +22,7 @@ pub mod batch;
 pub mod config;
 pub mod data;
 pub mod dataset;
+pub mod detector;
 pub mod draw;
 mod error;
 pub mod eval;

@@ -5,10 +5,8 @@
 use std::sync::atomic::AtomicU64;
 
 use burn::module::Module;
-use burn::tensor::Device;
-use kiln_train::task::{Evaluation, StepOutput, Task};
+use burn::tensor::{Device, Tensor};
 use kiln_train::{Result as TrainResult, RunDir, TrainError};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -18,10 +16,11 @@ use super::pipeline::detect_in_batches;
 use super::rpn::{RpnConfig, RpnHead, propose, rpn_loss};
 use super::sampler::RoiSampling;
 use super::scale::ScaleJitter;
-use super::task::{box_head_loss, detect_on, jittered, step_rng, total, validate};
+use super::task::{box_head_loss, detect_on, total};
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ResizeRule};
 use crate::config::DetectConfig;
 use crate::data::{Detection, DetectionSet};
+use crate::detector::{Detector, DetectorTask};
 use crate::train::{Trained, backbone, backbone_shape, fit_on_sets};
 use crate::{DetectError, Result};
 
@@ -120,9 +119,9 @@ impl FasterRcnn {
 /// A training batch's Faster R-CNN losses and what they were computed on.
 pub(crate) struct FasterLoss {
     /// RPN and box-head losses, summed.
-    pub loss: burn::tensor::Tensor<1>,
+    pub loss: Tensor<1>,
     /// The feature map regions are pooled from.
-    pub features: burn::tensor::Tensor<4>,
+    pub features: Tensor<4>,
     /// The regions the box head trained on, per image.
     pub sampled: Vec<Vec<super::sampler::SampledRoi>>,
 }
@@ -151,16 +150,6 @@ impl FasterRcnnTask {
             seed,
             steps: AtomicU64::new(0),
         }
-    }
-
-    /// The four losses of a batch, summed (RPN objectness and boxes, head classes and boxes).
-    fn loss(
-        &self,
-        model: &FasterRcnn,
-        batch: DetectionBatch,
-        rng: &mut ChaCha8Rng,
-    ) -> TrainResult<burn::tensor::Tensor<1>> {
-        Ok(self.loss_parts(model, batch, rng)?.loss)
     }
 
     /// The summed losses of a batch with what a further head (Mask R-CNN's) trains on: the
@@ -205,7 +194,7 @@ impl FasterRcnnTask {
     pub fn detect_on_features(
         &self,
         model: &FasterRcnn,
-        features: burn::tensor::Tensor<4>,
+        features: Tensor<4>,
         infos: &[crate::batch::ImageInfo],
     ) -> Result<Vec<Vec<Detection>>> {
         let output = model.rpn.forward(
@@ -225,49 +214,46 @@ impl FasterRcnnTask {
     }
 }
 
-impl FasterRcnnTask {
-    /// The count of training steps taken (each step seeds its sampling from it).
-    pub(crate) fn steps(&self) -> &AtomicU64 {
-        &self.steps
-    }
-}
-
-impl Task for FasterRcnnTask {
+impl Detector for FasterRcnnTask {
     type Model = FasterRcnn;
-    type Item = DetectionItem;
-    type Batch = DetectionBatch;
-    type Batcher = DetectionBatcher;
-
-    const SCORE: &'static str = "ap50";
     const LOSS_NAME: &'static str = "RPN + box head losses";
 
-    fn batcher(&self) -> DetectionBatcher {
-        self.batcher.clone()
+    fn batcher(&self) -> &DetectionBatcher {
+        &self.batcher
     }
 
-    fn train_step(&self, model: &FasterRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
-        let mut rng = step_rng(self.seed, &self.steps);
-        let items = batch.infos.len();
-        let batch = jittered(self.config.scale_jitter, batch, &mut rng, &self.batcher);
-        Ok(StepOutput {
-            loss: self.loss(model, batch, &mut rng)?,
-            items,
-            sums: Vec::new(),
-        })
+    fn classes(&self) -> usize {
+        self.classes
     }
 
-    fn evaluate(
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn steps(&self) -> &AtomicU64 {
+        &self.steps
+    }
+
+    fn scale_jitter(&self) -> Option<ScaleJitter> {
+        self.config.scale_jitter
+    }
+
+    /// The four losses of a batch, summed (RPN objectness and boxes, head classes and boxes).
+    fn batch_loss(
         &self,
         model: &FasterRcnn,
-        batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
-    ) -> TrainResult<Evaluation> {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        validate(
-            self.classes,
-            batches,
-            |batch| self.loss(model, batch, &mut rng),
-            |batch| self.detect(model, batch),
-        )
+        batch: DetectionBatch,
+        rng: &mut ChaCha8Rng,
+    ) -> TrainResult<Tensor<1>> {
+        Ok(self.loss_parts(model, batch, rng)?.loss)
+    }
+
+    fn batch_detections(
+        &self,
+        model: &FasterRcnn,
+        batch: DetectionBatch,
+    ) -> Result<Vec<Vec<Detection>>> {
+        self.detect(model, batch)
     }
 }
 
@@ -307,7 +293,16 @@ pub fn train_faster_rcnn(
     let classes = train.categories.len();
     let task = FasterRcnnTask::new(&config.faster_rcnn, classes, config.seed);
     let model = faster_rcnn(config, classes, device)?;
-    fit_on_sets(&task, model, train, val, config, run, device, resume)
+    fit_on_sets(
+        &DetectorTask(&task),
+        model,
+        train,
+        val,
+        config,
+        run,
+        device,
+        resume,
+    )
 }
 
 /// Detections of `model` on `items` in original-image pixels, with the images per second.

@@ -3,21 +3,22 @@
 //! on the box head's positive regions — and at test time a mask per kept detection, pasted
 //! into its box and thresholded.
 
+use std::sync::atomic::AtomicU64;
+
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
-use kiln_train::task::{Evaluation, StepOutput, Task};
 use kiln_train::{Result as TrainResult, RunDir, TrainError};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::faster::{FasterRcnn, FasterRcnnTask};
 use super::mask_head::{MaskHead, MaskHeadConfig, MaskTargetRegion, mask_loss};
 use super::pipeline::run_in_batches;
-use super::task::{jittered, step_rng, validate};
+use super::scale::ScaleJitter;
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ImageInfo};
 use crate::config::DetectConfig;
 use crate::data::{BoundingBox, Detection, DetectionSet, MaskDetection};
+use crate::detector::{Detector, DetectorTask};
 use crate::ops::masks::paste_mask;
 use crate::ops::roi_align;
 use crate::train::{Trained, backbone, backbone_shape, fit_on_sets};
@@ -87,64 +88,6 @@ impl MaskRcnnTask {
         }
     }
 
-    /// Faster R-CNN's losses plus the weighted mask loss on the positive sampled regions of
-    /// objects that have masks.
-    fn loss(
-        &self,
-        model: &MaskRcnn,
-        batch: DetectionBatch,
-        rng: &mut ChaCha8Rng,
-    ) -> TrainResult<Tensor<1>> {
-        let infos = batch.infos.clone();
-        let parts = self.faster.loss_parts(&model.faster, batch, rng)?;
-        let bitmaps: Vec<Bitmaps> = infos
-            .iter()
-            .map(|info| {
-                info.masks
-                    .iter()
-                    .map(|m| (m.to_bitmap(), [m.width as usize, m.height as usize]))
-                    .collect()
-            })
-            .collect();
-        let mut regions: Vec<Vec<BoundingBox>> = Vec::with_capacity(infos.len());
-        let mut targets = Vec::new();
-        for ((info, sampled), masks) in infos.iter().zip(&parts.sampled).zip(&bitmaps) {
-            let mut mine = Vec::new();
-            if masks.len() == info.boxes.len() {
-                for roi in sampled.iter().filter(|r| r.label > 0) {
-                    let Some(object) = roi
-                        .target
-                        .and_then(|t| info.boxes.iter().position(|b| *b == t))
-                    else {
-                        continue;
-                    };
-                    let (pixels, size) = &masks[object];
-                    mine.push(roi.region);
-                    targets.push(MaskTargetRegion {
-                        region: roi.region,
-                        class: roi.label - 1,
-                        mask: pixels,
-                        mask_size: *size,
-                        input_size: info.input_size,
-                    });
-                }
-            }
-            regions.push(mine);
-        }
-        if targets.is_empty() {
-            return Ok(parts.loss);
-        }
-        let pooled = roi_align(
-            parts.features,
-            &regions,
-            &self.mask.pooler(model.faster.detector.stride()),
-        );
-        let logits = model.mask.forward(pooled);
-        let masks = mask_loss(&model.mask, logits, &targets)
-            .ok_or_else(|| TrainError::Invalid("no mask regions".into()))?;
-        Ok(parts.loss + masks.mul_scalar(self.mask.loss_weight))
-    }
-
     /// Detections with masks of a batch, in original-image pixels.
     pub fn detect_masks(
         &self,
@@ -203,47 +146,95 @@ fn to_original(
     }
 }
 
-impl Task for MaskRcnnTask {
+impl Detector for MaskRcnnTask {
     type Model = MaskRcnn;
-    type Item = DetectionItem;
-    type Batch = DetectionBatch;
-    type Batcher = DetectionBatcher;
-
-    const SCORE: &'static str = "ap50";
     const LOSS_NAME: &'static str = "RPN + box head + mask losses";
 
-    fn batcher(&self) -> DetectionBatcher {
-        self.faster.batcher.clone()
+    fn batcher(&self) -> &DetectionBatcher {
+        &self.faster.batcher
     }
 
-    fn train_step(&self, model: &MaskRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
-        let mut rng = step_rng(self.faster.seed, self.faster.steps());
-        let items = batch.infos.len();
-        let batch = jittered(
-            self.faster.config.scale_jitter,
-            batch,
-            &mut rng,
-            &self.faster.batcher,
-        );
-        Ok(StepOutput {
-            loss: self.loss(model, batch, &mut rng)?,
-            items,
-            sums: Vec::new(),
-        })
+    fn classes(&self) -> usize {
+        self.faster.classes
     }
 
-    fn evaluate(
+    fn seed(&self) -> u64 {
+        self.faster.seed
+    }
+
+    fn steps(&self) -> &AtomicU64 {
+        self.faster.steps()
+    }
+
+    fn scale_jitter(&self) -> Option<ScaleJitter> {
+        self.faster.config.scale_jitter
+    }
+
+    /// Faster R-CNN's losses plus the weighted mask loss on the positive sampled regions of
+    /// objects that have masks.
+    fn batch_loss(
         &self,
         model: &MaskRcnn,
-        batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
-    ) -> TrainResult<Evaluation> {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.faster.seed);
-        validate(
-            self.faster.classes,
-            batches,
-            |batch| self.loss(model, batch, &mut rng),
-            |batch| self.faster.detect(&model.faster, batch),
-        )
+        batch: DetectionBatch,
+        rng: &mut ChaCha8Rng,
+    ) -> TrainResult<Tensor<1>> {
+        let infos = batch.infos.clone();
+        let parts = self.faster.loss_parts(&model.faster, batch, rng)?;
+        let bitmaps: Vec<Bitmaps> = infos
+            .iter()
+            .map(|info| {
+                info.masks
+                    .iter()
+                    .map(|m| (m.to_bitmap(), [m.width as usize, m.height as usize]))
+                    .collect()
+            })
+            .collect();
+        let mut regions: Vec<Vec<BoundingBox>> = Vec::with_capacity(infos.len());
+        let mut targets = Vec::new();
+        for ((info, sampled), masks) in infos.iter().zip(&parts.sampled).zip(&bitmaps) {
+            let mut mine = Vec::new();
+            if masks.len() == info.boxes.len() {
+                for roi in sampled.iter().filter(|r| r.label > 0) {
+                    let Some(object) = roi
+                        .target
+                        .and_then(|t| info.boxes.iter().position(|b| *b == t))
+                    else {
+                        continue;
+                    };
+                    let (pixels, size) = &masks[object];
+                    mine.push(roi.region);
+                    targets.push(MaskTargetRegion {
+                        region: roi.region,
+                        class: roi.label - 1,
+                        mask: pixels,
+                        mask_size: *size,
+                        input_size: info.input_size,
+                    });
+                }
+            }
+            regions.push(mine);
+        }
+        if targets.is_empty() {
+            return Ok(parts.loss);
+        }
+        let pooled = roi_align(
+            parts.features,
+            &regions,
+            &self.mask.pooler(model.faster.detector.stride()),
+        );
+        let logits = model.mask.forward(pooled);
+        let masks = mask_loss(&model.mask, logits, &targets)
+            .ok_or_else(|| TrainError::Invalid("no mask regions".into()))?;
+        Ok(parts.loss + masks.mul_scalar(self.mask.loss_weight))
+    }
+
+    /// The boxes alone (validation scores box AP50).
+    fn batch_detections(
+        &self,
+        model: &MaskRcnn,
+        batch: DetectionBatch,
+    ) -> Result<Vec<Vec<Detection>>> {
+        self.faster.batch_detections(&model.faster, batch)
     }
 }
 
@@ -290,7 +281,16 @@ pub fn train_mask_rcnn(
     let classes = train.categories.len();
     let task = MaskRcnnTask::new(config, classes);
     let model = mask_rcnn(config, classes, device)?;
-    fit_on_sets(&task, model, train, val, config, run, device, resume)
+    fit_on_sets(
+        &DetectorTask(&task),
+        model,
+        train,
+        val,
+        config,
+        run,
+        device,
+        resume,
+    )
 }
 
 /// Detections with masks of `model` on `items`, in original-image pixels, with the images per

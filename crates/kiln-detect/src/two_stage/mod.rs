@@ -9,7 +9,7 @@
 //! - [`sampler`]: matching regions to ground truth and the minibatch of regions per image;
 //! - [`model`]: backbone, neck and box head;
 //! - [`roi_heads`]: the head's losses and its test-time detections;
-//! - [`task`]: training in kiln-train's loop;
+//! - [`task`]: Fast R-CNN's losses and detections on given regions (its [`crate::detector::Detector`]);
 //! - [`pipeline`]: proposals attached to images, training and detection from a config;
 //! - [`config`]: the `[fast_rcnn]` table.
 

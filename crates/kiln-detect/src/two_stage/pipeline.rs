@@ -15,6 +15,7 @@ use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem};
 use crate::config::DetectConfig;
 use crate::data::{BoundingBox, Detection, DetectionSet};
 use crate::dataset::decode_items;
+use crate::detector::DetectorTask;
 use crate::proposals::propose_for_set_timed;
 use crate::train::{Trained, backbone, backbone_shape, fit_detector};
 
@@ -102,7 +103,7 @@ pub fn train_fast_rcnn(
     let task = FastRcnnTask::new(f, classes, config.seed);
     let model = fast_rcnn(config, classes, device)?;
     fit_detector(
-        &task,
+        &DetectorTask(&task),
         model,
         train_items,
         val_items,

@@ -2,12 +2,10 @@
 //! proposals (plus its ground-truth boxes), pools them from the shared feature map and takes the
 //! head's two losses; validation detects on the held-out images and scores VOC AP50.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use burn::tensor::Tensor;
-use kiln_train::task::{Evaluation, StepOutput, Task};
-use kiln_train::{Result as TrainResult, TrainError};
-use rand::SeedableRng;
+use kiln_train::Result as TrainResult;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{BoxHeadConfig, DetectionRule, FastRcnnConfig};
@@ -15,9 +13,9 @@ use super::model::FastRcnn;
 use super::roi_heads::{HeadLoss, detect_regions, head_loss};
 use super::sampler::{RoiSampling, SampledRoi, sample_rois};
 use super::scale::ScaleJitter;
-use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem, ImageInfo};
-use crate::data::{AnnotatedImage, BoundingBox, Category, Detection, DetectionSet, Object};
-use crate::eval::{VocAp, evaluate_voc};
+use crate::batch::{DetectionBatch, DetectionBatcher, ImageInfo};
+use crate::data::{BoundingBox, Detection};
+use crate::detector::Detector;
 use crate::ops::BoxCoder;
 use crate::ops::host::area;
 
@@ -168,128 +166,49 @@ pub(crate) fn detect_on(
     Ok(out)
 }
 
-/// Validation shared by the detection tasks: the mean loss (`loss_of` a batch) and VOC AP50 of
-/// the detections (`detect` of a batch, input pixels) over `batches`; the first error of either
-/// ends it.
-pub(crate) fn validate(
-    classes: usize,
-    batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
-    mut loss_of: impl FnMut(DetectionBatch) -> TrainResult<Tensor<1>>,
-    mut detect: impl FnMut(DetectionBatch) -> crate::Result<Vec<Vec<Detection>>>,
-) -> TrainResult<Evaluation> {
-    let (mut loss, mut n) = (0.0, 0usize);
-    let (mut infos, mut found) = (Vec::new(), Vec::new());
-    for batch in batches {
-        let batch = batch?;
-        let count = batch.infos.len();
-        loss += loss_of(batch.clone())?.into_scalar::<f64>() * count as f64;
-        n += count;
-        infos.extend(batch.infos.clone());
-        let detections = detect(batch).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        found.extend(detections.into_iter().flatten());
-    }
-    let ap50 = evaluate_voc(&ground_truth(&infos, classes), &found, 0.5, VocAp::AllPoint).map;
-    Ok(Evaluation {
-        loss: loss / n.max(1) as f64,
-        metrics: vec![("ap50", ap50.max(0.0))],
-    })
-}
-
-/// A detection set of the batches' targets, in input pixels (what validation scores against).
-pub(crate) fn ground_truth(infos: &[ImageInfo], classes: usize) -> DetectionSet {
-    DetectionSet {
-        categories: (0..classes)
-            .map(|c| Category {
-                id: c as u64 + 1,
-                name: format!("class {c}"),
-            })
-            .collect(),
-        images: infos
-            .iter()
-            .map(|info| AnnotatedImage {
-                id: info.image_id,
-                path: Default::default(),
-                width: info.input_size[0] as u32,
-                height: info.input_size[1] as u32,
-                objects: info
-                    .boxes
-                    .iter()
-                    .zip(&info.labels)
-                    .map(|(b, &class)| Object {
-                        bbox: *b,
-                        class,
-                        area: area(b),
-                        difficult: false,
-                        crowd: false,
-                        mask: None,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    }
-}
-
+/// The box head's two losses, summed.
 pub(crate) fn total(loss: HeadLoss) -> Tensor<1> {
     loss.classification + loss.regression
 }
 
-/// A training batch rescaled by `jitter` (when set) with `rng`, keeping `batcher`'s stride.
-pub(crate) fn jittered(
-    jitter: Option<ScaleJitter>,
-    batch: DetectionBatch,
-    rng: &mut ChaCha8Rng,
-    batcher: &DetectionBatcher,
-) -> DetectionBatch {
-    match jitter {
-        Some(jitter) => jitter.apply(batch, rng, batcher.size_divisor),
-        None => batch,
-    }
-}
-
-/// The sampling generator of the next training step: each step draws its own regions, the
-/// same ones for the same seed and step.
-pub(crate) fn step_rng(seed: u64, steps: &AtomicU64) -> ChaCha8Rng {
-    let step = steps.fetch_add(1, Ordering::Relaxed);
-    ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
-
-impl Task for FastRcnnTask {
+impl Detector for FastRcnnTask {
     type Model = FastRcnn;
-    type Item = DetectionItem;
-    type Batch = DetectionBatch;
-    type Batcher = DetectionBatcher;
-
-    const SCORE: &'static str = "ap50";
     const LOSS_NAME: &'static str = "cross-entropy + smooth-L1";
 
-    fn batcher(&self) -> DetectionBatcher {
-        self.batcher.clone()
+    fn batcher(&self) -> &DetectionBatcher {
+        &self.batcher
     }
 
-    fn train_step(&self, model: &FastRcnn, batch: DetectionBatch) -> TrainResult<StepOutput> {
-        let mut rng = step_rng(self.seed, &self.steps);
-        let items = batch.infos.len();
-        let batch = jittered(self.config.scale_jitter, batch, &mut rng, &self.batcher);
-        let loss = self.losses(model, batch, &mut rng);
-        Ok(StepOutput {
-            loss: total(loss),
-            items,
-            sums: Vec::new(),
-        })
+    fn classes(&self) -> usize {
+        self.classes
     }
 
-    fn evaluate(
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn steps(&self) -> &AtomicU64 {
+        &self.steps
+    }
+
+    fn scale_jitter(&self) -> Option<ScaleJitter> {
+        self.config.scale_jitter
+    }
+
+    fn batch_loss(
         &self,
         model: &FastRcnn,
-        batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
-    ) -> TrainResult<Evaluation> {
-        // The same regions every epoch, so validation losses compare.
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        validate(
-            self.classes,
-            batches,
-            |batch| Ok(total(self.losses(model, batch, &mut rng))),
-            |batch| self.detect(model, batch),
-        )
+        batch: DetectionBatch,
+        rng: &mut ChaCha8Rng,
+    ) -> TrainResult<Tensor<1>> {
+        Ok(total(self.losses(model, batch, rng)))
+    }
+
+    fn batch_detections(
+        &self,
+        model: &FastRcnn,
+        batch: DetectionBatch,
+    ) -> crate::Result<Vec<Vec<Detection>>> {
+        self.detect(model, batch)
     }
 }

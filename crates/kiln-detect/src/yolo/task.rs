@@ -5,20 +5,21 @@ use std::sync::atomic::AtomicU64;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use kiln_train::task::{Evaluation, StepOutput, Task};
 use kiln_train::{Result as TrainResult, RunDir, TrainError};
+use rand_chacha::ChaCha8Rng;
 
 use super::anchor::AnchorYolo;
 use super::anchor::loss::{anchor_candidates, anchor_loss};
 use super::config::{YoloConfig, YoloHead};
 use super::v1::{YoloV1, v1_candidates, v1_loss};
+use crate::Result;
 use crate::batch::{DetectionBatch, DetectionBatcher, DetectionItem};
 use crate::config::DetectConfig;
 use crate::data::{Detection, DetectionSet};
+use crate::detector::{Detector, DetectorTask};
 use crate::train::{Trained, backbone, backbone_shape, fit_on_sets};
+use crate::two_stage::ScaleJitter;
 use crate::two_stage::pipeline::detect_in_batches;
-use crate::two_stage::task::{jittered, step_rng, validate};
-use crate::{DetectError, Result};
 
 /// Either YOLO, as one module (what checkpoints hold).
 #[allow(clippy::large_enum_variant)]
@@ -116,45 +117,43 @@ impl YoloTask {
     }
 }
 
-fn train_error(e: DetectError) -> TrainError {
-    TrainError::Invalid(e.to_string())
-}
-
-impl Task for YoloTask {
+impl Detector for YoloTask {
     type Model = Yolo;
-    type Item = DetectionItem;
-    type Batch = DetectionBatch;
-    type Batcher = DetectionBatcher;
-
-    const SCORE: &'static str = "ap50";
     const LOSS_NAME: &'static str = "YOLO loss";
 
-    fn batcher(&self) -> DetectionBatcher {
-        self.batcher.clone()
+    fn batcher(&self) -> &DetectionBatcher {
+        &self.batcher
     }
 
-    fn train_step(&self, model: &Yolo, batch: DetectionBatch) -> TrainResult<StepOutput> {
-        let mut rng = step_rng(self.seed, &self.steps);
-        let items = batch.infos.len();
-        let batch = jittered(self.config.scale_jitter, batch, &mut rng, &self.batcher);
-        Ok(StepOutput {
-            loss: self.loss(model, batch).map_err(train_error)?,
-            items,
-            sums: Vec::new(),
-        })
+    fn classes(&self) -> usize {
+        self.classes
     }
 
-    fn evaluate(
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn steps(&self) -> &AtomicU64 {
+        &self.steps
+    }
+
+    fn scale_jitter(&self) -> Option<ScaleJitter> {
+        self.config.scale_jitter
+    }
+
+    /// The loss draws nothing: `rng` is unused.
+    fn batch_loss(
         &self,
         model: &Yolo,
-        batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
-    ) -> TrainResult<Evaluation> {
-        validate(
-            self.classes,
-            batches,
-            |batch| self.loss(model, batch).map_err(train_error),
-            |batch| self.detect(model, batch),
-        )
+        batch: DetectionBatch,
+        _rng: &mut ChaCha8Rng,
+    ) -> TrainResult<Tensor<1>> {
+        self.loss(model, batch)
+            .map_err(|e| TrainError::Invalid(e.to_string()))
+    }
+
+    fn batch_detections(&self, model: &Yolo, batch: DetectionBatch) -> Result<Vec<Vec<Detection>>> {
+        self.detect(model, batch)
     }
 }
 
@@ -185,7 +184,16 @@ pub fn train_yolo(
     let classes = train.categories.len();
     let task = YoloTask::new(&config.yolo, classes, config.seed);
     let model = yolo(config, classes, device)?;
-    fit_on_sets(&task, model, train, val, config, run, device, resume)
+    fit_on_sets(
+        &DetectorTask(&task),
+        model,
+        train,
+        val,
+        config,
+        run,
+        device,
+        resume,
+    )
 }
 
 /// Detections of `model` on `items` in original-image pixels, with the images per second, in
