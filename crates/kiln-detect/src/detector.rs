@@ -3,10 +3,10 @@
 //!
 //! A detector says how a batch's loss and its detections are computed ([`Detector`]); the
 //! rest is the same for all of them and lives here once ([`DetectorTask`]):
-//! - a training step draws from its own seeded generator ([`step_rng`]), rescales the batch by
+//! - a training step draws from its own seeded generator, rescales the batch by
 //!   the method's scale jitter when it has one, and takes the loss;
 //! - validation takes the mean loss (regions drawn from a generator seeded the same way every
-//!   epoch, so epochs compare) and the VOC AP50 of the detections ([`validate`]).
+//!   epoch, so epochs compare) and the VOC AP50 of the detections.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,7 +36,7 @@ pub trait Detector {
     fn classes(&self) -> usize;
     /// Seed of what the steps draw (regions, anchors, scale jitter).
     fn seed(&self) -> u64;
-    /// Training steps taken; each step draws from its own generator ([`step_rng`]).
+    /// Training steps taken; each step draws from a generator seeded by it and the seed.
     fn steps(&self) -> &AtomicU64;
     /// The random rescaling of training batches, when the method has one.
     fn scale_jitter(&self) -> Option<ScaleJitter>;

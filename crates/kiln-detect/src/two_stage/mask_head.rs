@@ -138,7 +138,8 @@ impl MaskHead {
         for conv in &self.convs {
             x = relu(conv::forward(conv, x));
         }
-        conv::forward(&self.predictor, relu(self.upsample.forward(x)))
+        let up = conv::forward_transposed(&self.upsample, x);
+        conv::forward(&self.predictor, relu(up))
     }
 
     /// Whether there is one mask for all classes.

@@ -12,6 +12,10 @@
 //! - depthwise convolutions ([`depthwise`]): forward and both gradients as passes over each
 //!   channel plane, where Burn's generic weight gradient runs one convolution per channel.
 //!
+//! [`transposed`]: a transposed convolution whose kernel equals its stride (an upsampling
+//! layer without overlap) as a 1×1 [`conv2d`] and a depth-to-space, so it trains through the
+//! same kernels.
+//!
 //! Every other backend, dtype and group count keeps Burn's kernels, so models stay ordinary
 //! Burn modules: [`forward`] runs a `burn::nn::conv::Conv2d` through [`conv2d`]. Setting the
 //! environment variable `KILN_BURN_CONV=1` sends every convolution to Burn's kernels instead
@@ -22,6 +26,7 @@ pub mod depthwise;
 #[cfg(feature = "flex")]
 mod flex;
 pub mod geometry;
+pub mod transposed;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -29,6 +34,7 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
 pub use geometry::ConvGeometry;
+pub use transposed::{conv_transpose2d, forward_transposed};
 
 /// Burn's `conv2d(x, weight, bias, options)`: NCHW input, `[out, in / groups, kh, kw]` weight,
 /// per-side padding. Runs kiln's kernels on Flex (see the module docs), Burn's elsewhere.
