@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore};
+use burn::tensor::{DType, Tensor};
 
 use crate::{Result, TrainError, write_via_temp};
 
@@ -28,6 +29,10 @@ pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
 /// shape, otherwise the error lists what did not. A checkpoint of a plain network also loads
 /// into an enum module holding that network (e.g. `kiln_nets::Network`, whose tensor names
 /// start with the variant), so runs saved before a model moved into an enum still resume.
+///
+/// Float tensors take the float type of the device they load onto (the module's own): a
+/// checkpoint of a half-precision run loads into an f32 model as f32, where Burn would keep
+/// the file's half values and the first operation mixing them with f32 inputs would fail.
 pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     if !path.is_file() {
         return Err(TrainError::io(
@@ -38,7 +43,7 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     let mut first = module.clone();
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
     let Err(error) = first.load_from(&mut store) else {
-        return Ok(first);
+        return Ok(first.map(&mut DeviceFloat));
     };
     let file_names = store.keys().unwrap_or_default();
     if let Some(variant) = variant_prefix(&module, &file_names) {
@@ -47,13 +52,31 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
             .auto_extension(false)
             .with_remap_pattern("^", format!("{variant}."));
         if second.load_from(&mut store).is_ok() {
-            return Ok(second);
+            return Ok(second.map(&mut DeviceFloat));
         }
     }
     Err(TrainError::Format {
         path: path.to_path_buf(),
         reason: format!("checkpoint does not fit this model: {error:?}"),
     })
+}
+
+/// Casts each float tensor whose type is not its device's float type to that type, keeping
+/// whether it requires a gradient.
+struct DeviceFloat;
+
+impl ModuleMapper for DeviceFloat {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| {
+            let wanted: DType = tensor.device().settings().float_dtype.into();
+            if tensor.dtype() == wanted {
+                return tensor;
+            }
+            let trainable = tensor.is_require_grad();
+            let cast = tensor.cast(wanted).detach();
+            if trainable { cast.require_grad() } else { cast }
+        })
+    }
 }
 
 /// The one leading path segment (an enum module's variant) by which `module`'s tensor names
@@ -79,8 +102,8 @@ fn variant_prefix<M: Module>(module: &M, file_names: &[String]) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::{Linear, LinearConfig};
-    use burn::tensor::{Device, Tensor};
+    use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+    use burn::tensor::Device;
 
     #[test]
     fn round_trip_and_mismatch() {
@@ -129,5 +152,55 @@ mod tests {
         // A shape mismatch is still an error.
         let wrong = Wrapped::Plain(LinearConfig::new(4, 2).init(&device));
         assert!(load_module(wrong, &path).is_err());
+    }
+
+    /// Casts every float tensor to half precision, as a half run saves them.
+    struct ToHalf;
+
+    impl ModuleMapper for ToHalf {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| t.cast(DType::F16))
+        }
+    }
+
+    #[test]
+    fn a_half_precision_checkpoint_loads_as_the_devices_f32() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.bpk");
+        let (linear, norm): (Linear, BatchNorm) = (
+            LinearConfig::new(3, 2).init(&device),
+            BatchNormConfig::new(2).init(&device),
+        );
+        let half = (linear, norm).map(&mut ToHalf);
+        assert_eq!(half.0.weight.val().dtype(), DType::F16);
+        save_module(&half, &path).unwrap();
+        let fresh = (
+            LinearConfig::new(3, 2).init(&device),
+            BatchNormConfig::new(2).init(&device),
+        );
+        let (linear, norm): (Linear, BatchNorm) = load_module(fresh, &path).unwrap();
+        for t in [
+            linear.weight.val().flatten::<1>(0, 1),
+            linear.bias.as_ref().unwrap().val(),
+            norm.gamma.val(),
+            norm.running_var.value(),
+        ] {
+            assert_eq!(t.dtype(), DType::F32);
+        }
+        // The values are the half ones, and the loaded layers run on f32 inputs.
+        let expected = half.0.weight.val().cast(DType::F32).into_data();
+        assert_eq!(linear.weight.val().into_data(), expected);
+        // Loaded for training, the cast weights are still trainable leaves.
+        let linear_path = dir.path().join("half-linear.bpk");
+        save_module(&half.0, &linear_path).unwrap();
+        let training = device.clone().autodiff();
+        let trained: Linear =
+            load_module(LinearConfig::new(3, 2).init(&training), &linear_path).unwrap();
+        assert_eq!(trained.weight.val().dtype(), DType::F32);
+        assert!(trained.weight.val().is_require_grad());
+        let x = Tensor::<2>::ones([4, 3], &device);
+        let y = norm.forward(linear.forward(x).unsqueeze_dim::<3>(2));
+        assert_eq!(y.dtype(), DType::F32);
     }
 }

@@ -153,6 +153,33 @@ fn learns_writes_the_run_and_resumes_exactly() {
         assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
         assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
     }
+
+    // The state names the float type; a run recorded as half precision does not resume on
+    // this f32 device, and the error says how to resume it.
+    let state_path = split.file("checkpoints/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(state["float_dtype"], "F32");
+    state["float_dtype"] = "F16".into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let err = fit(
+        &task,
+        model(&device),
+        data(false),
+        &settings(5),
+        7,
+        &split,
+        &device,
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("state.json")
+            && err.contains("trained in f16")
+            && err.contains("--precision f16"),
+        "{err}"
+    );
 }
 
 fn a_diverging_run_stops_with_its_checkpoint_named() {

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use std::sync::Arc;
 
 use kiln_data::augment::TransformConfig;
@@ -128,6 +128,7 @@ where
     let mut resumed_set = None;
     if resume {
         state = checkpoints.read_state()?;
+        check_float_type(&state, device, &checkpoints.state)?;
         checkpoints.clean(&state)?;
         record::restore_log(run, &state.history)?;
         let files = checkpoints.set_of(&state)?;
@@ -139,6 +140,7 @@ where
         eprintln!("resuming after epoch {}", state.epoch);
         resumed_set = Some(files);
     }
+    state.float_dtype = Some(device.settings().float_dtype);
     let mut model = model.train();
     if settings.freeze_batch_norm {
         model = freeze_batch_norm_statistics(model);
@@ -262,4 +264,26 @@ fn warn_about_update_ratios(record: &EpochRecord) {
         "update/weight ratios far from 1e-3 (learning rate too {direction}?): {}",
         list.join(", ")
     );
+}
+
+/// A run resumes in the float type it trained in: its optimizer state and weights are of
+/// that type, and mixing types fails in the first step.
+fn check_float_type(state: &ResumeState, device: &Device, path: &std::path::Path) -> Result<()> {
+    let trained = state.float_dtype.unwrap_or(FloatDType::F32);
+    let now = device.settings().float_dtype;
+    if trained == now {
+        return Ok(());
+    }
+    let name = |dtype: FloatDType| format!("{dtype:?}").to_lowercase();
+    Err(TrainError::Format {
+        path: path.to_path_buf(),
+        reason: format!(
+            "the run trained in {}, but the device computes in {}; resume it in {} \
+             (--precision {})",
+            name(trained),
+            name(now),
+            name(trained),
+            name(trained)
+        ),
+    })
 }

@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use super::record::EpochRecord;
@@ -37,6 +38,10 @@ pub(crate) struct ResumeState {
     /// `last-lookahead.bpk` beside `state.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// The float type the run computes in; absent in runs written before it was recorded
+    /// (all of them f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_dtype: Option<FloatDType>,
 }
 
 fn null_as_minus_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -52,6 +57,7 @@ impl ResumeState {
             best_score: f64::NEG_INFINITY,
             history: Vec::new(),
             checkpoint: None,
+            float_dtype: None,
         }
     }
 }
