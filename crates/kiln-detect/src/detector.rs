@@ -102,7 +102,7 @@ impl<D: Detector> Task for DetectorTask<'_, D> {
 
 /// The mean loss (`loss_of` a batch) and VOC AP50 of the detections (`detect` of a batch, in
 /// input pixels) over `batches`; the first error of either ends it.
-pub(crate) fn validate(
+fn validate(
     classes: usize,
     batches: &mut dyn Iterator<Item = TrainResult<DetectionBatch>>,
     mut loss_of: impl FnMut(DetectionBatch) -> TrainResult<Tensor<1>>,
