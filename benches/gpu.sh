@@ -6,7 +6,7 @@
 #           every step or every N steps;
 #   yolo    `kiln-detect test` of a trained YOLO run (YOLO_RUN) at batch 1 and 32;
 #   recipe  the airbench94 recipe (configs/cifar10-airbench.toml) end to end on the JPEG
-#           CIFAR-10, at RECIPE_PRECISION (default f16);
+#           CIFAR-10, at RECIPE_PRECISION (default f16-mixed);
 #   faster  two epochs of configs/raccoon-faster-rcnn.toml, then its test split;
 #   fcn     the three CamVid FCNs trained one from the other.
 # Writes `table.md`, `log.txt` and the runs' metrics.jsonl into OUT.
@@ -20,8 +20,8 @@
 # overrides it, e.g. `vulkan` with a `--features vulkan` build; TORCH_DEVICE the anchor's, default
 # cuda); on a GPU the first steps of a process
 # compile kernels. BENCH_ROWS lists the bench rows as NET:BATCHES:PRECISION:READ_EVERY (default
-# "benchmark:128,1024:f32:1 benchmark:128,1024:f16:1 benchmark:1024:f32:10 airbench:1024:f32:1
-# airbench:1024:f16:1"). Limits (seconds) can be changed: GPU_BUDGET (default 540), BENCH_LIMIT,
+# "benchmark:128,1024:f32:1 benchmark:128,1024:f16-mixed:1 benchmark:128,1024:f16:1
+# airbench:1024:f32:1 airbench:1024:f16-mixed:1"). Limits (seconds) can be changed: GPU_BUDGET (default 540), BENCH_LIMIT,
 # TORCH_LIMIT, YOLO_LIMIT, RECIPE_LIMIT, FASTER_LIMIT, FCN32_LIMIT, FCN16_LIMIT, FCN8_LIMIT;
 # GPU_STAGES picks and orders the parts (default "bench yolo recipe").
 set -uo pipefail
@@ -72,11 +72,11 @@ images_per_sec() {  # images_per_sec NAME BATCH: the rate a stage's output gives
 bench_rows() {
 note "## Training images/s, random 32×32 inputs (\`kiln-cnn bench\`, \`benches/bench_net_torch.py\`)"
 note ""
-note "PyTorch's half precision is \`torch.autocast\` (f32 master weights); kiln's is every tensor in it."
+note "PyTorch's half precision is \`torch.autocast\` (f32 master weights; f16 with a \`GradScaler\`). kiln's f16-mixed is the same; its f16 is every tensor in half, against PyTorch's bf16 autocast."
 note ""
 note "| network, batch | precision | loss read every | PyTorch (CUDA) | kiln ($DEVICE) | ratio |"
 note "|---|---|---|---|---|---|"
-local rows=${BENCH_ROWS:-"benchmark:128,1024:f32:1 benchmark:128,1024:f16:1 benchmark:1024:f32:10 airbench:1024:f32:1 airbench:1024:f16:1"}
+local rows=${BENCH_ROWS:-"benchmark:128,1024:f32:1 benchmark:128,1024:f16-mixed:1 benchmark:128,1024:f16:1 airbench:1024:f32:1 airbench:1024:f16-mixed:1"}
 for spec in $rows; do
     spec=${spec//:/ }
     set -- $spec
@@ -94,8 +94,13 @@ for spec in $rows; do
     for batch in ${batches//,/ }; do
         local kiln torch=- torch_precision=$precision
         kiln=$(images_per_sec "$name" "$batch")
-        # PyTorch's half rows: bf16 autocast needs no loss scaling (f16 under autocast does).
-        [ "$precision" = f16 ] && torch_precision=bf16
+        # PyTorch's half rows are autocast: f16-mixed against f16 with a GradScaler, kiln's
+        # all-half f16 against bf16 (no loss scaling, as kiln's f16 has none).
+        case $precision in
+            f16) torch_precision=bf16 ;;
+            f16-mixed) torch_precision=f16 ;;
+            bf16-mixed) torch_precision=bf16 ;;
+        esac
         if [ "$net" = benchmark ]; then
             local tname="torch-$net-$batch-$torch_precision-$every"
             stage "${TORCH_LIMIT:-60}" "$tname" python3 "$(dirname "$0")/bench_net_torch.py" \
@@ -165,7 +170,7 @@ PY
 
 # The airbench94 recipe end to end on the JPEG CIFAR-10 (decoding and all), one process.
 recipe() {
-local precision=${RECIPE_PRECISION:-f16}
+local precision=${RECIPE_PRECISION:-f16-mixed}
 stage "${RECIPE_LIMIT:-300}" recipe "$BIN/kiln-cnn" --config "$REPO/configs/cifar10-airbench.toml" \
     --data "$SHARED/datasets/cifar10-jpg.tar.gz" --device "$DEVICE" --precision "$precision" \
     --out "$WORK/recipe"

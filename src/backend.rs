@@ -11,12 +11,16 @@
 use anyhow::{Result, bail};
 use burn::tensor::{Device, FloatDType};
 use clap::ValueEnum;
+use kiln_train::mixed::MixedPrecision;
 use serde::{Deserialize, Serialize};
 
-/// The floating-point type of a device's tensors: weights, activations, gradients and
-/// optimizer state alike (no f32 master copy). Half precision halves memory traffic and, on
-/// GPUs that have them, reaches the tensor cores. Without f32 master weights or loss scaling
-/// it can diverge: the airbench94 recipe does in f16 (BENCHMARKS.md, GPU).
+/// The floating-point type a run computes in. `f16` and `bf16` make it the device's type:
+/// weights, activations, gradients and optimizer state alike, with no f32 master copy. Half
+/// precision halves memory traffic and, on GPUs that have them, reaches the tensor cores;
+/// without f32 master weights or loss scaling it can diverge (the airbench94 recipe does in
+/// f16: BENCHMARKS.md, GPU). `f16-mixed` and `bf16-mixed` keep the device f32 and run the
+/// training steps' passes in half ([`kiln_train::mixed`]): f32 weights, optimizer and loss,
+/// f16 with loss scaling.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -27,22 +31,40 @@ pub enum Precision {
     F16,
     /// bfloat16: f32's range with a 7-bit mantissa.
     Bf16,
+    /// f32 weights, optimizer and loss; forward and backward passes in f16, loss scaled.
+    #[serde(rename = "f16-mixed")]
+    F16Mixed,
+    /// f32 weights, optimizer and loss; forward and backward passes in bf16.
+    #[serde(rename = "bf16-mixed")]
+    Bf16Mixed,
 }
 
 impl Precision {
+    /// The device's float type: half for `f16`/`bf16`, f32 otherwise (mixed precision keeps
+    /// f32 weights).
     fn dtype(self) -> FloatDType {
         match self {
-            Precision::F32 => FloatDType::F32,
+            Precision::F32 | Precision::F16Mixed | Precision::Bf16Mixed => FloatDType::F32,
             Precision::F16 => FloatDType::F16,
             Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    /// The half type of mixed-precision training steps, for `f16-mixed` and `bf16-mixed`.
+    pub fn mixed(self) -> Option<MixedPrecision> {
+        match self {
+            Precision::F16Mixed => Some(MixedPrecision::F16),
+            Precision::Bf16Mixed => Some(MixedPrecision::Bf16),
+            _ => None,
         }
     }
 }
 
 /// Makes `precision` the float type of every tensor later created on `device` (and on its
-/// autodiff twin). Call it before anything touches the device; f32 leaves the device as it is.
+/// autodiff twin). Call it before anything touches the device; f32 and the mixed precisions
+/// leave the device as it is.
 pub fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
-    if precision == Precision::F32 {
+    if precision.dtype() == FloatDType::F32 {
         return Ok(());
     }
     device.configure(precision.dtype()).map_err(|e| {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -28,8 +28,9 @@ pub struct CommonArgs {
     /// work).
     #[arg(long, value_name = "NAME")]
     pub device: Option<String>,
-    /// Float type of every tensor: f32, or f16/bf16 (half the memory traffic; on GPUs the
-    /// tensor cores). A half run's checkpoints hold half weights.
+    /// Float type: f32; f16/bf16 for every tensor (half the memory traffic; on GPUs the
+    /// tensor cores; a half run's checkpoints hold half weights); f16-mixed/bf16-mixed for
+    /// half forward and backward passes with f32 weights (classifier training).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Random seed for splits, initialisation and augmentation.
@@ -44,6 +45,21 @@ impl CommonArgs {
     /// The `--device` with the `--precision` set.
     pub fn device(&self) -> Result<burn::tensor::Device> {
         crate::backend::device_with(self.device.as_deref(), self.precision)
+    }
+
+    /// An error when `--precision` asks for mixed precision, which only the training loop
+    /// does: `what` (e.g. `kiln-knn`) names the command that has none.
+    pub fn refuse_mixed(&self, what: &str) -> Result<()> {
+        if self.precision.mixed().is_some() {
+            anyhow::bail!(
+                "--precision {}: {what} does not train through kiln's training loop, so it \
+                 cannot mix precisions; use f32, f16 or bf16",
+                self.precision
+                    .to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            );
+        }
+        Ok(())
     }
 }
 
@@ -114,8 +130,8 @@ pub trait TrainConfig: DeserializeOwned + Default {
     fn train_mut(&mut self) -> &mut kiln_train::trainer::TrainSettings;
 }
 
-/// The config of a new or resumed run (see [`config_or_resume`]) with `--seed`, `--epochs` and
-/// `--pause-after` applied and the training settings validated.
+/// The config of a new or resumed run (see [`config_or_resume`]) with `--seed`, `--epochs`,
+/// `--pause-after` and a mixed `--precision` applied and the training settings validated.
 pub fn resolve_training<T: TrainConfig>(args: &TrainArgs) -> Result<(T, Option<RunDir>)> {
     let (mut config, run): (T, _) =
         config_or_resume(args.common.config.as_deref(), args.resume.as_deref())?;
@@ -127,6 +143,9 @@ pub fn resolve_training<T: TrainConfig>(args: &TrainArgs) -> Result<(T, Option<R
         train.epochs = epochs;
     }
     train.pause_after = args.pause_after;
+    if let Some(mixed) = args.common.precision.mixed() {
+        train.mixed_precision = Some(mixed);
+    }
     train.validate()?;
     Ok((config, run))
 }

@@ -107,7 +107,8 @@ struct BenchArgs {
     /// Backend device.
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
-    /// Float type of every tensor (weights, activations, gradients, optimizer state).
+    /// Float type: of every tensor (f32, f16, bf16: weights, activations, gradients,
+    /// optimizer state), or of the passes with f32 weights (f16-mixed, bf16-mixed).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     precision: Precision,
     /// Steps per read of the loss (1 waits for every step).
@@ -183,6 +184,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn sanity(args: SanityArgs) -> Result<()> {
+    args.common.refuse_mixed("kiln-cnn sanity")?;
     let device = args.common.device()?;
     let mut config: CnnRunConfig = cli::load_config(args.common.config.as_deref())?;
     if let Some(seed) = args.common.seed {
@@ -292,6 +294,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         steps: args.steps,
         warmup: args.warmup,
         read_every: args.read_every,
+        mixed_precision: args.precision.mixed(),
     };
     let name = args.device.as_deref().unwrap_or("auto");
     print_training_speeds(run, &args.batch, args.precision, name, &device)

@@ -138,6 +138,7 @@ struct Loaded {
 
 fn load(args: &InspectArgs) -> Result<Loaded> {
     // Nothing here computes on a device, but a wrong --device is still reported.
+    args.common.refuse_mixed("kiln-data")?;
     args.common.device()?;
     let mut config: DataConfig = cli::load_config(args.common.config.as_deref())?;
     if let Some(seed) = args.common.seed {

@@ -104,6 +104,9 @@ fn train(args: &FinetuneArgs) -> Result<()> {
     if let Some(epochs) = args.epochs {
         config.train.epochs = epochs;
     }
+    if let Some(mixed) = args.common.precision.mixed() {
+        config.train.mixed_precision = Some(mixed);
+    }
     config.validate()?;
     let weights = config.weight_file()?;
     let device = args.common.device()?;
@@ -155,6 +158,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         warmup: args.warmup,
         steps: args.steps,
         read_every: 1,
+        mixed_precision: None,
     };
     let inference =
         inference_images_per_sec(&arch.init(1000, &device), shape(args.infer_batch), &device)?;

@@ -97,6 +97,7 @@ struct Setup {
 
 fn setup(args: &KnnArgs) -> Result<Setup> {
     let mut config = resolve(args)?;
+    args.common.refuse_mixed("kiln-knn")?;
     let device = args.common.device()?;
     let (path, data) = cli::open_data(args.common.data.as_deref(), config.data.as_deref(), None)?;
     config.data = Some(path.clone());

@@ -106,6 +106,7 @@ struct Prepared {
 }
 
 fn prepare(args: &LinearArgs) -> Result<Prepared> {
+    args.common.refuse_mixed("kiln-linear")?;
     let device = args.common.device()?;
     let file: Option<LinearConfig> = match &args.common.config {
         Some(path) => Some(cli::load_config(Some(path))?),

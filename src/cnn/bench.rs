@@ -8,6 +8,7 @@ use clap::ValueEnum;
 use crate::backend::{Precision, compiled_backends};
 use kiln_nets::{AirbenchConfig, ConvNetConfig};
 use kiln_train::bench::{BenchShape, training_images_per_sec};
+use kiln_train::mixed::MixedPrecision;
 use kiln_train::optim::OptimizerConfig;
 
 /// The networks `kiln-cnn bench` times, on 32×32 RGB images and 10 classes.
@@ -31,6 +32,8 @@ pub struct BenchRun {
     /// Steps per read of the loss (1: every step waits for the last, as PyTorch's anchor
     /// does by default).
     pub read_every: usize,
+    /// Mixed-precision steps (`--precision f16-mixed` / `bf16-mixed`).
+    pub mixed_precision: Option<MixedPrecision>,
 }
 
 /// Training images per second of `run.net` on `device` at `batch` images a step: the timed
@@ -45,6 +48,7 @@ pub fn training_speed(run: BenchRun, batch: usize, device: &Device) -> Result<f6
         warmup: run.warmup,
         steps: run.steps,
         read_every: run.read_every,
+        mixed_precision: run.mixed_precision,
     };
     let nesterov = OptimizerConfig {
         momentum: 0.9,

@@ -223,7 +223,7 @@ impl AirbenchNet {
 
     /// The scaled linear classifier on an embedding.
     pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
-        self.head.forward(embedding).mul_scalar(self.output_scale)
+        crate::linear::forward(&self.head, embedding).mul_scalar(self.output_scale)
     }
 
     /// Class scores `[batch, classes]`.

@@ -137,7 +137,7 @@ impl CifarResNet {
 
     /// Class scores `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.head.forward(self.forward_embedding(images))
+        crate::linear::forward(&self.head, self.forward_embedding(images))
     }
 }
 

@@ -227,14 +227,14 @@ impl ConvNet {
         for layer in &self.hidden {
             x = self
                 .dropout
-                .forward(self.activation.forward(layer.forward(x)));
+                .forward(self.activation.forward(crate::linear::forward(layer, x)));
         }
         x
     }
 
     /// Class scores `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.head.forward(self.forward_embedding(images))
+        crate::linear::forward(&self.head, self.forward_embedding(images))
     }
 }
 

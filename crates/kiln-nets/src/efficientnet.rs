@@ -407,7 +407,7 @@ impl EfficientNetLite {
     /// Class scores `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let embedding = self.forward_embedding(images);
-        self.fc.forward(self.dropout.forward(embedding))
+        crate::linear::forward(&self.fc, self.dropout.forward(embedding))
     }
 }
 

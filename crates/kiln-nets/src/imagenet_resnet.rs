@@ -532,7 +532,7 @@ impl ImageNetResNet {
 
     /// Class scores (logits) `[batch, num_classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.forward_embedding(images))
+        crate::linear::forward(&self.fc, self.forward_embedding(images))
     }
 }
 

@@ -63,6 +63,7 @@
 
 pub mod activation;
 pub mod airbench;
+pub mod autocast;
 pub mod backbone;
 pub mod cifar_resnet;
 pub mod conv;
@@ -77,6 +78,7 @@ pub mod efficientnet;
 mod flex_slices;
 pub mod imagenet_resnet;
 mod init;
+pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod parity;

@@ -110,14 +110,14 @@ impl Mlp {
     /// Class scores `[batch, classes]` of inputs `[batch, inputs]`.
     pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
+            x = crate::linear::forward(layer, x);
             x = match self.norms.get(i) {
                 Some(norm) => crate::norm::forward_then(norm, x, &self.activation),
                 None => self.activation.forward(x),
             };
             x = self.dropout.forward(x);
         }
-        self.head.forward(x)
+        crate::linear::forward(&self.head, x)
     }
 
     /// Class scores of images `[batch, channels, height, width]`, flattened.

@@ -468,8 +468,10 @@ impl Network {
     pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
         match self {
             Network::Airbench(net) => net.classify(embedding),
-            Network::EfficientNet(net) => net.fc.forward(net.dropout.forward(embedding)),
-            _ => self.head().forward(embedding),
+            Network::EfficientNet(net) => {
+                crate::linear::forward(&net.fc, net.dropout.forward(embedding))
+            }
+            _ => crate::linear::forward(self.head(), embedding),
         }
     }
 

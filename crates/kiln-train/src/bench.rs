@@ -6,8 +6,9 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use kiln_nets::ImageClassifier;
+use kiln_nets::{ImageClassifier, autocast};
 
+use crate::mixed::MixedPrecision;
 use crate::optim::OptimizerConfig;
 use crate::{Progress, Result, TrainError};
 
@@ -29,6 +30,9 @@ pub struct BenchShape {
     /// ahead. The last warm-up step and the last timed step always read, so the timing holds
     /// exactly the timed steps' work.
     pub read_every: usize,
+    /// Train in mixed precision ([`crate::mixed`]): f16's loss scaler reads whether the
+    /// gradients are finite every step, so then every step waits whatever `read_every` says.
+    pub mixed_precision: Option<MixedPrecision>,
 }
 
 impl BenchShape {
@@ -97,14 +101,30 @@ pub fn training_images_per_sec<M: ImageClassifier>(
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [shape.batch]), device);
     let mut optim = optimizer.build()?;
     let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut scaler = shape.mixed_precision.and_then(MixedPrecision::scaler);
     let mut model = Some(model);
     let secs = shape.time(|read| {
         let net = model
             .take()
             .expect("the model is put back after every step");
-        let loss = loss_fn.forward(net.scores(images.clone()), targets.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        model = Some(optim.step(0.01, net, grads));
+        let scores = match shape.mixed_precision {
+            Some(mixed) => autocast::scope(mixed.dtype(), || net.scores(images.clone())),
+            None => net.scores(images.clone()),
+        };
+        let loss = loss_fn.forward(autocast::to_device_float(scores), targets.clone());
+        let scaled = match &scaler {
+            Some(scaler) => scaler.scale_loss(loss.clone()),
+            None => loss.clone(),
+        };
+        let grads = GradientsParams::from_grads(scaled.backward(), &net);
+        let grads = match scaler.as_mut() {
+            Some(scaler) => scaler.unscale(&net, grads),
+            None => Some(grads),
+        };
+        model = Some(match grads {
+            Some(grads) => optim.step(0.01, net, grads),
+            None => net,
+        });
         // Reading the loss waits for the step to finish on asynchronous backends.
         if read {
             let _: f32 = loss.into_scalar();
@@ -141,6 +161,7 @@ mod tests {
             warmup,
             steps,
             read_every,
+            mixed_precision: None,
         }
     }
 

@@ -43,6 +43,7 @@ mod error;
 pub mod filters;
 pub mod lookahead;
 mod metrics;
+pub mod mixed;
 pub mod monitor;
 pub mod optim;
 pub mod params;

@@ -168,6 +168,8 @@ pub fn fit_linear_probe(
             learning_rate: lr,
             images_per_sec: train.len() as f64 / secs.max(1e-9),
             update_ratios: Default::default(),
+            loss_scale: None,
+            skipped_steps: 0,
         };
         progress.inc(1);
         progress.status(format!(

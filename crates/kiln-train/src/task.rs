@@ -58,6 +58,11 @@ pub trait Task {
     const SCORE: &'static str;
     /// What the loss is, for the plot's axis (e.g. `cross-entropy`).
     const LOSS_NAME: &'static str = "loss";
+    /// Whether [`Task::train_step`] can run inside [`kiln_nets::autocast::scope`] (mixed
+    /// precision, [`crate::mixed`]): its network is built from kiln's layers and it casts the
+    /// network's output to the device's float type before the loss
+    /// ([`kiln_nets::autocast::to_device_float`]).
+    const MIXED_PRECISION: bool = false;
 
     /// The batcher for training and validation data.
     fn batcher(&self) -> Self::Batcher;

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{MseLoss, Reduction};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use kiln_data::augment::{Pipeline, TransformConfig};
 use kiln_data::{AugmentedImages, ClassificationBatcher, EpochCounter, ImageSet, Normalization};
-use kiln_nets::ImageClassifier;
+use kiln_nets::{ConvNet, ConvNetConfig, ImageClassifier};
 use kiln_train::classify::Classification;
+use kiln_train::mixed::MixedPrecision;
 use kiln_train::optim::OptimizerConfig;
 use kiln_train::task::{Evaluation, StepOutput, Task};
 use kiln_train::trainer::{FitData, TrainSettings, fit};
@@ -343,9 +344,143 @@ fn any_task_trains_through_the_same_loop() {
     }
 }
 
+/// 8×8 images of four classes: the class is the brighter quadrant, under a fixed texture.
+fn quadrants(n: usize, seed: u32) -> Arc<ImageSet> {
+    let mut state = seed;
+    let mut pixels = Vec::with_capacity(n * 8 * 8 * 3);
+    for i in 0..n {
+        for y in 0..8 {
+            for x in 0..8 {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let quadrant = (y / 4) * 2 + x / 4;
+                let base = if quadrant == i % 4 { 170 } else { 60 };
+                let v = base + (state >> 26) as u8;
+                pixels.extend([v, v, v]);
+            }
+        }
+    }
+    let labels = (0..n).map(|i| i % 4).collect();
+    let names = ["a", "b", "c", "d"].map(String::from).to_vec();
+    Arc::new(ImageSet::new(8, 8, 3, pixels, labels, names).unwrap())
+}
+
+/// The history and final weights' float types of three epochs of the benchmark ConvNet
+/// (kiln's convolution, batch-norm and linear layers) on the quadrants, in `mixed` precision.
+fn train_quadrants(
+    device: &Device,
+    run: &RunDir,
+    mixed: Option<MixedPrecision>,
+) -> (Vec<kiln_train::trainer::EpochRecord>, Vec<DType>) {
+    let task = Classification::<ConvNet>::new(ClassificationBatcher::new(Normalization::Symmetric));
+    let net = ConvNetConfig::benchmark(3, 4, [8, 8]).init(&device.clone().autodiff());
+    let data = FitData {
+        train: AugmentedImages::new(quadrants(128, 1), Arc::new(Pipeline::default())),
+        epoch: EpochCounter::default(),
+        val: AugmentedImages::new(quadrants(32, 2), Arc::new(Pipeline::default())),
+    };
+    let settings = TrainSettings {
+        epochs: 3,
+        batch_size: 16,
+        learning_rate: 0.02,
+        workers: 0,
+        optimizer: OptimizerConfig {
+            momentum: 0.9,
+            ..Default::default()
+        },
+        monitor_every: 0,
+        mixed_precision: mixed,
+        ..Default::default()
+    };
+    device.seed(3);
+    let (trained, history) = fit(&task, net, data, &settings, 5, run, device, false).unwrap();
+    let mut types = FloatTypes(Vec::new());
+    trained.visit(&mut types);
+    types.0.sort_by_key(|t| format!("{t:?}"));
+    types.0.dedup();
+    (history, types.0)
+}
+
+/// The float types of a module's parameters and buffers.
+struct FloatTypes(Vec<DType>);
+
+impl ModuleVisitor for FloatTypes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().dtype());
+    }
+}
+
+fn mixed_precision_trains_like_f32() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let full_run = RunDir::create(&dir.path().join("f32"), "x = 1\n").unwrap();
+    let (full, full_types) = train_quadrants(&device, &full_run, None);
+    let mixed_run = RunDir::create(&dir.path().join("f16-mixed"), "x = 1\n").unwrap();
+    let (mixed, mixed_types) = train_quadrants(&device, &mixed_run, Some(MixedPrecision::F16));
+    assert_eq!(full_types, vec![DType::F32]);
+    assert_eq!(
+        mixed_types,
+        vec![DType::F32],
+        "weights and batch-norm statistics stay f32"
+    );
+    let (f, m) = (full.last().unwrap(), mixed.last().unwrap());
+    assert!(
+        f.metric("val_accuracy") >= Some(0.9) && m.metric("val_accuracy") >= Some(0.9),
+        "f32 {f:?}\nmixed {m:?}"
+    );
+    let mut skipped = 0;
+    for (f, m) in full.iter().zip(&mixed) {
+        assert!(
+            (f.train_loss - m.train_loss).abs() <= 0.05 + 0.1 * f.train_loss,
+            "epoch {}: f32 loss {} against mixed {}",
+            f.epoch,
+            f.train_loss,
+            m.train_loss
+        );
+        assert_eq!(f.loss_scale, None);
+        skipped += m.skipped_steps;
+        assert_eq!(
+            m.loss_scale,
+            Some(65_536.0 / 2f64.powi(skipped as i32)),
+            "the scale halves once per skipped step (no growth within 2,000 steps)"
+        );
+    }
+    assert!(
+        full.iter()
+            .zip(&mixed)
+            .all(|(f, m)| f.train_loss != m.train_loss),
+        "the mixed run computed in half, so its losses differ in their last digits"
+    );
+    let state = std::fs::read_to_string(mixed_run.file("checkpoints/state.json")).unwrap();
+    assert!(state.contains("\"loss_scaler\""), "{state}");
+
+    // A task that cannot run in an autocast scope is refused, naming the setting.
+    let line = Line {
+        linear: LinearConfig::new(2, 1).init(&device.clone().autodiff()),
+    };
+    let data = FitData {
+        train: points(16, 0),
+        epoch: EpochCounter::default(),
+        val: points(8, 1000),
+    };
+    let settings = TrainSettings {
+        mixed_precision: Some(MixedPrecision::Bf16),
+        workers: 0,
+        ..Default::default()
+    };
+    let run = RunDir::create(&dir.path().join("refused"), "x = 1\n").unwrap();
+    let err = fit(&Regression, line, data, &settings, 1, &run, &device, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mixed_precision") && err.contains("--precision f16"),
+        "{err}"
+    );
+}
+
 #[test]
 fn training_loop_scenarios() {
     learns_writes_the_run_and_resumes_exactly();
     a_diverging_run_stops_with_its_checkpoint_named();
     any_task_trains_through_the_same_loop();
+    mixed_precision_trains_like_f32();
 }

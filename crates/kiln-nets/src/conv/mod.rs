@@ -33,17 +33,23 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
+use crate::autocast;
+
 pub use geometry::ConvGeometry;
 pub use transposed::{conv_transpose2d, forward_transposed};
 
 /// Burn's `conv2d(x, weight, bias, options)`: NCHW input, `[out, in / groups, kh, kw]` weight,
 /// per-side padding. Runs kiln's kernels on Flex (see the module docs), Burn's elsewhere.
+/// Inside an [`autocast::scope`] it computes in the scope's float type.
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
+    let x = autocast::input(x);
+    let weight = autocast::like(weight, &x);
+    let bias = bias.map(|b| autocast::like(b, &x));
     #[cfg(feature = "flex")]
     if !burns_only()
         && let Some(out) = flex::conv2d(&x, &weight, bias.as_ref(), &options)

@@ -359,3 +359,39 @@ fn dense_forward_equals_burns_for_every_ungrouped_case() {
         );
     }
 }
+
+#[test]
+fn inside_an_autocast_scope_it_computes_in_half_and_returns_f32_gradients() {
+    use burn::tensor::{DType, FloatDType};
+    for (k, case) in cases().iter().enumerate().take(4) {
+        let options = case.options();
+        let half = run(case, k as u64, |x, w, b| {
+            let y = crate::autocast::scope(FloatDType::F16, || conv2d(x, w, b, options.clone()));
+            assert_eq!(y.dtype(), DType::F16, "{case:?}");
+            y.cast(FloatDType::F32)
+        });
+        let full = run(case, k as u64, |x, w, b| {
+            burn::tensor::module::conv2d(x, w, b, options.clone())
+        });
+        // `run` reads every gradient as f32: the casts hand them back in the leaves' type.
+        for (name, (got, want)) in ["output", "input grad", "weight grad", "bias grad"]
+            .iter()
+            .zip(std::iter::once((&half.out, &full.out)).chain(half.grads.iter().zip(&full.grads)))
+        {
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let worst = got
+                .iter()
+                .zip(want.iter())
+                .map(|(g, w)| (g - w).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-2 * scale,
+                "{name} of {case:?}: off by {worst} (scale {scale})"
+            );
+            assert!(
+                worst > 0.0 || *name == "bias grad",
+                "{name} of {case:?}: not computed in half"
+            );
+        }
+    }
+}

@@ -15,6 +15,9 @@
 //! passes (on Flex; elsewhere it applies the activation after Burn's batch norm): the
 //! activation costs no pass of its own over the activations, forward or backward.
 //!
+//! An input whose float type differs from the layer's (half activations under
+//! [`crate::autocast`]) is normalised in the layer's type and cast back.
+//!
 //! Every other backend and dtype keeps Burn's implementation, so models stay ordinary Burn
 //! modules. Setting the environment variable `KILN_BURN_NORM=1` sends every batch norm to Burn's
 //! implementation instead (to compare speed or rule kiln's kernels out).
@@ -34,11 +37,21 @@ pub fn forward<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// `activation(norm.forward(x))`, the activation fused into kiln's kernels on Flex.
+///
+/// An input of another float type than the layer's parameters (a half activation inside an
+/// [`crate::autocast::scope`]) is normalised in the parameters' type, running statistics
+/// included, and the result handed back in the input's type.
 pub fn forward_activated<const D: usize>(
     norm: &BatchNorm,
     x: Tensor<D>,
     activation: FusedActivation,
 ) -> Tensor<D> {
+    let own = norm.beta.val().dtype();
+    if x.dtype() != own {
+        let dtype = x.dtype().into();
+        let y = forward_activated(norm, crate::autocast::cast(x, own.into()), activation);
+        return crate::autocast::cast(y, dtype);
+    }
     #[cfg(feature = "flex")]
     if !burns_only() {
         let device = x.device();

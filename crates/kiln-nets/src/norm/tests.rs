@@ -224,3 +224,40 @@ fn flex_tensors_take_kilns_path() {
     let plain = Device::flex();
     assert!(!train(&Tensor::<4>::zeros([2, 3, 4, 4], &plain), &plain));
 }
+
+#[test]
+fn a_half_input_is_normalised_in_the_layers_f32_and_handed_back_in_half() {
+    use burn::tensor::{DType, FloatDType};
+    let device = Device::flex().autodiff();
+    let shape = [4, 5, 6, 7];
+    // The same layer and input through the half path, and in f32 on the input rounded to half
+    // (the only rounding before the f32 normalisation).
+    let half = run::<4>(&shape, 9, true, &device, |n, x| {
+        let y = forward_activated(n, x.cast(FloatDType::F16), FusedActivation::Relu);
+        assert_eq!(y.dtype(), DType::F16, "the output has the input's type");
+        assert_eq!(n.running_mean.value_sync().dtype(), DType::F32);
+        assert_eq!(n.running_var.value_sync().dtype(), DType::F32);
+        y.cast(FloatDType::F32)
+    });
+    let full = run::<4>(&shape, 9, true, &device, |n, x| {
+        let rounded = x.cast(FloatDType::F16).cast(FloatDType::F32);
+        forward_activated(n, rounded, FusedActivation::Relu)
+    });
+    // Statistics are computed in f32 from the same values: equal.
+    assert_close("running mean", &shape, &half.running[0], &full.running[0]);
+    assert_close("running var", &shape, &half.running[1], &full.running[1]);
+    // The output and the gradients pass through half once more: f16's 11-bit mantissa.
+    let close = |what: &str, got: &[f32], want: &[f32]| {
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 2e-3 * scale,
+                "{what}[{i}]: half path {g}, f32 {w}"
+            );
+        }
+    };
+    close("output", &half.out, &full.out);
+    for (k, (got, want)) in half.grads.iter().zip(&full.grads).enumerate() {
+        close(["input grad", "γ grad", "β grad"][k], got, want);
+    }
+}

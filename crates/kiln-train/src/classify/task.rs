@@ -95,6 +95,7 @@ impl<M: ImageClassifier> Task for Classification<M> {
 
     const SCORE: &'static str = "accuracy";
     const LOSS_NAME: &'static str = "cross-entropy";
+    const MIXED_PRECISION: bool = true;
 
     fn batcher(&self) -> ClassificationBatcher {
         self.batcher.clone()
@@ -102,7 +103,8 @@ impl<M: ImageClassifier> Task for Classification<M> {
 
     fn train_step(&self, model: &M, batch: ClassificationBatch) -> Result<StepOutput> {
         let items = batch.targets.dims()[0];
-        let scores = model.scores(batch.images);
+        // Half logits of a mixed-precision step go back to f32 before the softmax.
+        let scores = kiln_nets::autocast::to_device_float(model.scores(batch.images));
         let hits = correct_count(&scores, &batch.targets);
         let loss = self.loss(&scores.device()).forward(scores, batch.targets);
         Ok(StepOutput {

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::optim::GradientsParams;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use super::policy::GradientPolicy;
 use crate::lookahead::Lookahead;
+use crate::mixed::LossScaler;
 use crate::monitor::UpdateMonitor;
 use crate::optim::LrSchedule;
 use crate::task::Task;
@@ -59,6 +60,10 @@ pub(crate) struct EpochParts<'a> {
     pub total_steps: usize,
     /// Where the last good weights are, for the message on a non-finite loss.
     pub last_good: &'a std::path::Path,
+    /// The half type of mixed-precision steps (their forward pass runs in an autocast scope).
+    pub autocast: Option<FloatDType>,
+    /// The loss scaler of f16 mixed-precision steps.
+    pub scaler: Option<&'a mut LossScaler>,
 }
 
 /// Sums of an epoch of training.
@@ -68,6 +73,8 @@ pub(crate) struct EpochTotals {
     pub sums: BTreeMap<&'static str, f64>,
     pub last_lr: f64,
     pub seconds: f64,
+    /// Steps whose scaled gradients overflowed, so the optimizer skipped them.
+    pub skipped_steps: usize,
 }
 
 /// The longest the loop goes without reading the steps' losses back from the device.
@@ -110,8 +117,9 @@ impl Unread {
         for ((_, items, iteration), &value) in losses.iter().zip(loss_values) {
             if !value.is_finite() {
                 let fix = if half {
-                    "half precision's narrow range is the likely cause: train in f32 \
-                     (--precision f32), or lower the learning rate"
+                    "half precision's narrow range is the likely cause: train with f32 \
+                     weights and loss scaling (--precision f16-mixed) or in f32, or lower the \
+                     learning rate"
                 } else {
                     "lower the learning rate"
                 };
@@ -148,6 +156,8 @@ pub(crate) fn train_epoch<T: Task>(
         mut lookahead,
         total_steps,
         last_good,
+        autocast,
+        mut scaler,
     } = parts;
     let progress = Progress::new(items as u64, &format!("epoch {}", epoch + 1), "img");
     let mut totals = EpochTotals {
@@ -156,23 +166,40 @@ pub(crate) fn train_epoch<T: Task>(
         sums: BTreeMap::new(),
         last_lr: schedule.lr(*iteration),
         seconds: 0.0,
+        skipped_steps: 0,
     };
     let mut unread = Unread::default();
     let mut last_read = Instant::now();
     for batch in batches {
-        let step = task.train_step(&model, batch?)?;
+        let batch = batch?;
+        let step = match autocast {
+            Some(dtype) => kiln_nets::autocast::scope(dtype, || task.train_step(&model, batch))?,
+            None => task.train_step(&model, batch)?,
+        };
         unread
             .losses
             .push((step.loss.clone().detach(), step.items, *iteration));
         unread.sums.extend(step.sums);
         let lr = schedule.lr(*iteration);
         totals.last_lr = lr;
-        let grads = GradientsParams::from_grads(step.loss.backward(), &model);
-        let before = monitor.before(&model, *iteration);
-        model = policy.step(lr, model, grads, epoch);
-        monitor.after(&model, before);
-        if let Some(la) = lookahead.as_deref_mut() {
-            model = la.after_step(model, *iteration + 1, total_steps);
+        let loss = match scaler.as_deref() {
+            Some(scaler) => scaler.scale_loss(step.loss),
+            None => step.loss,
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = match scaler.as_deref_mut() {
+            Some(scaler) => scaler.unscale(&model, grads),
+            None => Some(grads),
+        };
+        if let Some(grads) = grads {
+            let before = monitor.before(&model, *iteration);
+            model = policy.step(lr, model, grads, epoch);
+            monitor.after(&model, before);
+            if let Some(la) = lookahead.as_deref_mut() {
+                model = la.after_step(model, *iteration + 1, total_steps);
+            }
+        } else {
+            totals.skipped_steps += 1;
         }
         *iteration += 1;
         progress.inc(step.items as u64);

@@ -43,6 +43,7 @@ pub use settings::{FreezeRule, LrGroup, TrainSettings};
 
 use crate::filters::save_filters;
 use crate::lookahead::Lookahead;
+use crate::mixed::MixedPrecision;
 use crate::monitor::{UpdateMonitor, flagged};
 use crate::params::freeze_batch_norm_statistics;
 use crate::task::{Evaluation, Task};
@@ -141,6 +142,11 @@ where
         resumed_set = Some(files);
     }
     state.float_dtype = Some(device.settings().float_dtype);
+    let autocast = mixed_precision::<T>(settings, device)?;
+    let mut scaler = match (&state.loss_scaler, settings.mixed_precision) {
+        (Some(saved), Some(MixedPrecision::F16)) => Some(saved.clone()),
+        (_, mixed) => mixed.and_then(MixedPrecision::scaler),
+    };
     let mut model = model.train();
     if settings.freeze_batch_norm {
         model = freeze_batch_norm_statistics(model);
@@ -176,6 +182,8 @@ where
             lookahead: lookahead.as_mut(),
             total_steps,
             last_good: &checkpoints.model,
+            autocast,
+            scaler: scaler.as_mut(),
         };
         let (trained, totals) = train_epoch(
             task,
@@ -194,7 +202,9 @@ where
         }
         let evaluation = evaluate(task, &model, &data.val, settings.batch_size, device)?;
         schedule.observe_validation(evaluation.loss);
-        let record = epoch_record(epoch, &totals, &evaluation, monitor.take_epoch());
+        let mut record = epoch_record(epoch, &totals, &evaluation, monitor.take_epoch());
+        record.loss_scale = scaler.as_ref().map(|s| s.scale);
+        state.loss_scaler = scaler.clone();
         warn_about_update_ratios(&record);
         eprintln!("{}", record.summary());
         run.metrics().append(&record)?;
@@ -246,6 +256,8 @@ fn epoch_record(
         learning_rate: totals.last_lr,
         images_per_sec: totals.items as f64 / totals.seconds.max(1e-9),
         update_ratios,
+        loss_scale: None,
+        skipped_steps: totals.skipped_steps,
     }
 }
 
@@ -264,6 +276,32 @@ fn warn_about_update_ratios(record: &EpochRecord) {
         "update/weight ratios far from 1e-3 (learning rate too {direction}?): {}",
         list.join(", ")
     );
+}
+
+/// The half type of a mixed-precision run's steps, after checking that `T` can train so and
+/// that `device` keeps f32 weights.
+fn mixed_precision<T: Task>(
+    settings: &TrainSettings,
+    device: &Device,
+) -> Result<Option<FloatDType>> {
+    let Some(mixed) = settings.mixed_precision else {
+        return Ok(None);
+    };
+    if !T::MIXED_PRECISION {
+        return Err(TrainError::Invalid(format!(
+            "mixed_precision = \"{}\": this task does not train in mixed precision yet; \
+             remove it (and --precision *-mixed), or use --precision f16 (every tensor half)",
+            format!("{mixed:?}").to_lowercase()
+        )));
+    }
+    let device_float = device.settings().float_dtype;
+    if device_float != FloatDType::F32 {
+        return Err(TrainError::Invalid(format!(
+            "mixed_precision keeps f32 weights, but the device computes in {device_float:?}; \
+             use --precision f16-mixed or bf16-mixed instead of a half device"
+        )));
+    }
+    Ok(Some(mixed.dtype()))
 }
 
 /// A run resumes in the float type it trained in: its optimizer state and weights are of

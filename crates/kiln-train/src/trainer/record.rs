@@ -27,6 +27,16 @@ pub struct EpochRecord {
     /// Geometric-mean update-to-weight ratio of each weight tensor over the epoch.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub update_ratios: BTreeMap<String, f64>,
+    /// The f16 mixed-precision loss scale at the end of the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// Steps the optimizer skipped because their scaled gradients overflowed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_steps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl EpochRecord {
@@ -43,6 +53,12 @@ impl EpochRecord {
         );
         for (name, value) in &self.metrics {
             line += &format!("  {name} {:.2} %", 100.0 * value);
+        }
+        if let Some(scale) = self.loss_scale {
+            line += &format!("  loss scale {scale}");
+        }
+        if self.skipped_steps > 0 {
+            line += &format!(" ({} steps skipped)", self.skipped_steps);
         }
         line + &format!(
             "  lr {:.2e}  {:.0} img/s",
@@ -192,6 +208,8 @@ mod tests {
             learning_rate: 0.1,
             images_per_sec: 100.0,
             update_ratios: BTreeMap::new(),
+            loss_scale: None,
+            skipped_steps: 0,
         };
         let json: serde_json::Value = serde_json::to_value(&record).unwrap();
         assert_eq!(json["val_accuracy"], 0.7);
@@ -213,6 +231,8 @@ mod tests {
             learning_rate: 0.1,
             images_per_sec: 1.0,
             update_ratios: BTreeMap::new(),
+            loss_scale: None,
+            skipped_steps: 0,
         }
     }
 

@@ -15,6 +15,7 @@ use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use super::record::EpochRecord;
+use crate::mixed::LossScaler;
 use crate::{Result, RunDir, TrainError, save_module, write_atomic, write_via_temp};
 
 /// Progress of a run after its last finished epoch.
@@ -42,6 +43,9 @@ pub(crate) struct ResumeState {
     /// (all of them f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub float_dtype: Option<FloatDType>,
+    /// The loss scaler of an f16 mixed-precision run, as the next step uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 fn null_as_minus_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -58,6 +62,7 @@ impl ResumeState {
             history: Vec::new(),
             checkpoint: None,
             float_dtype: None,
+            loss_scaler: None,
         }
     }
 }

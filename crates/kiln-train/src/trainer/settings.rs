@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::Tta;
 use crate::lookahead::LookaheadSettings;
+use crate::mixed::MixedPrecision;
 use crate::optim::{LrSchedule, OptimizerConfig, ScheduleConfig};
 use crate::params::{NamedParam, matching};
 use crate::{Result, TrainError};
@@ -48,6 +49,9 @@ pub struct TrainSettings {
     pub tta: Tta,
     /// Steps between update-to-weight ratio measurements (0 disables them).
     pub monitor_every: usize,
+    /// Forward and backward passes in this half type, with f32 weights, optimizer and loss
+    /// (see [`crate::mixed`]); absent: everything in the device's float type.
+    pub mixed_precision: Option<MixedPrecision>,
     /// Stop after this epoch, checkpointed, as if the run were killed there (continue it with
     /// `resume`); set from the command line, never from a config file.
     #[serde(skip)]
@@ -190,6 +194,7 @@ impl Default for TrainSettings {
             lookahead: None,
             tta: Tta::None,
             monitor_every: 50,
+            mixed_precision: None,
             pause_after: None,
         }
     }
