@@ -289,3 +289,51 @@ fn bad_configs_name_the_problem() {
         text(&out)
     );
 }
+
+#[test]
+fn mixed_precision_trains_through_the_binary_and_other_commands_refuse_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = colours_sized(tmp.path(), 16);
+    let config = tmp.path().join("airbench.toml");
+    std::fs::write(&config, AIRBENCH).unwrap();
+    let mixed = tmp.path().join("mixed");
+    train(
+        &data,
+        &config,
+        &mixed,
+        &["--precision", "f16-mixed", "--epochs", "2"],
+    );
+    // The flag becomes the run's setting, so a resumed run keeps it.
+    let saved = std::fs::read_to_string(mixed.join("config.toml")).unwrap();
+    assert!(saved.contains("mixed_precision = \"f16\""), "{saved}");
+    let epochs = epoch_records(&mixed);
+    assert_eq!(epochs.len(), 2);
+    for record in &epochs {
+        let scale = record["loss_scale"]
+            .as_f64()
+            .expect("f16 runs record their scale");
+        assert!(scale > 0.0 && scale <= 65_536.0, "{record}");
+    }
+    let records = kiln_train::read_metrics(&mixed.join("metrics.jsonl")).unwrap();
+    let last = records.last().unwrap();
+    assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "{last}");
+
+    // Commands without kiln's training loop say so instead of training in f32 unasked.
+    let knn = env!("CARGO_BIN_EXE_kiln-knn");
+    let out = run(
+        knn,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--precision",
+            "bf16-mixed",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--precision bf16-mixed: kiln-knn does not train"),
+        "{}",
+        text(&out)
+    );
+}
