@@ -320,7 +320,9 @@ impl MbConv {
             && self.drop_path.training.is_enabled()
             && y.device().is_autodiff();
         if dropping {
+            // In the activations' float type: half inside an autocast scope.
             let keep = Tensor::ones([y.dims()[0], 1, 1, 1], &y.device());
+            let keep = crate::autocast::cast(keep, y.dtype().into());
             y = y * self.drop_path.forward(keep);
         }
         y + x

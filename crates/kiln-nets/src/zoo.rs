@@ -592,6 +592,58 @@ mod tests {
         }
     }
 
+    /// Every float gradient of a module's trainable parameters, as (name-less) float types.
+    struct GradTypes<'a>(
+        &'a burn::tensor::Gradients,
+        Vec<Option<burn::tensor::DType>>,
+    );
+
+    impl burn::module::ModuleVisitor for GradTypes<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.1.push(value.grad(self.0).map(|g| g.dtype()));
+            }
+        }
+    }
+
+    #[test]
+    fn every_network_trains_inside_an_autocast_scope() {
+        use burn::tensor::{DType, FloatDType};
+        let device = Device::flex().autodiff();
+        let specs = [
+            ModelSpec::default(),
+            toml::from_str("type = \"resnet\"\nwidths = [4, 8]\nblocks = [1, 1]").unwrap(),
+            toml::from_str("type = \"airbench\"\nwidths = [8, 8, 8]").unwrap(),
+        ];
+        let mut nets: Vec<Network> = specs
+            .iter()
+            .map(|spec| {
+                spec.build(Geometry::new(3, 32, 32, 4), None, &device)
+                    .unwrap()
+            })
+            .collect();
+        // EfficientNet's stochastic depth makes a mask of its own; ResNet-50 has bottlenecks.
+        for arch in [Architecture::EfficientNetLite0, Architecture::ResNet50] {
+            nets.push(arch.init(4, &device));
+        }
+        let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
+        for net in nets {
+            let scores = crate::autocast::scope(FloatDType::F16, || net.forward(images.clone()));
+            assert_eq!(scores.dtype(), DType::F16);
+            let loss = crate::autocast::to_device_float(scores).sum();
+            let grads = loss.backward();
+            let mut types = GradTypes(&grads, Vec::new());
+            net.visit(&mut types);
+            assert!(!types.1.is_empty());
+            assert!(
+                types.1.iter().all(|t| *t == Some(DType::F32)),
+                "every trainable weight gets an f32 gradient: {:?}",
+                types.1
+            );
+        }
+    }
+
     #[test]
     fn bad_specs_are_errors_not_panics() {
         let device = Device::flex();
