@@ -364,12 +364,15 @@ fn quadrants(n: usize, seed: u32) -> Arc<ImageSet> {
     Arc::new(ImageSet::new(8, 8, 3, pixels, labels, names).unwrap())
 }
 
-/// The history and final weights' float types of three epochs of the benchmark ConvNet
-/// (kiln's convolution, batch-norm and linear layers) on the quadrants, in `mixed` precision.
+/// The history and final weights' float types of `epochs` epochs of the benchmark ConvNet
+/// (kiln's convolution, batch-norm and linear layers) on the quadrants, in `mixed` precision;
+/// with `resume`, continuing `run`.
 fn train_quadrants(
     device: &Device,
     run: &RunDir,
     mixed: Option<MixedPrecision>,
+    epochs: usize,
+    resume: bool,
 ) -> (Vec<kiln_train::trainer::EpochRecord>, Vec<DType>) {
     let task = Classification::<ConvNet>::new(ClassificationBatcher::new(Normalization::Symmetric));
     let net = ConvNetConfig::benchmark(3, 4, [8, 8]).init(&device.clone().autodiff());
@@ -379,7 +382,7 @@ fn train_quadrants(
         val: AugmentedImages::new(quadrants(32, 2), Arc::new(Pipeline::default())),
     };
     let settings = TrainSettings {
-        epochs: 3,
+        epochs,
         batch_size: 16,
         learning_rate: 0.02,
         workers: 0,
@@ -392,7 +395,7 @@ fn train_quadrants(
         ..Default::default()
     };
     device.seed(3);
-    let (trained, history) = fit(&task, net, data, &settings, 5, run, device, false).unwrap();
+    let (trained, history) = fit(&task, net, data, &settings, 5, run, device, resume).unwrap();
     let mut types = FloatTypes(Vec::new());
     trained.visit(&mut types);
     types.0.sort_by_key(|t| format!("{t:?}"));
@@ -413,9 +416,10 @@ fn mixed_precision_trains_like_f32() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let full_run = RunDir::create(&dir.path().join("f32"), "x = 1\n").unwrap();
-    let (full, full_types) = train_quadrants(&device, &full_run, None);
+    let (full, full_types) = train_quadrants(&device, &full_run, None, 3, false);
     let mixed_run = RunDir::create(&dir.path().join("f16-mixed"), "x = 1\n").unwrap();
-    let (mixed, mixed_types) = train_quadrants(&device, &mixed_run, Some(MixedPrecision::F16));
+    let (mixed, mixed_types) =
+        train_quadrants(&device, &mixed_run, Some(MixedPrecision::F16), 3, false);
     assert_eq!(full_types, vec![DType::F32]);
     assert_eq!(
         mixed_types,
@@ -452,6 +456,21 @@ fn mixed_precision_trains_like_f32() {
     );
     let state = std::fs::read_to_string(mixed_run.file("checkpoints/state.json")).unwrap();
     assert!(state.contains("\"loss_scaler\""), "{state}");
+
+    // A resumed run continues with the scaler its state holds: two epochs, the state's scale
+    // changed, one more epoch at that scale (no overflow and no growth happen in between).
+    let split_run = RunDir::create(&dir.path().join("split"), "x = 1\n").unwrap();
+    let (first, _) = train_quadrants(&device, &split_run, Some(MixedPrecision::F16), 2, false);
+    assert_eq!(first.len(), 2);
+    let state_path = split_run.file("checkpoints/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(state["loss_scaler"]["scale"], 65_536.0);
+    state["loss_scaler"]["scale"] = 1024.0.into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let (resumed, _) = train_quadrants(&device, &split_run, Some(MixedPrecision::F16), 3, true);
+    assert_eq!(resumed.len(), 3);
+    assert_eq!(resumed[2].loss_scale, Some(1024.0), "{:?}", resumed[2]);
 
     // A task that cannot run in an autocast scope is refused, naming the setting.
     let line = Line {
