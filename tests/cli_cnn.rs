@@ -55,6 +55,14 @@ fn train(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> String {
     text(&result)
 }
 
+/// 16×16 colour images and the small airbench recipe in `root`: (data, config).
+fn airbench_setup(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = colours_sized(root, 16);
+    let config = root.join("airbench.toml");
+    std::fs::write(&config, AIRBENCH).unwrap();
+    (data, config)
+}
+
 fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
     kiln_train::read_metrics(&run.join("metrics.jsonl"))
         .unwrap()
@@ -66,9 +74,7 @@ fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn airbench_recipe_trains_resumes_exactly_and_ensembles() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = colours_sized(tmp.path(), 16);
-    let config = tmp.path().join("airbench.toml");
-    std::fs::write(&config, AIRBENCH).unwrap();
+    let (data, config) = airbench_setup(tmp.path());
 
     let straight = tmp.path().join("straight");
     let printed = train(&data, &config, &straight, &[]);
@@ -293,9 +299,7 @@ fn bad_configs_name_the_problem() {
 #[test]
 fn mixed_precision_trains_through_the_binary_and_other_commands_refuse_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = colours_sized(tmp.path(), 16);
-    let config = tmp.path().join("airbench.toml");
-    std::fs::write(&config, AIRBENCH).unwrap();
+    let (data, config) = airbench_setup(tmp.path());
     let mixed = tmp.path().join("mixed");
     train(
         &data,
