@@ -4,11 +4,11 @@
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use kiln_nets::{ImageClassifier, autocast};
+use kiln_nets::ImageClassifier;
+use kiln_nets::autocast::to_device_float;
 
-use crate::mixed::MixedPrecision;
+use crate::mixed::{self, MixedPrecision};
 use crate::optim::OptimizerConfig;
 use crate::{Progress, Result, TrainError};
 
@@ -107,24 +107,15 @@ pub fn training_images_per_sec<M: ImageClassifier>(
         let net = model
             .take()
             .expect("the model is put back after every step");
-        let scores = match shape.mixed_precision {
-            Some(mixed) => autocast::scope(mixed.dtype(), || net.scores(images.clone())),
-            None => net.scores(images.clone()),
-        };
-        let loss = loss_fn.forward(autocast::to_device_float(scores), targets.clone());
-        let scaled = match &scaler {
-            Some(scaler) => scaler.scale_loss(loss.clone()),
-            None => loss.clone(),
-        };
-        let grads = GradientsParams::from_grads(scaled.backward(), &net);
-        let grads = match scaler.as_mut() {
-            Some(scaler) => scaler.unscale(&net, grads),
-            None => Some(grads),
-        };
-        model = Some(match grads {
-            Some(grads) => optim.step(0.01, net, grads),
-            None => net,
-        });
+        let half = shape.mixed_precision.map(MixedPrecision::dtype);
+        let scores = mixed::autocast(half, || net.scores(images.clone()));
+        let loss = loss_fn.forward(to_device_float(scores), targets.clone());
+        model = Some(
+            match mixed::gradients(loss.clone(), &net, scaler.as_mut()) {
+                Some(grads) => optim.step(0.01, net, grads),
+                None => net,
+            },
+        );
         // Reading the loss waits for the step to finish on asynchronous backends.
         if read {
             let _: f32 = loss.into_scalar();
@@ -163,6 +154,24 @@ mod tests {
             read_every,
             mixed_precision: None,
         }
+    }
+
+    /// A mixed-precision bench step runs (half passes, f32 weights, the loss scaler) and is
+    /// timed.
+    #[test]
+    fn mixed_precision_steps_are_timed() {
+        let device = Device::flex().autodiff();
+        let net = kiln_nets::ConvNetConfig::benchmark(3, 2, [8, 8]).init(&device);
+        let shape = BenchShape {
+            batch: 2,
+            image: [3, 8, 8],
+            classes: 2,
+            mixed_precision: Some(MixedPrecision::F16),
+            ..shape(1, 2, 1)
+        };
+        let rate = training_images_per_sec(net, &OptimizerConfig::default(), shape, &device)
+            .expect("a mixed bench runs");
+        assert!(rate.is_finite() && rate > 0.0, "{rate}");
     }
 
     /// Reads end the warm-up, every `read_every` timed steps, and the last step.

@@ -49,6 +49,32 @@ impl MixedPrecision {
     }
 }
 
+/// Runs `f` (a training step's forward pass) inside [`kiln_nets::autocast::scope`] of `dtype`,
+/// or as it is without one.
+pub fn autocast<R>(dtype: Option<FloatDType>, f: impl FnOnce() -> R) -> R {
+    match dtype {
+        Some(dtype) => kiln_nets::autocast::scope(dtype, f),
+        None => f(),
+    }
+}
+
+/// The gradients of `loss` for `model`'s parameters; with a `scaler`, of the scaled loss and
+/// then unscaled. `None` when they overflowed: the caller skips the step (see
+/// [`LossScaler::unscale`]).
+pub fn gradients<M: Module>(
+    loss: Tensor<1>,
+    model: &M,
+    scaler: Option<&mut LossScaler>,
+) -> Option<GradientsParams> {
+    match scaler {
+        Some(scaler) => {
+            let grads = GradientsParams::from_grads(scaler.scale_loss(loss).backward(), model);
+            scaler.unscale(model, grads)
+        }
+        None => Some(GradientsParams::from_grads(loss.backward(), model)),
+    }
+}
+
 /// Dynamic loss scaling with PyTorch's `GradScaler` defaults: scale 2¹⁶ to start, halved on
 /// every step whose gradients are not finite (that step is skipped), doubled after
 /// [`LossScaler::GROWTH_INTERVAL`] finite steps in a row.

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
-use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use super::policy::GradientPolicy;
 use crate::lookahead::Lookahead;
-use crate::mixed::LossScaler;
+use crate::mixed::{self, LossScaler};
 use crate::monitor::UpdateMonitor;
 use crate::optim::LrSchedule;
 use crate::task::Task;
@@ -172,26 +171,14 @@ pub(crate) fn train_epoch<T: Task>(
     let mut last_read = Instant::now();
     for batch in batches {
         let batch = batch?;
-        let step = match autocast {
-            Some(dtype) => kiln_nets::autocast::scope(dtype, || task.train_step(&model, batch))?,
-            None => task.train_step(&model, batch)?,
-        };
+        let step = mixed::autocast(autocast, || task.train_step(&model, batch))?;
         unread
             .losses
             .push((step.loss.clone().detach(), step.items, *iteration));
         unread.sums.extend(step.sums);
         let lr = schedule.lr(*iteration);
         totals.last_lr = lr;
-        let loss = match scaler.as_deref() {
-            Some(scaler) => scaler.scale_loss(step.loss),
-            None => step.loss,
-        };
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let grads = match scaler.as_deref_mut() {
-            Some(scaler) => scaler.unscale(&model, grads),
-            None => Some(grads),
-        };
-        if let Some(grads) = grads {
+        if let Some(grads) = mixed::gradients(step.loss, &model, scaler.as_deref_mut()) {
             let before = monitor.before(&model, *iteration);
             model = policy.step(lr, model, grads, epoch);
             monitor.after(&model, before);
