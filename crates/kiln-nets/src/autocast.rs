@@ -57,6 +57,19 @@ pub fn like<const D: usize, const E: usize>(weight: Tensor<D>, x: &Tensor<E>) ->
     cast(weight, FloatDType::from(x.dtype()))
 }
 
+/// A layer's input, weight and bias as it computes with them: `x` through [`input`], the
+/// weight and bias [`like`] it.
+pub fn layer<const D: usize, const W: usize>(
+    x: Tensor<D>,
+    weight: Tensor<W>,
+    bias: Option<Tensor<1>>,
+) -> (Tensor<D>, Tensor<W>, Option<Tensor<1>>) {
+    let x = input(x);
+    let weight = like(weight, &x);
+    let bias = bias.map(|b| like(b, &x));
+    (x, weight, bias)
+}
+
 /// `x` in its device's float type (f32 unless the device was configured for half): the type
 /// a loss computes in. Unchanged when it already is.
 pub fn to_device_float<const D: usize>(x: Tensor<D>) -> Tensor<D> {

@@ -20,9 +20,7 @@ pub fn forward<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
         "linear layer of {d_input} inputs given {:?}",
         x.dims()
     );
-    let x = autocast::input(x);
-    let weight = autocast::like(weight, &x);
-    let bias = linear.bias.as_ref().map(|b| autocast::like(b.val(), &x));
+    let (x, weight, bias) = autocast::layer(x, weight, linear.bias.as_ref().map(|b| b.val()));
     burn::tensor::module::linear(x, weight, bias)
 }
 

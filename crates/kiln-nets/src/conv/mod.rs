@@ -47,9 +47,7 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let x = autocast::input(x);
-    let weight = autocast::like(weight, &x);
-    let bias = bias.map(|b| autocast::like(b, &x));
+    let (x, weight, bias) = autocast::layer(x, weight, bias);
     #[cfg(feature = "flex")]
     if !burns_only()
         && let Some(out) = flex::conv2d(&x, &weight, bias.as_ref(), &options)

@@ -22,9 +22,7 @@ pub fn conv_transpose2d(
     bias: Option<Tensor<1>>,
     options: ConvTransposeOptions<2>,
 ) -> Tensor<4> {
-    let x = crate::autocast::input(x);
-    let weight = crate::autocast::like(weight, &x);
-    let bias = bias.map(|b| crate::autocast::like(b, &x));
+    let (x, weight, bias) = crate::autocast::layer(x, weight, bias);
     let [_, outputs, kh, kw] = weight.dims();
     let blocks = options.stride == [kh, kw]
         && options.padding == [0, 0]
