@@ -513,6 +513,23 @@ fn the_shipped_yolo_configs_are_valid_and_bad_ones_are_named() {
         "{log}"
     );
     assert!(!run.exists());
+    // A mosaic after another step: refused, naming it.
+    let late = dir.path().join("late-mosaic.toml");
+    let steps =
+        "[[augment]]\ntype = \"horizontal-flip\"\n[[augment]]\ntype = \"mosaic\"\nsize = 128\n";
+    fs::write(
+        &late,
+        format!(
+            "{}{steps}",
+            fs::read_to_string(yolo_config(dir.path(), "anchor")).unwrap()
+        ),
+    )
+    .unwrap();
+    let out = common::run_on(BIN, &["train"], &data, &late, &run);
+    let log = text(&out);
+    assert!(!out.status.success());
+    assert!(log.contains("mosaic") && log.contains("first"), "{log}");
+    assert!(!run.exists());
 }
 
 #[test]
@@ -734,16 +751,21 @@ fn mask_rcnn_trains_on_generated_shapes_and_scores_masks() {
             .unwrap();
     assert_eq!(rescored["segm"]["stats"], metrics["segm"]["stats"]);
 
-    // Flips and crops move masks with their boxes: a config with them trains too.
+    // Mosaics, flips and crops move masks with their boxes: a config with them trains too.
     let flipped = dir.path().join("flipped.toml");
     fs::write(
         &flipped,
         format!(
             "{}[[augment]]\ntype = \"horizontal-flip\"\n[[augment]]\ntype = \"random-resized-crop\"\nsize = 64\nscale = [0.5, 1.0]\n",
-            fs::read_to_string(&cfg).unwrap()
+            // The mosaic goes first, before the config's colour jitter.
+            fs::read_to_string(&cfg).unwrap().replace(
+                "[[augment]]\ntype = \"color-jitter\"",
+                "[[augment]]\ntype = \"mosaic\"\nsize = 64\np = 0.5\n[[augment]]\ntype = \"color-jitter\""
+            )
         ),
     )
     .unwrap();
+    assert!(fs::read_to_string(&flipped).unwrap().contains("mosaic"));
     let other = dir.path().join("run2");
     let out = common::run_on(BIN, &["train"], &data, &flipped, &other);
     assert!(out.status.success(), "{}", text(&out));

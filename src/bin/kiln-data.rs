@@ -186,7 +186,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         load_secs,
     } = load(&args)?;
     let run = cli::create_run(args.common.out.as_deref(), "kiln-data", &config)?;
-    let pipeline = Pipeline::from_config(&config.augment, config.seed)
+    let pipeline = Pipeline::for_class_labels(&config.augment, config.seed)
         .context("invalid augmentation in the config")?;
     let train = &data.train;
 
@@ -287,7 +287,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         "kiln-data-bench",
         &config,
     )?;
-    let pipeline = Arc::new(Pipeline::from_config(&config.augment, config.seed)?);
+    let pipeline = Arc::new(Pipeline::for_class_labels(&config.augment, config.seed)?);
     let train = &data.train;
     let batcher =
         ClassificationBatcher::new(Normalization::fit(NormalizationKind::PerChannel, train)?);

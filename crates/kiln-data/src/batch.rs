@@ -7,7 +7,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::augment::{Pipeline, Sample, Target, TransformConfig};
+use crate::augment::{Partners, Pipeline, Sample, Target, TransformConfig};
 use crate::{ImageSet, Normalization};
 
 /// Shared epoch number that makes augmentation differ between epochs while staying seeded.
@@ -135,12 +135,28 @@ impl<T: Augmentable> Dataset<T> for AugmentedItems<T> {
             return Ok(item);
         }
         let (sample, rest) = item.into_sample();
-        let sample = self.pipeline.apply(sample, self.epoch.get(), index as u64);
+        let partners = ItemPartners(&self.items);
+        let sample = self
+            .pipeline
+            .apply_mixing(sample, self.epoch.get(), index as u64, &partners);
         Ok(T::from_sample(sample, rest))
     }
 
     fn len(&self) -> usize {
         self.items.len()
+    }
+}
+
+/// The items a mosaic draws partners from, unaugmented.
+struct ItemPartners<'a, T>(&'a [T]);
+
+impl<T: Augmentable> Partners for ItemPartners<'_, T> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn sample(&self, index: usize) -> Sample {
+        self.0[index].clone().into_sample().0
     }
 }
 

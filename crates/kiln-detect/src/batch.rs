@@ -347,6 +347,69 @@ mod tests {
         assert_eq!((t.x1, t.y1, t.x2, t.y2), (6.0, 2.0, 9.0, 5.0));
     }
 
+    #[test]
+    fn a_mosaic_keeps_masks_on_their_boxes_and_proposals_apart() {
+        use burn::data::dataset::Dataset;
+        // Four photos of different sizes, one object each with a rectangular mask, and a
+        // proposal each.
+        let items: Vec<DetectionItem> = [(40, 30), (24, 48), (32, 32), (60, 20)]
+            .into_iter()
+            .enumerate()
+            .map(|(k, (w, h))| {
+                let b = BoundingBox {
+                    x1: (w / 4) as f32,
+                    y1: (h / 4) as f32,
+                    x2: (3 * w / 4) as f32,
+                    y2: (3 * h / 4) as f32,
+                };
+                let mut bitmap = vec![0u8; w * h];
+                for y in h / 4..3 * h / 4 {
+                    bitmap[y * w + w / 4..y * w + 3 * w / 4].fill(1);
+                }
+                let mut with = item(w, h, b);
+                with.labels = vec![k];
+                with.masks = vec![Rle::from_bitmap(&bitmap, h as u32, w as u32)];
+                with.proposals = vec![BoundingBox {
+                    x1: 0.0,
+                    y1: 0.0,
+                    x2: w as f32,
+                    y2: h as f32,
+                }];
+                with
+            })
+            .collect();
+        let steps = [kiln_data::augment::TransformConfig::Mosaic {
+            size: 32,
+            p: 1.0,
+            min_visible: 0.05,
+            fill: 114,
+        }];
+        let data =
+            crate::dataset::DetectionImages::new(std::sync::Arc::new(items), &steps, 5).unwrap();
+        let counter = data.epoch_counter();
+        let mut objects = 0;
+        for epoch in 0..10 {
+            counter.set(epoch);
+            for i in 0..4 {
+                let mixed = data.get(i).unwrap();
+                assert_eq!((mixed.image.width, mixed.image.height), (32, 32));
+                assert_eq!(mixed.masks.len(), mixed.boxes.len());
+                assert!(!mixed.proposals.is_empty() && mixed.proposals.len() <= 4);
+                assert!(mixed.labels.iter().all(|&l| l < 4));
+                for (b, m) in mixed.boxes.iter().zip(&mixed.masks) {
+                    let t = m.bbox();
+                    // Nearest-pixel masks sit within a pixel of their bilinear boxes.
+                    for (got, want) in [(t.x1, b.x1), (t.y1, b.y1), (t.x2, b.x2), (t.y2, b.y2)] {
+                        assert!((got - want).abs() <= 1.0, "mask {t:?} box {b:?}");
+                    }
+                }
+                objects += mixed.boxes.len();
+            }
+        }
+        // A mosaic shows objects of several photos.
+        assert!(objects > 40, "{objects} objects in 40 mosaics");
+    }
+
     fn item(w: usize, h: usize, b: BoundingBox) -> DetectionItem {
         DetectionItem {
             image: Image::filled(w, h, 3, 128),

@@ -240,9 +240,7 @@ impl DetectConfig {
             self.yolo.validate()?;
         }
         self.train.validate()?;
-        for step in &self.augment {
-            step.build()?;
-        }
+        TransformConfig::validate_steps(&self.augment)?;
         Ok(())
     }
 }

@@ -163,9 +163,7 @@ impl SegmentConfig {
         self.train
             .validate()
             .map_err(|e| SegmentError::invalid("[train]", e.to_string()))?;
-        for step in &self.augment {
-            step.build()?;
-        }
+        TransformConfig::validate_steps(&self.augment)?;
         Ok(())
     }
 }

@@ -339,7 +339,7 @@ pub fn finetune(
             lr_scale: config.backbone_lr_scale,
         });
     }
-    let pipeline = Pipeline::from_config(&config.augment, config.seed)?;
+    let pipeline = Pipeline::for_class_labels(&config.augment, config.seed)?;
     let train = AugmentedImages::new(Arc::new(data.train.clone()), Arc::new(pipeline));
     let trained = train_and_test(
         net,

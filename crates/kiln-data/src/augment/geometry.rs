@@ -132,7 +132,7 @@ fn move_boxes(
 }
 
 /// Crops the window `(x0, y0, w, h)` out of a sample (window may hang over the border).
-fn crop_sample(
+pub(super) fn crop_sample(
     sample: Sample,
     x0: isize,
     y0: isize,
@@ -400,7 +400,7 @@ pub struct RandomResizedCrop {
 
 /// Drops the boxes of `sample` that keep less than `min_visible` of their area inside the
 /// window `(x0, y0, w, h)`.
-fn drop_hidden_boxes(
+pub(super) fn drop_hidden_boxes(
     sample: Sample,
     (x0, y0, w, h): (f32, f32, f32, f32),
     min_visible: f32,

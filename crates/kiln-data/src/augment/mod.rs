@@ -11,6 +11,7 @@
 mod color;
 mod erase;
 mod geometry;
+mod mosaic;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +25,7 @@ pub use geometry::{
     AlternatingFlip, HorizontalFlip, PaddingMode, RandomCrop, RandomResizedCrop, Resize,
     resize_sample,
 };
+pub use mosaic::{Mosaic, NoPartners, Partners};
 
 /// An axis-aligned box in pixel coordinates; `(x1, y1)` is the top-left corner and `(x2, y2)`
 /// the bottom-right one, so a box covering the whole W×H image is `(0, 0, W, H)`.
@@ -186,6 +188,23 @@ pub enum TransformConfig {
         #[serde(default)]
         hue: f32,
     },
+    /// YOLOv4/v5's mosaic ([`Mosaic`]): with probability `p`, the item and three others
+    /// drawn at random, each scaled to a `size` long side, meet at a random point of a
+    /// `size`×`size` image. It combines items, so it must be the first step, and it needs
+    /// boxes or masks (a class label names one image).
+    Mosaic {
+        /// Output side (square).
+        size: usize,
+        /// Probability of making a mosaic (otherwise the item passes unchanged).
+        #[serde(default = "one")]
+        p: f32,
+        /// Boxes showing less than this fraction of their area are dropped.
+        #[serde(default = "mosaic_min_visible")]
+        min_visible: f32,
+        /// Grey level where no image is.
+        #[serde(default = "mosaic_fill")]
+        fill: u8,
+    },
     /// Zero a `size`×`size` square at a random centre (it may hang over the border).
     Cutout {
         /// Side of the square.
@@ -201,6 +220,14 @@ fn half() -> f32 {
 }
 fn one() -> f32 {
     1.0
+}
+/// YOLOv5's `box_candidates` area threshold.
+fn mosaic_min_visible() -> f32 {
+    0.1
+}
+/// YOLOv5's grey.
+fn mosaic_fill() -> u8 {
+    114
 }
 fn default_scale() -> [f32; 2] {
     [0.08, 1.0]
@@ -238,6 +265,8 @@ impl TransformConfig {
             Self::RandomCrop { size: side, .. }
             | Self::RandomResizedCrop { size: side, .. }
             | Self::Resize { size: side } => [side, side],
+            // An item that stays whole keeps its size, so the size varies.
+            Self::Mosaic { size: side, p, .. } if p >= 1.0 => [side, side],
             _ => size,
         }
     }
@@ -334,13 +363,57 @@ impl TransformConfig {
                 check_probability("cutout", p)?;
                 Box::new(Cutout { size, p })
             }
+            Self::Mosaic { .. } => {
+                return Err(DataError::invalid(
+                    "mosaic",
+                    "it combines whole items, so it must be the first [[augment]] step",
+                ));
+            }
         })
+    }
+
+    /// Checks a list of steps as a pipeline builds them (each step's settings, a mosaic only
+    /// first).
+    pub fn validate_steps(steps: &[Self]) -> Result<()> {
+        Pipeline::from_config(steps, 0).map(|_| ())
+    }
+
+    /// Whether this step combines several items (it then needs boxes or masks to combine).
+    pub fn mixes_items(&self) -> bool {
+        matches!(self, Self::Mosaic { .. })
+    }
+
+    /// Validates a mosaic step's settings; `None` for other steps.
+    fn build_mosaic(&self) -> Result<Option<Mosaic>> {
+        let Self::Mosaic {
+            size,
+            p,
+            min_visible,
+            fill,
+        } = *self
+        else {
+            return Ok(None);
+        };
+        check_probability("mosaic", p)?;
+        if size < 2 || !(0.0..=1.0).contains(&min_visible) {
+            return Err(DataError::invalid(
+                "mosaic",
+                "size must be at least 2 and min_visible in [0, 1]",
+            ));
+        }
+        Ok(Some(Mosaic {
+            size,
+            p,
+            min_visible,
+            fill,
+        }))
     }
 }
 
-/// A sequence of transforms with a seed.
+/// A sequence of transforms with a seed, optionally after a [`Mosaic`] of items.
 #[derive(Debug, Default)]
 pub struct Pipeline {
+    mosaic: Option<Mosaic>,
     transforms: Vec<Box<dyn Transform>>,
     seed: u64,
 }
@@ -348,8 +421,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds a pipeline from config steps, validating each.
     pub fn from_config(steps: &[TransformConfig], seed: u64) -> Result<Self> {
+        let mosaic = match steps.first() {
+            Some(first) => first.build_mosaic()?,
+            None => None,
+        };
+        let rest = &steps[usize::from(mosaic.is_some())..];
         Ok(Self {
-            transforms: steps
+            mosaic,
+            transforms: rest
                 .iter()
                 .map(TransformConfig::build)
                 .collect::<Result<_>>()?,
@@ -357,9 +436,27 @@ impl Pipeline {
         })
     }
 
+    /// [`Pipeline::from_config`] for images with class labels, which cannot be combined: a
+    /// mosaic step is an error.
+    pub fn for_class_labels(steps: &[TransformConfig], seed: u64) -> Result<Self> {
+        if steps.iter().any(TransformConfig::mixes_items) {
+            return Err(DataError::invalid(
+                "mosaic",
+                "it combines four images, but a class label names one image; remove the \
+                 mosaic step (it is for detection and segmentation)",
+            ));
+        }
+        Self::from_config(steps, seed)
+    }
+
     /// Whether the pipeline changes nothing.
     pub fn is_identity(&self) -> bool {
-        self.transforms.is_empty()
+        self.transforms.is_empty() && self.mosaic.is_none()
+    }
+
+    /// Whether the pipeline combines items ([`Pipeline::apply_mixing`] gives it the others).
+    pub fn mixes_items(&self) -> bool {
+        self.mosaic.is_some()
     }
 
     /// The generator for item `index` in `epoch`: a pure function of `(seed, epoch, index)`.
@@ -370,12 +467,27 @@ impl Pipeline {
         rng
     }
 
-    /// Applies every transform to `sample` with the randomness of `(epoch, index)`.
-    pub fn apply(&self, mut sample: Sample, epoch: u64, index: u64) -> Sample {
-        if self.transforms.is_empty() {
+    /// Applies every transform to `sample` with the randomness of `(epoch, index)`; a mosaic
+    /// step has no other items to combine it with and leaves it whole.
+    pub fn apply(&self, sample: Sample, epoch: u64, index: u64) -> Sample {
+        self.apply_mixing(sample, epoch, index, &NoPartners)
+    }
+
+    /// [`Pipeline::apply`] with the items a mosaic step draws its partners from.
+    pub fn apply_mixing(
+        &self,
+        mut sample: Sample,
+        epoch: u64,
+        index: u64,
+        partners: &dyn Partners,
+    ) -> Sample {
+        if self.is_identity() {
             return sample;
         }
         let mut rng = self.rng_for(epoch, index);
+        if let Some(mosaic) = &self.mosaic {
+            sample = mosaic.apply(sample, &mut rng, partners);
+        }
         let position = Position {
             seed: self.seed,
             epoch,

@@ -92,7 +92,7 @@ impl PreparedData {
 
     /// Training items with `augment` applied (seeded).
     pub fn train_set(&self, augment: &[TransformConfig], seed: u64) -> Result<AugmentedImages> {
-        let pipeline = Pipeline::from_config(augment, seed)?;
+        let pipeline = Pipeline::for_class_labels(augment, seed)?;
         Ok(AugmentedImages::new(
             Arc::new(self.splits.train.clone()),
             Arc::new(pipeline),
