@@ -77,21 +77,12 @@ impl Augmentable for DetectionItem {
         let proposals = self.proposals.len();
         labels.extend(std::iter::repeat_n(PROPOSAL_LABEL, proposals));
         boxes.extend(self.proposals);
-        let target = if with_masks {
+        let masks = with_masks.then(|| {
             let mut masks: Vec<Mask> = self.masks.iter().map(|m| mask_at(m, w, h)).collect();
-            masks.extend((0..proposals).map(|_| Mask {
-                width: w,
-                height: h,
-                data: vec![0; w * h],
-            }));
-            Target::Instances {
-                boxes,
-                labels,
-                masks,
-            }
-        } else {
-            Target::Boxes { boxes, labels }
-        };
+            masks.extend((0..proposals).map(|_| Mask::zeros(w, h)));
+            masks
+        });
+        let target = Target::objects(boxes, labels, masks);
         let sample = Sample {
             image: self.image,
             target,

@@ -67,6 +67,15 @@ pub struct Mask {
 impl Mask {
     /// The value of pixels that carry no label (areas added by padding).
     pub const IGNORE: u8 = 255;
+
+    /// A `width`×`height` mask of zeros (an instance mask covering nothing).
+    pub fn zeros(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            data: vec![0; width * height],
+        }
+    }
 }
 
 /// What an image is labelled with.
@@ -94,6 +103,21 @@ pub enum Target {
         /// One mask per box.
         masks: Vec<Mask>,
     },
+}
+
+impl Target {
+    /// Objects as a target: [`Target::Instances`] with their masks (one per box), or
+    /// [`Target::Boxes`] without.
+    pub fn objects(boxes: Vec<BoundingBox>, labels: Vec<usize>, masks: Option<Vec<Mask>>) -> Self {
+        match masks {
+            Some(masks) => Self::Instances {
+                boxes,
+                labels,
+                masks,
+            },
+            None => Self::Boxes { boxes, labels },
+        }
+    }
 }
 
 /// An image and its target, the unit every transform works on.

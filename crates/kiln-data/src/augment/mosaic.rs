@@ -139,11 +139,7 @@ fn merge_objects(parts: Vec<Target>, side: usize) -> Target {
             } => {
                 // Objects of an image without masks, beside images with them: empty masks.
                 if with_masks {
-                    masks.extend(b.iter().map(|_| Mask {
-                        width: side,
-                        height: side,
-                        data: vec![0; side * side],
-                    }));
+                    masks.extend(b.iter().map(|_| Mask::zeros(side, side)));
                 }
                 boxes.extend(b);
                 labels.extend(l);
@@ -160,15 +156,7 @@ fn merge_objects(parts: Vec<Target>, side: usize) -> Target {
             Target::Label(_) | Target::Mask(_) => {}
         }
     }
-    if with_masks {
-        Target::Instances {
-            boxes,
-            labels,
-            masks,
-        }
-    } else {
-        Target::Boxes { boxes, labels }
-    }
+    Target::objects(boxes, labels, with_masks.then_some(masks))
 }
 
 #[cfg(test)]
