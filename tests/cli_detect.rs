@@ -169,10 +169,18 @@ fn localize_trains_scores_predicts_and_evaluates() {
         "metrics.json",
         "pr_curve.png",
         "predictions.png",
+        "train_samples.png",
         "checkpoints/best.bpk",
     ] {
         assert!(run.join(file).is_file(), "{file} missing\n{log}");
     }
+    // The augmented training items the network first sees, with their green boxes: a grid
+    // of 256-pixel cells, four wide.
+    let samples = image::open(run.join("train_samples.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(samples.width(), 4 * 256);
+    assert!(samples.pixels().any(|p| p.0 == [40, 220, 60]));
     // One detection per test image, in the images' own pixels.
     let detections = detections_of(&run);
     assert_eq!(detections.len(), 4, "{detections:?}");
@@ -770,6 +778,7 @@ fn mask_rcnn_trains_on_generated_shapes_and_scores_masks() {
     let out = common::run_on(BIN, &["train"], &data, &flipped, &other);
     assert!(out.status.success(), "{}", text(&out));
     assert!(other.join("mask_metrics.json").is_file());
+    assert!(other.join("train_samples.png").is_file());
 }
 
 #[test]

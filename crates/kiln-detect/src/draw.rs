@@ -145,6 +145,23 @@ pub fn tint_masks(
     out
 }
 
+/// Saves the first `count` training items of epoch 0, as augmentation gives them to the
+/// network, with their boxes (green) as one PNG grid at `path`: what the network learns from,
+/// to check a config's `[[augment]]` steps by eye (YOLOv5's `train_batch0.jpg`).
+pub fn save_training_samples<D>(train: &D, count: usize, path: &Path) -> Result<()>
+where
+    D: burn::data::dataset::Dataset<crate::batch::DetectionItem>,
+{
+    let images: Vec<RgbImage> = (0..count.min(train.len()))
+        .filter_map(|i| train.get(i).ok())
+        .map(|item| draw_detections(&item.image, &[], &item.boxes, &[], 1.0))
+        .collect();
+    if images.is_empty() {
+        return Ok(());
+    }
+    save_grid(&images, 4, 256, path)
+}
+
 /// Saves `images` as one PNG grid, `columns` wide, each cell scaled to `cell` pixels on its
 /// long side; written atomically.
 pub fn save_grid(images: &[RgbImage], columns: usize, cell: u32, path: &Path) -> Result<()> {

@@ -108,8 +108,12 @@ pub struct Trained<M> {
 /// What training a localizer produced.
 pub type TrainedLocalizer = Trained<Localizer>;
 
+/// The grid of augmented training items a run writes before training.
+pub const TRAINING_SAMPLES_FILE: &str = "train_samples.png";
+
 /// Trains `model` on `task` in kiln-train's loop with `train_items` (augmented by the config's
-/// `[[augment]]` steps) and `val_items`, writing metrics, plots and checkpoints into `run`, and
+/// `[[augment]]` steps) and `val_items`, writing [`TRAINING_SAMPLES_FILE`], metrics, plots and
+/// checkpoints into `run`, and
 /// returns the checkpoint that validated best (as torchvision's references report).
 #[allow(clippy::too_many_arguments)]
 pub fn fit_detector<T>(
@@ -132,6 +136,10 @@ where
         &config.augment,
         config.seed,
     )?;
+    if !resume {
+        let samples = run.file(TRAINING_SAMPLES_FILE);
+        crate::draw::save_training_samples(&data.train, 16, &samples)?;
+    }
     let (model, history) = fit(
         task,
         model,
