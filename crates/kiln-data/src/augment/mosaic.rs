@@ -70,6 +70,19 @@ impl Mosaic {
     pub fn combine(&self, samples: [Sample; 4], junction: [isize; 2]) -> Sample {
         let s = self.size;
         let [jx, jy] = junction;
+        // Photos of one channel count stay so; a mix (grey beside colour) becomes RGB.
+        let channels = samples[0].image.channels;
+        let same = samples.iter().all(|x| x.image.channels == channels);
+        let samples = samples.map(|x| {
+            if same {
+                x
+            } else {
+                Sample {
+                    image: x.image.to_rgb(),
+                    ..x
+                }
+            }
+        });
         let channels = samples[0].image.channels;
         let mut image = Image {
             width: s,
@@ -244,6 +257,16 @@ mod tests {
                 bb(12.0, 16.0, 20.0, 20.0)
             ]
         );
+    }
+
+    #[test]
+    fn a_grey_photo_beside_colour_ones_becomes_rgb() {
+        let mut samples = four([vec![], vec![], vec![], vec![]]);
+        samples[1].image = Image::new(10, 20, 1, vec![60; 200]).unwrap();
+        let out = mosaic(0.1).combine(samples, [8, 12]);
+        assert_eq!(out.image.channels, 3);
+        assert_eq!(pixel(&out.image, 8, 0), 60);
+        assert_eq!(out.image.data[2], 114);
     }
 
     #[test]
