@@ -231,12 +231,19 @@ impl std::str::FromStr for MeasuredPoint {
 }
 
 /// One line per run or test output in `dirs` (its detector, test AP50 and images/s) and per
-/// point in `measured`, and the speed/accuracy plot of all of them written to `out`.
+/// point in `measured`, and the speed/accuracy plot of all of them written to `out`. An error
+/// when both are empty.
 pub fn compare(
     dirs: &[std::path::PathBuf],
     measured: &[MeasuredPoint],
     out: &Path,
 ) -> Result<String> {
+    if dirs.is_empty() && measured.is_empty() {
+        anyhow::bail!(
+            "nothing to plot: give finished runs or `kiln-detect test` outputs (DIR…), or \
+             detectors measured elsewhere with --point LABEL=AP50@IMAGES_PER_SEC"
+        );
+    }
     let mut points = Vec::new();
     let mut lines = Vec::new();
     for dir in dirs {
@@ -577,7 +584,29 @@ pub fn run_camvid_instances(args: &CamvidInstancesArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::MeasuredPoint;
+    use super::{MeasuredPoint, compare};
+
+    #[test]
+    fn compare_plots_measured_points_alone_and_refuses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("speed_accuracy.png");
+        let points: Vec<MeasuredPoint> = ["rcnn=0.848@0.05", "yolo=0.925@19.8"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let lines = compare(&[], &points, &png).unwrap();
+        assert_eq!(lines.lines().count(), 2, "{lines}");
+        assert!(lines.contains("yolo") && lines.contains("19.80"), "{lines}");
+        assert!(image::open(&png).unwrap().width() > 0);
+
+        let empty = dir.path().join("empty.png");
+        let error = compare(&[], &[], &empty).unwrap_err().to_string();
+        assert!(
+            error.contains("nothing to plot") && error.contains("--point"),
+            "{error}"
+        );
+        assert!(!empty.exists());
+    }
 
     #[test]
     fn measured_points_parse_and_bad_ones_say_how_to_write_them() {

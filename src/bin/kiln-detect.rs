@@ -85,8 +85,9 @@ struct TestArgs {
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// Finished training runs, or `kiln-detect test` outputs.
-    #[arg(required = true, value_name = "DIR")]
+    /// Finished training runs, or `kiln-detect test` outputs (none when every detector is
+    /// given with `--point`).
+    #[arg(value_name = "DIR")]
     runs: Vec<PathBuf>,
     /// A detector measured elsewhere, plotted beside the runs (repeatable), e.g.
     /// `--point rcnn=0.848@0.05` for a run no longer on this machine.
