@@ -1,6 +1,7 @@
 //! Data for kiln: dataset readers (CIFAR-10 binary, IDX, ImageFolder), downloads into a
 //! checksummed cache, seeded stratified splits, normalisation fitted on training data only,
-//! target-aware augmentation, Burn batchers, and sample grids for looking at the data.
+//! target-aware augmentation, batch orders that group images of like shape, Burn batchers, and
+//! sample grids for looking at the data.
 //!
 //! Nothing here picks a Burn backend: batchers build tensors on whatever device they are given.
 
@@ -16,6 +17,7 @@ pub mod idx;
 mod image;
 pub mod image_folder;
 mod normalize;
+pub mod order;
 pub mod presets;
 mod source;
 pub mod split;

@@ -45,6 +45,11 @@ pub struct DataConfig {
     pub classes: Vec<String>,
     /// Images are downscaled on decoding so their long side is at most this.
     pub max_side: usize,
+    /// Training batches drawn from one aspect-ratio group at a time, so a batch pads little:
+    /// torchvision's `--aspect-ratio-group-factor` (its references use 3; `2 · k + 2` groups,
+    /// see [`kiln_data::order::aspect_ratio_groups`]). 0 draws batches from one shuffle of all
+    /// images.
+    pub aspect_ratio_groups: usize,
 }
 
 impl Default for DataConfig {
@@ -55,6 +60,7 @@ impl Default for DataConfig {
             val_fraction: 0.1,
             classes: Vec::new(),
             max_side: 800,
+            aspect_ratio_groups: 0,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::Device;
+use kiln_data::order::aspect_ratio_groups;
 use kiln_nets::zoo::Network;
 use kiln_train::task::Task;
 use kiln_train::trainer::{EpochRecord, FitData, fit};
@@ -130,12 +131,19 @@ where
     T: Task<Item = DetectionItem, Batch = DetectionBatch, Batcher = DetectionBatcher>,
 {
     let has_val = !val_items.is_empty();
-    let data = FitData::augmented(
+    let sizes: Vec<[usize; 2]> = train_items
+        .iter()
+        .map(|item| [item.image.width, item.image.height])
+        .collect();
+    let mut data = FitData::augmented(
         Arc::new(train_items),
         Arc::new(val_items),
         &config.augment,
         config.seed,
     )?;
+    if config.data.aspect_ratio_groups > 0 {
+        data = data.with_batch_groups(aspect_ratio_groups(&sizes, config.data.aspect_ratio_groups));
+    }
     if !resume {
         let samples = run.file(TRAINING_SAMPLES_FILE);
         crate::draw::save_training_samples(&data.train, 16, &samples)?;

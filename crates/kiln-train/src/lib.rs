@@ -30,7 +30,7 @@
 //!         -> Result<Evaluation> { /* loss and ("close", fraction) */ }
 //! }
 //!
-//! let data = FitData { train, epoch: EpochCounter::default(), val };
+//! let data = FitData { train, epoch: EpochCounter::default(), val, batch_groups: None };
 //! let (line, history) = fit(&Regression, line, data, &settings, seed, &run, &device, false)?;
 //! ```
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::InMemDataset;
+use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{MseLoss, Reduction};
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -59,6 +59,7 @@ fn data(noise: bool) -> FitData<AugmentedImages, AugmentedImages> {
         epoch: train.epoch_counter(),
         train,
         val: AugmentedImages::new(images(16, false), Arc::new(Pipeline::default())),
+        batch_groups: None,
     }
 }
 
@@ -310,6 +311,7 @@ fn any_task_trains_through_the_same_loop() {
         train: points(96, 0),
         epoch: EpochCounter::default(),
         val: points(32, 1000),
+        batch_groups: None,
     };
     let settings = TrainSettings {
         epochs: 30,
@@ -380,6 +382,7 @@ fn train_quadrants(
         train: AugmentedImages::new(quadrants(128, 1), Arc::new(Pipeline::default())),
         epoch: EpochCounter::default(),
         val: AugmentedImages::new(quadrants(32, 2), Arc::new(Pipeline::default())),
+        batch_groups: None,
     };
     let settings = TrainSettings {
         epochs,
@@ -480,6 +483,7 @@ fn mixed_precision_trains_like_f32() {
         train: points(16, 0),
         epoch: EpochCounter::default(),
         val: points(8, 1000),
+        batch_groups: None,
     };
     let settings = TrainSettings {
         mixed_precision: Some(MixedPrecision::Bf16),
@@ -496,10 +500,129 @@ fn mixed_precision_trains_like_f32() {
     );
 }
 
+/// [`Regression`] that records the first input of every training item, batch by batch.
+struct Recording(std::sync::Mutex<Vec<Vec<f32>>>);
+
+impl Task for Recording {
+    type Model = Line;
+    type Item = Point;
+    type Batch = Points;
+    type Batcher = PointBatcher;
+    const SCORE: &'static str = "close";
+    const LOSS_NAME: &'static str = "squared error";
+
+    fn batcher(&self) -> PointBatcher {
+        PointBatcher
+    }
+
+    fn train_step(&self, model: &Line, batch: Points) -> Result<StepOutput> {
+        let first: Vec<f32> = batch
+            .x
+            .clone()
+            .slice_dim(1, 0..1)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        self.0.lock().unwrap().push(first);
+        Regression.train_step(model, batch)
+    }
+
+    fn evaluate(
+        &self,
+        model: &Line,
+        batches: &mut dyn Iterator<Item = Result<Points>>,
+    ) -> Result<Evaluation> {
+        Regression.evaluate(model, batches)
+    }
+}
+
+/// With batch groups (here: the sign of the first input), each epoch's batches come from one
+/// group until only leftovers are left, every item is seen once an epoch, and the order changes
+/// between epochs; groups of the wrong count are refused.
+fn batches_are_drawn_one_group_at_a_time() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let train = points(42, 0);
+    let groups: Vec<usize> = (0..train.len())
+        .map(|i| usize::from(train.get(i).unwrap().x[0] > 0.0))
+        .collect();
+    let line = || Line {
+        linear: LinearConfig::new(2, 1).init(&device.clone().autodiff()),
+    };
+    let data = |groups: Vec<usize>| FitData {
+        train: train.clone(),
+        epoch: EpochCounter::default(),
+        val: points(8, 1000),
+        batch_groups: Some(groups),
+    };
+    let settings = TrainSettings {
+        epochs: 2,
+        batch_size: 4,
+        workers: 0,
+        ..Default::default()
+    };
+    let task = Recording(Default::default());
+    let run = RunDir::create(&dir.path().join("grouped"), "x = 1\n").unwrap();
+    fit(
+        &task,
+        line(),
+        data(groups.clone()),
+        &settings,
+        3,
+        &run,
+        &device,
+        false,
+    )
+    .unwrap();
+    let batches = task.0.into_inner().unwrap();
+    let per_epoch = train.len().div_ceil(4);
+    assert_eq!(batches.len(), 2 * per_epoch);
+    let positive = groups.iter().sum::<usize>();
+    let single_group = positive / 4 + (groups.len() - positive) / 4;
+    let mut epochs = Vec::new();
+    for epoch in batches.chunks(per_epoch) {
+        for batch in &epoch[..single_group] {
+            assert!(
+                batch.iter().all(|&x| (x > 0.0) == (batch[0] > 0.0)),
+                "a batch mixes groups: {batch:?}"
+            );
+        }
+        let mut seen: Vec<f32> = epoch.concat();
+        assert_eq!(seen.len(), train.len());
+        seen.sort_by(f32::total_cmp);
+        seen.dedup();
+        assert_eq!(seen.len(), train.len(), "an item is missing or repeated");
+        epochs.push(epoch.concat());
+    }
+    assert_ne!(
+        epochs[0], epochs[1],
+        "the order does not change between epochs"
+    );
+
+    let run = RunDir::create(&dir.path().join("wrong"), "x = 1\n").unwrap();
+    let err = fit(
+        &Regression,
+        line(),
+        data(vec![0; 5]),
+        &settings,
+        3,
+        &run,
+        &device,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("5 batch groups for 42 training items"),
+        "{err}"
+    );
+}
+
 #[test]
 fn training_loop_scenarios() {
     learns_writes_the_run_and_resumes_exactly();
     a_diverging_run_stops_with_its_checkpoint_named();
     any_task_trains_through_the_same_loop();
     mixed_precision_trains_like_f32();
+    batches_are_drawn_one_group_at_a_time();
 }

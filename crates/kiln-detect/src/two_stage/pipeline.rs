@@ -161,7 +161,12 @@ pub fn detect_in_batches(
 }
 
 /// `run` (the outputs of a batch) over `items` in batches of `batch_size` with a progress bar;
-/// the outputs in item order, and the images per second.
+/// the outputs batch after batch, and the images per second.
+///
+/// The batches are rectangular, as YOLOv5 tests: the items are taken in order of aspect ratio,
+/// so the photos of a batch have like shapes and their padding to the batch's largest width and
+/// height stays small (random batches of landscape and portrait photos would pad every image to
+/// nearly square, which both costs time and makes the results depend on the batch size).
 pub fn run_in_batches<T>(
     items: &[DetectionItem],
     batcher: &DetectionBatcher,
@@ -172,8 +177,9 @@ pub fn run_in_batches<T>(
     let progress = Progress::new(items.len() as u64, "detect", "img");
     let start = Instant::now();
     let mut found = Vec::new();
-    for chunk in items.chunks(batch_size.max(1)) {
-        found.extend(run(batcher.batch(chunk.to_vec(), device))?);
+    for chunk in by_aspect_ratio(items).chunks(batch_size.max(1)) {
+        let batch = chunk.iter().map(|&i| items[i].clone()).collect();
+        found.extend(run(batcher.batch(batch, device))?);
         progress.inc(chunk.len() as u64);
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -181,9 +187,18 @@ pub fn run_in_batches<T>(
     Ok((found, items.len() as f64 / seconds.max(1e-9)))
 }
 
+/// The indices of `items` from the tallest image to the widest (ties in item order).
+fn by_aspect_ratio(items: &[DetectionItem]) -> Vec<usize> {
+    let ratio = |i: usize| items[i].image.width as f64 / items[i].image.height.max(1) as f64;
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)));
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::ResizeRule;
 
     #[test]
     fn proposals_are_rescaled_into_the_decoded_pixels_and_cut_to_the_best() {
@@ -203,6 +218,45 @@ mod tests {
                 x2: 55.0,
                 y2: 110.0
             }
+        );
+    }
+
+    #[test]
+    fn test_batches_hold_photos_of_like_shape() {
+        // Landscape and portrait photos alternate; batches of two pair like with like, so no
+        // batch pads a photo to a square, and every photo is run once.
+        let photo = |id: u64, [w, h]: [usize; 2]| DetectionItem {
+            image: kiln_data::Image::filled(w, h, 3, 90),
+            boxes: vec![],
+            labels: vec![],
+            image_id: id,
+            original_size: [w as u32, h as u32],
+            proposals: vec![],
+            masks: vec![],
+        };
+        let items: Vec<DetectionItem> = (0..8)
+            .map(|id| photo(id, if id % 2 == 0 { [96, 64] } else { [64, 96] }))
+            .collect();
+        let batcher = DetectionBatcher::new(ResizeRule::ShortSide {
+            short_side: 64,
+            max_long_side: 96,
+        });
+        let device = Device::flex();
+        let (batches, _) = run_in_batches(&items, &batcher, 2, &device, |batch| {
+            let [_, _, h, w] = batch.images.dims();
+            let ids: Vec<u64> = batch.infos.iter().map(|info| info.image_id).collect();
+            Ok(vec![([w, h], ids)])
+        })
+        .unwrap();
+        let (portrait, landscape) = ([64, 96], [96, 64]);
+        assert_eq!(
+            batches,
+            [
+                (portrait, vec![1, 3]),
+                (portrait, vec![5, 7]),
+                (landscape, vec![0, 2]),
+                (landscape, vec![4, 6]),
+            ]
         );
     }
 }

@@ -84,6 +84,7 @@ pub fn train_and_test<M: ImageClassifier>(
         epoch: data.train.epoch_counter(),
         train: data.train,
         val: AugmentedImages::plain(data.val),
+        batch_groups: None,
     };
     let (model, history) = fit(&task, model, fit_data, settings, seed, run, device, resume)?;
     let paused = settings.stopped_early(&history);

@@ -35,6 +35,7 @@ use burn::tensor::{Device, FloatDType};
 use std::sync::Arc;
 
 use kiln_data::augment::TransformConfig;
+use kiln_data::order::{Reordered, grouped_order};
 use kiln_data::{Augmentable, AugmentedItems, EpochCounter};
 
 pub use record::EpochRecord;
@@ -60,6 +61,10 @@ pub struct FitData<D, V> {
     pub epoch: EpochCounter,
     /// Validation dataset (not augmented).
     pub val: V,
+    /// A group per training item (e.g. [`kiln_data::order::aspect_ratio_groups`]): each
+    /// epoch's batches are then drawn one group at a time ([`kiln_data::order::grouped_order`])
+    /// instead of from one shuffle of all items.
+    pub batch_groups: Option<Vec<usize>>,
 }
 
 impl<T: Augmentable> FitData<AugmentedItems<T>, AugmentedItems<T>> {
@@ -76,7 +81,18 @@ impl<T: Augmentable> FitData<AugmentedItems<T>, AugmentedItems<T>> {
             epoch: train.epoch_counter(),
             train,
             val: AugmentedItems::plain(val),
+            batch_groups: None,
         })
+    }
+}
+
+impl<D, V> FitData<D, V> {
+    /// Batches drawn one group of `groups` (one per training item) at a time.
+    pub fn with_batch_groups(self, groups: Vec<usize>) -> Self {
+        Self {
+            batch_groups: Some(groups),
+            ..self
+        }
     }
 }
 
@@ -119,6 +135,15 @@ where
         return Err(TrainError::Invalid(
             "training needs data, epochs > 0 and batch_size > 0".into(),
         ));
+    }
+    if let Some(groups) = &data.batch_groups
+        && groups.len() != data.train.len()
+    {
+        return Err(TrainError::Invalid(format!(
+            "{} batch groups for {} training items: give each item one group",
+            groups.len(),
+            data.train.len()
+        )));
     }
     let per_epoch = data.train.len().div_ceil(settings.batch_size);
     let total_steps = per_epoch * settings.epochs;
@@ -167,14 +192,22 @@ where
     for epoch in state.epoch..settings.epochs {
         data.epoch.set(epoch as u64);
         let shuffle = seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
-        let train_loader = loader(
-            task,
-            &data.train,
-            settings.batch_size,
-            Some(shuffle),
-            settings.workers,
-            &train_device,
-        );
+        let train_loader = match &data.batch_groups {
+            Some(groups) => {
+                let order = grouped_order(groups, settings.batch_size, shuffle);
+                let grouped = Reordered::new(data.train.clone(), order)?;
+                let (batch, workers) = (settings.batch_size, settings.workers);
+                loader(task, &grouped, batch, None, workers, &train_device)
+            }
+            None => loader(
+                task,
+                &data.train,
+                settings.batch_size,
+                Some(shuffle),
+                settings.workers,
+                &train_device,
+            ),
+        };
         let parts = EpochParts {
             policy: &mut policy,
             schedule: &schedule,

@@ -61,10 +61,22 @@ impl EpochRecord {
             line += &format!(" ({} steps skipped)", self.skipped_steps);
         }
         line + &format!(
-            "  lr {:.2e}  {:.0} img/s",
-            self.learning_rate, self.images_per_sec
+            "  lr {:.2e}  {} img/s",
+            self.learning_rate,
+            three_figures(self.images_per_sec)
         )
     }
+}
+
+/// `value` with about three significant figures: `12345`, `123`, `12.3`, `0.853` (a slow
+/// detector's epoch rate would read 0 rounded to whole images).
+fn three_figures(value: f64) -> String {
+    let decimals = if value.abs() >= 100.0 || value == 0.0 {
+        0
+    } else {
+        (2 - value.abs().log10().floor() as i64).clamp(0, 6) as usize
+    };
+    format!("{value:.decimals$}")
 }
 
 /// Makes `metrics.jsonl` agree with `history` (the epochs the resumed checkpoint holds): a run
@@ -220,6 +232,8 @@ mod tests {
         assert_eq!(back, record);
         assert_eq!(back.metric("val_accuracy"), Some(0.7));
         assert!(record.summary().contains("val_accuracy 70.00 %"));
+        let rates = [12_345.4, 123.4, 12.34, 0.8534, 0.0].map(three_figures);
+        assert_eq!(rates, ["12345", "123", "12.3", "0.853", "0"]);
     }
 
     fn record(epoch: usize) -> EpochRecord {
