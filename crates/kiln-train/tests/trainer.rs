@@ -521,7 +521,7 @@ impl Task for Recording {
             .clone()
             .slice_dim(1, 0..1)
             .into_data()
-            .to_vec()
+            .try_to_vec()
             .unwrap();
         self.0.lock().unwrap().push(first);
         Regression.train_step(model, batch)
