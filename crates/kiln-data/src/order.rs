@@ -6,6 +6,7 @@
 //! landscape ones makes every image of the batch nearly square: on the raccoon set, random
 //! batches of four hold about 1.3× the pixels of their photos, batches of one group about 1.1×.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::data::dataset::{Dataset, DatasetError};
@@ -44,17 +45,16 @@ pub fn grouped_order(groups: &[usize], batch: usize, seed: u64) -> Vec<usize> {
     let mut shuffled: Vec<usize> = (0..groups.len()).collect();
     shuffled.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     let batch = batch.max(1);
-    let group_count = groups.iter().max().map_or(0, |g| g + 1);
-    let mut buffers: Vec<Vec<usize>> = vec![Vec::with_capacity(batch); group_count];
+    let mut buffers: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut order = Vec::with_capacity(groups.len());
     for index in shuffled {
-        let buffer = &mut buffers[groups[index]];
+        let buffer = buffers.entry(groups[index]).or_default();
         buffer.push(index);
         if buffer.len() == batch {
             order.append(buffer);
         }
     }
-    for buffer in buffers {
+    for buffer in buffers.into_values() {
         order.extend(buffer);
     }
     order
@@ -157,6 +157,9 @@ mod tests {
             );
         }
         assert_eq!(order, grouped_order(&groups, 4, 7));
+        // Group ids are labels, not sizes: any value works.
+        let sparse: Vec<usize> = groups.iter().map(|&g| g * (usize::MAX / 2)).collect();
+        assert_eq!(grouped_order(&sparse, 4, 7), order);
         assert_ne!(order, grouped_order(&groups, 4, 8));
     }
 
