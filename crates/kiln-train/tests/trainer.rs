@@ -204,9 +204,10 @@ fn a_diverging_run_stops_with_its_checkpoint_named() {
     assert!(err.to_string().contains("last good checkpoint"), "{err}");
 }
 
-/// A task that is not classification: regress `y = 2·x₀ − x₁ + 0.5` from two inputs.
-#[derive(Clone)]
-struct Regression;
+/// A task that is not classification: regress `y = 2·x₀ − x₁ + 0.5` from two inputs. It records
+/// the first input of every training item, batch by batch.
+#[derive(Clone, Default)]
+struct Regression(Arc<std::sync::Mutex<Vec<Vec<f32>>>>);
 
 #[derive(Clone, Debug)]
 struct Point {
@@ -253,6 +254,8 @@ impl Task for Regression {
     }
 
     fn train_step(&self, model: &Line, batch: Points) -> Result<StepOutput> {
+        let first = batch.x.clone().slice_dim(1, 0..1).into_data();
+        self.0.lock().unwrap().push(first.try_to_vec().unwrap());
         let items = batch.y.dims()[0];
         let loss = MseLoss::new().forward(model.linear.forward(batch.x), batch.y, Reduction::Mean);
         Ok(StepOutput {
@@ -324,8 +327,17 @@ fn any_task_trains_through_the_same_loop() {
         },
         ..Default::default()
     };
-    let (trained, history) =
-        fit(&Regression, line, data, &settings, 1, &run, &device, false).unwrap();
+    let (trained, history) = fit(
+        &Regression::default(),
+        line,
+        data,
+        &settings,
+        1,
+        &run,
+        &device,
+        false,
+    )
+    .unwrap();
     let last = history.last().unwrap();
     assert_eq!(last.metric("val_close"), Some(1.0), "{last:?}");
     assert!(last.val_loss < 1e-3 && !last.metrics.contains_key("train_close"));
@@ -491,49 +503,22 @@ fn mixed_precision_trains_like_f32() {
         ..Default::default()
     };
     let run = RunDir::create(&dir.path().join("refused"), "x = 1\n").unwrap();
-    let err = fit(&Regression, line, data, &settings, 1, &run, &device, false)
-        .unwrap_err()
-        .to_string();
+    let err = fit(
+        &Regression::default(),
+        line,
+        data,
+        &settings,
+        1,
+        &run,
+        &device,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("mixed_precision") && err.contains("--precision f16"),
         "{err}"
     );
-}
-
-/// [`Regression`] that records the first input of every training item, batch by batch.
-struct Recording(std::sync::Mutex<Vec<Vec<f32>>>);
-
-impl Task for Recording {
-    type Model = Line;
-    type Item = Point;
-    type Batch = Points;
-    type Batcher = PointBatcher;
-    const SCORE: &'static str = "close";
-    const LOSS_NAME: &'static str = "squared error";
-
-    fn batcher(&self) -> PointBatcher {
-        PointBatcher
-    }
-
-    fn train_step(&self, model: &Line, batch: Points) -> Result<StepOutput> {
-        let first: Vec<f32> = batch
-            .x
-            .clone()
-            .slice_dim(1, 0..1)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        self.0.lock().unwrap().push(first);
-        Regression.train_step(model, batch)
-    }
-
-    fn evaluate(
-        &self,
-        model: &Line,
-        batches: &mut dyn Iterator<Item = Result<Points>>,
-    ) -> Result<Evaluation> {
-        Regression.evaluate(model, batches)
-    }
 }
 
 /// With batch groups (here: the sign of the first input), each epoch's batches come from one
@@ -561,7 +546,7 @@ fn batches_are_drawn_one_group_at_a_time() {
         workers: 0,
         ..Default::default()
     };
-    let task = Recording(Default::default());
+    let task = Regression::default();
     let run = RunDir::create(&dir.path().join("grouped"), "x = 1\n").unwrap();
     fit(
         &task,
@@ -574,7 +559,7 @@ fn batches_are_drawn_one_group_at_a_time() {
         false,
     )
     .unwrap();
-    let batches = task.0.into_inner().unwrap();
+    let batches = task.0.lock().unwrap().clone();
     let per_epoch = train.len().div_ceil(4);
     assert_eq!(batches.len(), 2 * per_epoch);
     let positive = groups.iter().sum::<usize>();
@@ -601,7 +586,7 @@ fn batches_are_drawn_one_group_at_a_time() {
 
     let run = RunDir::create(&dir.path().join("wrong"), "x = 1\n").unwrap();
     let err = fit(
-        &Regression,
+        &Regression::default(),
         line(),
         data(vec![0; 5]),
         &settings,
